@@ -1,0 +1,114 @@
+//! Pub/sub brokers: publish bytes to a topic, deliver them to a subscriber at least once.
+//!
+//! The runtime wraps data in CloudEvents and decides what the app's answer means; a
+//! component only moves bytes and honours [`Outcome`]: a message is acknowledged to the
+//! broker only once it is [`Outcome::Done`] or [`Outcome::Drop`], so a crash or an app
+//! that asks for a retry never loses it.
+
+mod in_memory;
+mod redis;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{Entry, Registry};
+
+pub use sqlite::SqlitePubSub;
+
+/// A message on its way to or from a broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub data: Bytes,
+    /// Request metadata (`metadata.*` query parameters); most brokers ignore it.
+    pub metadata: HashMap<String, String>,
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed: acknowledge it.
+    Done,
+    /// Not processed: deliver it again later.
+    Retry,
+    /// Will never be processed: acknowledge it without processing.
+    Drop,
+}
+
+/// Where a subscription's messages go: the runtime's delivery to the app.
+#[async_trait]
+pub trait Deliver: Send + Sync {
+    async fn deliver(&self, message: Message) -> Outcome;
+}
+
+/// What to subscribe to.
+#[derive(Debug, Clone)]
+pub struct Subscribe {
+    pub topic: String,
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PubSubError {
+    #[error("{0}")]
+    Broker(String),
+}
+
+/// A broker.
+#[async_trait]
+pub trait PubSub: Send + Sync {
+    /// Hands one message to the broker; returns once the broker has it.
+    async fn publish(&self, message: Message) -> Result<(), PubSubError>;
+
+    /// Starts delivering `subscription`'s messages to `deliver` until `stop` fires.
+    /// Returns once the subscription is set up; the returned task ends after `stop`
+    /// fires and the deliveries in flight have finished.
+    async fn subscribe(
+        &self,
+        subscription: Subscribe,
+        deliver: Arc<dyn Deliver>,
+        stop: CancellationToken,
+    ) -> Result<JoinHandle<()>, PubSubError>;
+}
+
+/// The pub/sub components tandem offers.
+pub fn registry() -> Registry<dyn PubSub> {
+    Registry::new(
+        "pubsub",
+        vec![
+            Entry {
+                kind: "pubsub.redis",
+                versions: &["v1"],
+                metadata: redis::METADATA,
+                build: |metadata| Box::pin(redis::RedisStreams::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.in-memory",
+                versions: &["v1"],
+                metadata: in_memory::METADATA,
+                build: |metadata| Box::pin(in_memory::InMemory::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.sqlite",
+                versions: &["v1"],
+                metadata: sqlite::METADATA,
+                build: |metadata| Box::pin(sqlite::SqlitePubSub::build(metadata)),
+            },
+        ],
+    )
+}
+
+/// How long to wait before the `attempt`-th redelivery (1-based): doubling from
+/// `first`, never more than `max`.
+pub(crate) fn backoff(attempt: u32, first: Duration, max: Duration) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+        .min(max)
+}

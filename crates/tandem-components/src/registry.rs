@@ -1,0 +1,89 @@
+//! One registry per building block: `spec.type` + `spec.version` → constructor.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tandem_spec::{Component, ComponentMetadata, ResourceError};
+
+/// Builds one component from its resolved metadata.
+pub type Build<T> = for<'a> fn(
+    &'a ComponentMetadata,
+) -> Pin<Box<dyn Future<Output = Result<Arc<T>, ResourceError>> + Send + 'a>>;
+
+/// One implementation a registry offers.
+pub struct Entry<T: ?Sized> {
+    /// `spec.type`, e.g. `pubsub.redis`.
+    pub kind: &'static str,
+    /// The `spec.version`s it answers to.
+    pub versions: &'static [&'static str],
+    /// Every metadata name it reads; others get a "did you mean" warning.
+    pub metadata: &'static [&'static str],
+    pub build: Build<T>,
+}
+
+/// The implementations of one building block.
+pub struct Registry<T: ?Sized> {
+    block: &'static str,
+    entries: Vec<Entry<T>>,
+}
+
+impl<T: ?Sized> Registry<T> {
+    pub fn new(block: &'static str, entries: Vec<Entry<T>>) -> Self {
+        Self { block, entries }
+    }
+
+    /// Whether `kind` belongs to this building block (`pubsub.` for pub/sub, ...).
+    pub fn claims(&self, kind: &str) -> bool {
+        kind.strip_prefix(self.block)
+            .is_some_and(|rest| rest.starts_with('.'))
+    }
+
+    /// The `spec.type`s this registry knows.
+    pub fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.entries.iter().map(|entry| entry.kind)
+    }
+
+    /// Builds `component`: finds its implementation, warns about metadata names the
+    /// implementation does not read, and runs its constructor.
+    pub async fn build(&self, metadata: &ComponentMetadata) -> Result<Arc<T>, ResourceError> {
+        let entry = self.find(metadata.component())?;
+        metadata.warn_unknown(entry.metadata);
+        (entry.build)(metadata).await
+    }
+
+    /// The implementation for `component`'s `spec.type` and `spec.version`.
+    pub fn find(&self, component: &Component) -> Result<&Entry<T>, ResourceError> {
+        let Some(entry) = self.entries.iter().find(|entry| entry.kind == component.kind) else {
+            let known: Vec<_> = self.kinds().collect();
+            let closest = known
+                .iter()
+                .map(|kind| (strsim::normalized_levenshtein(kind, &component.kind), *kind))
+                .filter(|(score, _)| *score > 0.85)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, kind)| format!(" Did you mean '{kind}'?"))
+                .unwrap_or_default();
+            return Err(component.error(
+                Some("spec.type"),
+                format!(
+                    "unknown {} component type '{}'.{closest} tandem supports: {}",
+                    self.block,
+                    component.kind,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if !entry.versions.contains(&component.version.as_str()) {
+            return Err(component.error(
+                Some("spec.version"),
+                format!(
+                    "{} has no version '{}'; supported: {}",
+                    entry.kind,
+                    component.version,
+                    entry.versions.join(", ")
+                ),
+            ));
+        }
+        Ok(entry)
+    }
+}

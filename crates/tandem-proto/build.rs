@@ -1,0 +1,12 @@
+//! Compiles `proto/` with protox (a pure-Rust protobuf compiler), so building tandem
+//! never needs `protoc` installed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(["dapr/proto/runtime/v1/dapr.proto"], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! `kind: Component`: one configured instance of a building block.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::ResourceError;
+use crate::metadata::ComponentMetadata;
+
+/// A component as written in its resource file, before its metadata is resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// `metadata.name`: what apps call it (`pubsubname`, `storeName`).
+    pub name: String,
+    /// `metadata.namespace`, when given.
+    pub namespace: Option<String>,
+    /// `spec.type`, e.g. `pubsub.redis`: picks the implementation.
+    pub kind: String,
+    /// `spec.version`, e.g. `v1`.
+    pub version: String,
+    /// `spec.metadata`, in file order.
+    pub metadata: Vec<MetadataItem>,
+    /// `auth.secretStore`: where `secretKeyRef`s are looked up.
+    pub secret_store: Option<String>,
+    /// `scopes`: the app ids allowed to load it; empty means every app.
+    pub scopes: Vec<String>,
+    /// The file it came from (absent for built-in components).
+    pub file: Option<PathBuf>,
+}
+
+/// One `spec.metadata` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataItem {
+    pub name: String,
+    pub source: MetadataSource,
+}
+
+/// Where a metadata entry's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataSource {
+    /// `value:` — written in the file.
+    Value(String),
+    /// `secretKeyRef: {name, key}` — read from the component's secret store.
+    Secret { name: String, key: String },
+    /// `envRef:` — read from the sidecar's environment.
+    Env(String),
+}
+
+/// What the `{appID}`, `{namespace}` and `{uuid}` templates stand for.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub app_id: String,
+    pub namespace: String,
+}
+
+impl Templates {
+    fn apply(&self, value: &str) -> String {
+        if !value.contains('{') {
+            return value.to_owned();
+        }
+        let mut value = value
+            .replace("{appID}", &self.app_id)
+            .replace("{namespace}", &self.namespace);
+        // Each `{uuid}` gets a fresh one, as in Dapr.
+        while value.contains("{uuid}") {
+            value = value.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
+        }
+        value
+    }
+}
+
+/// Reads secrets for `secretKeyRef`s: implemented by the runtime over its secret stores.
+pub trait SecretLookup {
+    /// The value of `key` inside secret `name` of store `store`, or why it has none.
+    fn lookup(
+        &self,
+        store: &str,
+        name: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+impl Component {
+    /// How errors name this resource: `Component 'order_pub_sub'`.
+    pub fn describe(&self) -> String {
+        format!("Component '{}'", self.name)
+    }
+
+    /// An error located at this component (and its file).
+    pub fn error(&self, field: Option<&str>, message: impl Into<String>) -> ResourceError {
+        let mut error = ResourceError::new(message).in_resource(self.describe());
+        if let Some(file) = &self.file {
+            error = error.in_file(file.clone());
+        }
+        if let Some(field) = field {
+            error = error.at_field(field);
+        }
+        error
+    }
+
+    /// Whether app `app_id` may load this component (`scopes`).
+    pub fn is_in_scope(&self, app_id: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|scope| scope == app_id)
+    }
+
+    /// Turns `spec.metadata` into plain values.
+    pub async fn resolve(
+        &self,
+        templates: &Templates,
+        secrets: &impl SecretLookup,
+    ) -> Result<ComponentMetadata, ResourceError> {
+        let mut values = BTreeMap::new();
+        for (index, item) in self.metadata.iter().enumerate() {
+            let value = match &item.source {
+                MetadataSource::Value(value) => value.clone(),
+                MetadataSource::Env(variable) => std::env::var(variable).map_err(|_| {
+                    self.error(
+                        Some(&format!("spec.metadata[{index}].envRef")),
+                        format!(
+                            "metadata '{}' reads environment variable '{variable}', which is not set",
+                            item.name
+                        ),
+                    )
+                })?,
+                MetadataSource::Secret { name, key } => {
+                    let field = format!("spec.metadata[{index}].secretKeyRef");
+                    let Some(store) = &self.secret_store else {
+                        return Err(self.error(
+                            Some(&field),
+                            format!(
+                                "metadata '{}' references secret '{name}' but the component has no `auth.secretStore` to read it from",
+                                item.name
+                            ),
+                        ));
+                    };
+                    secrets.lookup(store, name, key).await.map_err(|why| {
+                        self.error(
+                            Some(&field),
+                            format!(
+                                "cannot resolve secret '{name}' (key '{key}') for metadata '{}' from secret store '{store}': {why}",
+                                item.name
+                            ),
+                        )
+                    })?
+                }
+            };
+            values.insert(item.name.clone(), templates.apply(&value));
+        }
+        Ok(ComponentMetadata::new(self.clone(), values))
+    }
+}
+
+// ---- The file format, as serde reads it. ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawComponent {
+    pub metadata: RawObjectMeta,
+    pub spec: RawComponentSpec,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawObjectMeta {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawComponentSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub version: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub metadata: Option<Vec<RawMetadataItem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawMetadataItem {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<yaml_serde::Value>,
+    #[serde(default)]
+    pub secret_key_ref: Option<RawSecretKeyRef>,
+    #[serde(default)]
+    pub env_ref: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawSecretKeyRef {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawAuth {
+    #[serde(default)]
+    pub secret_store: Option<String>,
+}
+
+/// Renders a YAML scalar the way it reads in the file (`5`, `true`, `text`).
+pub(crate) fn scalar_to_string(value: &yaml_serde::Value) -> Option<String> {
+    match value {
+        yaml_serde::Value::String(text) => Some(text.clone()),
+        yaml_serde::Value::Number(number) => Some(number.to_string()),
+        yaml_serde::Value::Bool(flag) => Some(flag.to_string()),
+        yaml_serde::Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
