@@ -7,9 +7,10 @@ use std::sync::Arc;
 use tandem_spec::{Component, ComponentMetadata, ResourceError};
 
 /// Builds one component from its resolved metadata.
-pub type Build<T> = for<'a> fn(
-    &'a ComponentMetadata,
-) -> Pin<Box<dyn Future<Output = Result<Arc<T>, ResourceError>> + Send + 'a>>;
+pub type Build<T> =
+    for<'a> fn(
+        &'a ComponentMetadata,
+    ) -> Pin<Box<dyn Future<Output = Result<Arc<T>, ResourceError>> + Send + 'a>>;
 
 /// One implementation a registry offers.
 pub struct Entry<T: ?Sized> {
@@ -54,7 +55,11 @@ impl<T: ?Sized> Registry<T> {
 
     /// The implementation for `component`'s `spec.type` and `spec.version`.
     pub fn find(&self, component: &Component) -> Result<&Entry<T>, ResourceError> {
-        let Some(entry) = self.entries.iter().find(|entry| entry.kind == component.kind) else {
+        let Some(entry) = self
+            .entries
+            .iter()
+            .find(|entry| entry.kind == component.kind)
+        else {
             let known: Vec<_> = self.kinds().collect();
             let closest = known
                 .iter()

@@ -26,10 +26,16 @@ pub enum SecretError {
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The values of secret `name`.
-    async fn get(&self, name: &str, metadata: &HashMap<String, String>) -> Result<Secret, SecretError>;
+    async fn get(
+        &self,
+        name: &str,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Secret, SecretError>;
     /// Every secret in the store, by name.
-    async fn bulk(&self, metadata: &HashMap<String, String>)
-    -> Result<BTreeMap<String, Secret>, SecretError>;
+    async fn bulk(
+        &self,
+        metadata: &HashMap<String, String>,
+    ) -> Result<BTreeMap<String, Secret>, SecretError>;
 }
 
 /// The secret stores tandem offers.

@@ -14,7 +14,7 @@ mod error;
 mod load;
 mod metadata;
 
-pub use component::{Component, MetadataSource, MetadataItem, SecretLookup, Templates};
+pub use component::{Component, MetadataItem, MetadataSource, SecretLookup, Templates};
 pub use duration::parse_duration;
 pub use error::ResourceError;
 pub use load::{LoadOptions, load};

@@ -100,7 +100,8 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Vec<Component>, Reso
     let mut components = Vec::new();
     for document in yaml_serde::Deserializer::from_str(text) {
         let value = yaml_serde::Value::deserialize(document).map_err(|error| {
-            let mut located = ResourceError::new(format!("YAML syntax error: {error}")).in_file(file);
+            let mut located =
+                ResourceError::new(format!("YAML syntax error: {error}")).in_file(file);
             if let Some(location) = error.location() {
                 located = located.at_line(location.line());
             }
@@ -166,7 +167,8 @@ fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, R
         }
         Some(_) => {}
     }
-    let raw: RawComponent = yaml_serde::from_value(value).map_err(|e| error("spec", e.to_string()))?;
+    let raw: RawComponent =
+        yaml_serde::from_value(value).map_err(|e| error("spec", e.to_string()))?;
 
     let version = match raw.spec.version.as_ref() {
         None => "v1".to_owned(),
@@ -174,15 +176,26 @@ fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, R
             .ok_or_else(|| error("spec.version", "must be a string such as `v1`".into()))?,
     };
     let mut metadata = Vec::new();
-    for (index, item) in raw.spec.metadata.unwrap_or_default().into_iter().enumerate() {
+    for (index, item) in raw
+        .spec
+        .metadata
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let field = format!("spec.metadata[{index}]");
         let source = match (item.value, item.secret_key_ref, item.env_ref) {
-            (Some(value), None, None) => MetadataSource::Value(scalar_to_string(&value).ok_or_else(|| {
-                error(
-                    &format!("{field}.value"),
-                    format!("metadata '{}' must have a plain value (text, number or boolean)", item.name),
-                )
-            })?),
+            (Some(value), None, None) => {
+                MetadataSource::Value(scalar_to_string(&value).ok_or_else(|| {
+                    error(
+                        &format!("{field}.value"),
+                        format!(
+                            "metadata '{}' must have a plain value (text, number or boolean)",
+                            item.name
+                        ),
+                    )
+                })?)
+            }
             (None, Some(secret), None) => MetadataSource::Secret {
                 // Dapr's rule: without `key`, the key is the secret's name.
                 key: secret.key.unwrap_or_else(|| secret.name.clone()),

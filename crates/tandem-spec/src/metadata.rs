@@ -20,6 +20,16 @@ impl ComponentMetadata {
         Self { component, values }
     }
 
+    /// Sets `name` to `value` unless the file gave it a value (how the runtime supplies
+    /// defaults such as the app id as a pub/sub `consumerID`).
+    pub fn with_default(mut self, name: &str, value: impl Into<String>) -> Self {
+        if self.get(name).is_none() {
+            self.values.retain(|key, _| !key.eq_ignore_ascii_case(name));
+            self.values.insert(name.to_owned(), value.into());
+        }
+        self
+    }
+
     /// The component these values belong to.
     pub fn component(&self) -> &Component {
         &self.component
@@ -63,7 +73,11 @@ impl ComponentMetadata {
     }
 
     /// A whole number.
-    pub fn number_or<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, ResourceError> {
+    pub fn number_or<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+    ) -> Result<T, ResourceError> {
         match self.get(name) {
             None => Ok(default),
             Some(value) => value
@@ -111,7 +125,10 @@ impl ComponentMetadata {
             let closest = known
                 .iter()
                 .map(|known| {
-                    let score = strsim::jaro_winkler(&name.to_ascii_lowercase(), &known.to_ascii_lowercase());
+                    let score = strsim::jaro_winkler(
+                        &name.to_ascii_lowercase(),
+                        &known.to_ascii_lowercase(),
+                    );
                     (score, *known)
                 })
                 .filter(|(score, _)| *score > 0.8)

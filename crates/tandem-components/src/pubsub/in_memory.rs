@@ -63,7 +63,9 @@ impl PubSub for InMemory {
                     _ = stop.cancelled() => break,
                     message = receiver.recv() => match message { Some(m) => m, None => break },
                 };
-                let Ok(slot) = slots.clone().acquire_owned().await else { break };
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let deliver = deliver.clone();
                 let stop = stop.clone();
                 in_flight.spawn(async move {
@@ -71,7 +73,8 @@ impl PubSub for InMemory {
                     let mut attempt = 0;
                     while deliver.deliver(message.clone()).await == Outcome::Retry {
                         attempt += 1;
-                        let wait = backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+                        let wait =
+                            backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}

@@ -71,10 +71,15 @@ impl RedisStreams {
             ));
         }
         let db: i64 = metadata.number_or("redisDB", 0)?;
-        let info = redis::ConnectionInfo::from(redis::IntoConnectionInfo::into_connection_info(
-            format!("redis://{host}/{db}"),
-        )
-        .map_err(|error| metadata.field_error("redisHost", format!("'{host}' is not a Redis address: {error}")))?);
+        let info = redis::ConnectionInfo::from(
+            redis::IntoConnectionInfo::into_connection_info(format!("redis://{host}/{db}"))
+                .map_err(|error| {
+                    metadata.field_error(
+                        "redisHost",
+                        format!("'{host}' is not a Redis address: {error}"),
+                    )
+                })?,
+        );
         let mut redis_settings = info.redis_settings().clone();
         if let Some(password) = metadata.get("redisPassword") {
             redis_settings = redis_settings.set_password(password);
@@ -94,15 +99,20 @@ impl RedisStreams {
         let publisher = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|error| {
-                metadata.field_error("redisHost", format!("cannot connect to Redis at {host}: {error}"))
+                metadata.field_error(
+                    "redisHost",
+                    format!("cannot connect to Redis at {host}: {error}"),
+                )
             })?;
         let max_len: usize = metadata.number_or("maxLenApprox", 0)?;
         let settings = Settings {
             group: metadata.required("consumerID")?.to_owned(),
             concurrency: metadata.number_or("concurrency", 10usize)?.max(1),
             queue_depth: metadata.number_or("queueDepth", 100usize)?.max(1),
-            processing_timeout: metadata.duration_or("processingTimeout", Duration::from_secs(15))?,
-            redeliver_interval: metadata.duration_or("redeliverInterval", Duration::from_secs(60))?,
+            processing_timeout: metadata
+                .duration_or("processingTimeout", Duration::from_secs(15))?,
+            redeliver_interval: metadata
+                .duration_or("redeliverInterval", Duration::from_secs(60))?,
             max_len_approx: (max_len > 0).then_some(max_len),
         };
         Ok(Arc::new(Self {
@@ -128,7 +138,12 @@ impl PubSub for RedisStreams {
             .query_async::<Value>(&mut connection)
             .await
             .map(|_| ())
-            .map_err(|error| PubSubError::Broker(format!("Redis at {}: XADD {}: {error}", self.host, message.topic)))
+            .map_err(|error| {
+                PubSubError::Broker(format!(
+                    "Redis at {}: XADD {}: {error}",
+                    self.host, message.topic
+                ))
+            })
     }
 
     async fn subscribe(
@@ -182,10 +197,15 @@ impl Reader {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|error| PubSubError::Broker(format!("cannot connect to Redis at {}: {error}", self.host)))
+            .map_err(|error| {
+                PubSubError::Broker(format!("cannot connect to Redis at {}: {error}", self.host))
+            })
     }
 
-    async fn create_group(&self, connection: &mut MultiplexedConnection) -> Result<(), PubSubError> {
+    async fn create_group(
+        &self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), PubSubError> {
         // From "0": a new group also gets what was published before it existed.
         let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -210,7 +230,9 @@ impl Reader {
         let mut failures = 0u32;
         loop {
             // Wait for a free slot before reading, so nothing read sits undelivered.
-            let Ok(first_slot) = self.slots.clone().acquire_owned().await else { break };
+            let Ok(first_slot) = self.slots.clone().acquire_owned().await else {
+                break;
+            };
             drop(first_slot);
             let read = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -230,7 +252,8 @@ impl Reader {
                     } else {
                         tracing::warn!(stream = %self.stream, "reading from Redis at {} failed: {error}; retrying", self.host);
                     }
-                    let wait = backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
+                    let wait =
+                        backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
@@ -288,8 +311,13 @@ impl Reader {
             self.ack(&id).await;
             return;
         };
-        let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
-        self.in_flight.lock().expect("in-flight lock").insert(id.clone());
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(id.clone());
         let reader = self.clone();
         self.tasks.spawn(async move {
             let _slot = slot;
@@ -322,7 +350,8 @@ impl Reader {
     }
 
     async fn reclaim_forever(self, stop: CancellationToken) {
-        if self.settings.redeliver_interval.is_zero() || self.settings.processing_timeout.is_zero() {
+        if self.settings.redeliver_interval.is_zero() || self.settings.processing_timeout.is_zero()
+        {
             return; // "0" disables redelivery, as in Dapr.
         }
         loop {
@@ -350,7 +379,9 @@ impl Reader {
             .arg(self.settings.queue_depth)
             .query_async(&mut connection)
             .await?;
-        let Value::Array(rows) = pending else { return Ok(()) };
+        let Value::Array(rows) = pending else {
+            return Ok(());
+        };
         let ids: Vec<String> = {
             let in_flight = self.in_flight.lock().expect("in-flight lock");
             rows.into_iter()
@@ -390,7 +421,9 @@ impl Reader {
 
 /// `[id, [field, value, ...]]` → `(id, value of "data")`.
 fn parse_entry(entry: Value) -> Option<(String, Option<Bytes>)> {
-    let Value::Array(mut parts) = entry else { return None };
+    let Value::Array(mut parts) = entry else {
+        return None;
+    };
     if parts.len() != 2 {
         return None;
     }

@@ -80,9 +80,11 @@ impl Database {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(parent).map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
         }
-        let connection = Connection::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+        let connection = Connection::open(&path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
         connection
             .busy_timeout(Duration::from_secs(10))
             .and_then(|_| connection.pragma_update(None, "journal_mode", "WAL"))
@@ -107,7 +109,9 @@ impl Database {
         })
         .await
         .map_err(|error| PubSubError::Broker(format!("SQLite task failed: {error}")))?
-        .map_err(|error| PubSubError::Broker(format!("SQLite database {}: {error}", path.display())))
+        .map_err(|error| {
+            PubSubError::Broker(format!("SQLite database {}: {error}", path.display()))
+        })
     }
 }
 
@@ -121,7 +125,9 @@ fn now_ms() -> i64 {
 /// Where the database file is: `connectionString` is a path (optionally `file:`-prefixed,
 /// with `?options` ignored), `~/` meaning the home directory.
 pub fn database_path(connection_string: &str) -> PathBuf {
-    let path = connection_string.strip_prefix("file:").unwrap_or(connection_string);
+    let path = connection_string
+        .strip_prefix("file:")
+        .unwrap_or(connection_string);
     let path = path.split('?').next().unwrap_or(path);
     match path.strip_prefix("~/") {
         Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
@@ -140,8 +146,12 @@ impl SqlitePubSub {
             database,
             group: metadata.required("consumerID")?.to_owned(),
             concurrency: metadata.number_or("concurrency", 10usize)?.max(1),
-            lease: metadata.duration_or("processingTimeout", Duration::from_secs(10))?.max(Duration::from_millis(100)),
-            poll_interval: metadata.duration_or("pollInterval", Duration::from_millis(50))?.max(Duration::from_millis(1)),
+            lease: metadata
+                .duration_or("processingTimeout", Duration::from_secs(10))?
+                .max(Duration::from_millis(100)),
+            poll_interval: metadata
+                .duration_or("pollInterval", Duration::from_millis(50))?
+                .max(Duration::from_millis(1)),
             published: Arc::new(Notify::new()),
         }))
     }
@@ -216,7 +226,11 @@ impl Consumer {
         loop {
             let wake = published.notified();
             let free = self.slots.available_permits();
-            let claimed = if free == 0 { Ok(Vec::new()) } else { self.claim(free).await };
+            let claimed = if free == 0 {
+                Ok(Vec::new())
+            } else {
+                self.claim(free).await
+            };
             let idle = match claimed {
                 Ok(messages) => {
                     failures = 0;
@@ -259,7 +273,11 @@ impl Consumer {
     /// Leases up to `limit` messages: first those whose lease ran out or whose retry is
     /// due, then new ones after the group's cursor.
     async fn claim(&self, limit: usize) -> Result<Vec<(i64, Bytes)>, PubSubError> {
-        let (topic, group, lease) = (self.topic.clone(), self.group.clone(), self.lease.as_millis() as i64);
+        let (topic, group, lease) = (
+            self.topic.clone(),
+            self.group.clone(),
+            self.lease.as_millis() as i64,
+        );
         self.database
             .run(move |connection| {
                 let now = now_ms();
@@ -367,7 +385,11 @@ impl Consumer {
     }
 
     async fn extend_lease(&self, seq: i64) -> Result<(), PubSubError> {
-        let (topic, group, lease) = (self.topic.clone(), self.group.clone(), self.lease.as_millis() as i64);
+        let (topic, group, lease) = (
+            self.topic.clone(),
+            self.group.clone(),
+            self.lease.as_millis() as i64,
+        );
         self.database
             .run(move |connection| {
                 connection.execute(

@@ -16,7 +16,9 @@ pub struct LocalEnv {
 }
 
 impl LocalEnv {
-    pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn SecretStore>, ResourceError> {
+    pub async fn build(
+        metadata: &ComponentMetadata,
+    ) -> Result<Arc<dyn SecretStore>, ResourceError> {
         Ok(Arc::new(Self {
             prefix: metadata.string_or("prefix", ""),
         }))
@@ -31,7 +33,10 @@ impl SecretStore for LocalEnv {
             .map_err(|_| SecretError::NotFound(name.to_owned()))
     }
 
-    async fn bulk(&self, _: &HashMap<String, String>) -> Result<BTreeMap<String, Secret>, SecretError> {
+    async fn bulk(
+        &self,
+        _: &HashMap<String, String>,
+    ) -> Result<BTreeMap<String, Secret>, SecretError> {
         Ok(std::env::vars()
             .filter_map(|(name, value)| {
                 let name = name.strip_prefix(&self.prefix)?.to_owned();

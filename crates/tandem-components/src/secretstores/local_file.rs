@@ -21,16 +21,23 @@ pub struct LocalFile {
 }
 
 impl LocalFile {
-    pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn SecretStore>, ResourceError> {
+    pub async fn build(
+        metadata: &ComponentMetadata,
+    ) -> Result<Arc<dyn SecretStore>, ResourceError> {
         // Relative paths are relative to the sidecar's working directory, as in Dapr.
         let file = PathBuf::from(metadata.required("secretsFile")?);
         let separator = metadata.string_or("nestedSeparator", ":");
         let multi_valued = metadata.bool_or("multiValued", false)?;
         let text = tokio::fs::read_to_string(&file).await.map_err(|error| {
-            let cwd = std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default();
+            let cwd = std::env::current_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default();
             metadata.field_error(
                 "secretsFile",
-                format!("cannot read '{}' (relative to {cwd}): {error}", file.display()),
+                format!(
+                    "cannot read '{}' (relative to {cwd}): {error}",
+                    file.display()
+                ),
             )
         })?;
         let json: Value = serde_json::from_str(&text).map_err(|error| {
@@ -69,7 +76,12 @@ fn flatten(prefix: &str, value: &Value, separator: &str, out: &mut BTreeMap<Stri
     match value {
         Value::Object(children) => {
             for (child, value) in children {
-                flatten(&format!("{prefix}{separator}{child}"), value, separator, out);
+                flatten(
+                    &format!("{prefix}{separator}{child}"),
+                    value,
+                    separator,
+                    out,
+                );
             }
         }
         Value::String(text) => {
@@ -93,7 +105,10 @@ impl SecretStore for LocalFile {
             .ok_or_else(|| SecretError::NotFound(name.to_owned()))
     }
 
-    async fn bulk(&self, _: &HashMap<String, String>) -> Result<BTreeMap<String, Secret>, SecretError> {
+    async fn bulk(
+        &self,
+        _: &HashMap<String, String>,
+    ) -> Result<BTreeMap<String, Secret>, SecretError> {
         Ok(self.secrets.clone())
     }
 }

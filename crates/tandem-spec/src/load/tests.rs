@@ -76,16 +76,20 @@ async fn the_seed_pubsub_file_loads_and_its_secret_resolves() {
 
 #[test]
 fn unknown_metadata_names_suggest_the_closest_known_one() {
-    let component = parse_file("p.yaml".as_ref(), SEED_PUBSUB).unwrap().remove(0);
-    let metadata = ComponentMetadata::new(
-        component,
-        [("redisPass".to_owned(), "x".to_owned())].into(),
-    );
+    let component = parse_file("p.yaml".as_ref(), SEED_PUBSUB)
+        .unwrap()
+        .remove(0);
+    let metadata =
+        ComponentMetadata::new(component, [("redisPass".to_owned(), "x".to_owned())].into());
     let warnings = metadata.warn_unknown(&["redisHost", "redisPassword", "redisUsername"]);
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].contains("p.yaml"), "{}", warnings[0]);
     assert!(warnings[0].contains("'redisPass'"), "{}", warnings[0]);
-    assert!(warnings[0].contains("did you mean 'redisPassword'?"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("did you mean 'redisPassword'?"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]
@@ -123,7 +127,10 @@ fn a_yaml_syntax_error_names_the_file_and_line() {
     assert_eq!(error.file.as_deref(), Some(file.as_path()));
     assert!(error.line.is_some());
     let message = error.to_string();
-    assert!(message.starts_with(&format!("{}:", file.display())), "{message}");
+    assert!(
+        message.starts_with(&format!("{}:", file.display())),
+        "{message}"
+    );
     assert!(message.contains("YAML syntax error"), "{message}");
 }
 
@@ -179,7 +186,13 @@ fn scopes_and_namespaces_filter_components() {
         "kind: Component\nmetadata: {name: elsewhere, namespace: prod}\nspec: {type: pubsub.in-memory}\n",
     );
     let for_orders = load(&[dir.path().into()], &options("orders")).unwrap();
-    assert_eq!(for_orders.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["elsewhere"]);
+    assert_eq!(
+        for_orders
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["elsewhere"]
+    );
 
     let for_billing_in_dev = load(
         &[dir.path().into()],
@@ -190,7 +203,10 @@ fn scopes_and_namespaces_filter_components() {
     )
     .unwrap();
     assert_eq!(
-        for_billing_in_dev.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        for_billing_in_dev
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
         ["scoped"]
     );
 }
@@ -222,9 +238,15 @@ auth: {secretStore: local-secret-store}
 "#;
     let component = parse_file("p.yaml".as_ref(), text).unwrap().remove(0);
     let error = resolve(&component).await.unwrap_err();
-    assert_eq!(error.field.as_deref(), Some("spec.metadata[1].secretKeyRef"));
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.metadata[1].secretKeyRef")
+    );
     let message = error.to_string();
-    assert!(message.contains("secret store 'local-secret-store'"), "{message}");
+    assert!(
+        message.contains("secret store 'local-secret-store'"),
+        "{message}"
+    );
     assert!(message.contains("secret 'missing' not found"), "{message}");
 }
 
@@ -233,7 +255,10 @@ async fn a_secret_reference_without_a_secret_store_is_an_error() {
     let text = "kind: Component\nmetadata: {name: c}\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisPassword\n    secretKeyRef: {name: pw}\n";
     let component = parse_file("p.yaml".as_ref(), text).unwrap().remove(0);
     let error = resolve(&component).await.unwrap_err();
-    assert!(error.to_string().contains("no `auth.secretStore`"), "{error}");
+    assert!(
+        error.to_string().contains("no `auth.secretStore`"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +282,10 @@ async fn env_refs_templates_and_non_string_values() {
     let missing = "kind: Component\nmetadata: {name: c}\nspec:\n  type: x\n  metadata:\n  - name: a\n    envRef: TANDEM_SPEC_TEST_SURELY_UNSET\n";
     let component = parse_file("p.yaml".as_ref(), missing).unwrap().remove(0);
     let error = resolve(&component).await.unwrap_err();
-    assert!(error.to_string().contains("TANDEM_SPEC_TEST_SURELY_UNSET"), "{error}");
+    assert!(
+        error.to_string().contains("TANDEM_SPEC_TEST_SURELY_UNSET"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -271,6 +299,9 @@ fn typed_getters_name_the_field_on_bad_values() {
     let error = metadata
         .duration_or("processingTimeout", std::time::Duration::ZERO)
         .unwrap_err();
-    assert_eq!(error.field.as_deref(), Some("spec.metadata[1] (processingTimeout)"));
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.metadata[1] (processingTimeout)")
+    );
     assert!(error.to_string().contains("'soon' is not a duration"));
 }

@@ -1,0 +1,176 @@
+//! The one mapping from runtime errors to Dapr's error codes, HTTP statuses and gRPC
+//! codes, as `daprd` answers them.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+use tandem_runtime::Error;
+use tonic::Code;
+
+/// An error as the API reports it: Dapr's `errorCode`, its message, and its statuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: &'static str,
+    pub message: String,
+    pub http: StatusCode,
+    pub grpc: Code,
+}
+
+impl ApiError {
+    pub fn new(
+        code: &'static str,
+        http: StatusCode,
+        grpc: Code,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            http,
+            grpc,
+        }
+    }
+
+    /// `ERR_MALFORMED_REQUEST`: the request could not be understood.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(
+            "ERR_MALFORMED_REQUEST",
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            message,
+        )
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        use Code::*;
+        let (code, http, grpc) = match &error {
+            Error::PubSubEmpty => ("ERR_PUBSUB_EMPTY", StatusCode::NOT_FOUND, InvalidArgument),
+            Error::PubSubNotFound(_) => (
+                "ERR_PUBSUB_NOT_FOUND",
+                StatusCode::NOT_FOUND,
+                InvalidArgument,
+            ),
+            Error::TopicEmpty(_) => (
+                "ERR_TOPIC_NAME_EMPTY",
+                StatusCode::NOT_FOUND,
+                InvalidArgument,
+            ),
+            Error::Publish { .. } => (
+                "ERR_PUBSUB_PUBLISH_MESSAGE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::CloudEvent { .. } => (
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::SecretStoresNotConfigured => (
+                "ERR_SECRET_STORES_NOT_CONFIGURED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FailedPrecondition,
+            ),
+            Error::SecretStoreNotFound(_) => (
+                "ERR_SECRET_STORE_NOT_FOUND",
+                StatusCode::UNAUTHORIZED,
+                InvalidArgument,
+            ),
+            Error::SecretGet { .. } | Error::BulkSecretGet { .. } => (
+                "ERR_SECRET_GET",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::Malformed(_) => (
+                "ERR_MALFORMED_REQUEST",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+        };
+        Self::new(code, http, grpc, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "errorCode": self.code, "message": self.message }));
+        (self.http, body).into_response()
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        tonic::Status::new(error.grpc, error.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_map_to_daprs_codes_and_statuses() {
+        let cases = [
+            (
+                Error::PubSubNotFound("x".into()),
+                "ERR_PUBSUB_NOT_FOUND",
+                404,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::TopicEmpty("x".into()),
+                "ERR_TOPIC_NAME_EMPTY",
+                404,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::Publish {
+                    pubsub: "p".into(),
+                    topic: "t".into(),
+                    reason: "down".into(),
+                },
+                "ERR_PUBSUB_PUBLISH_MESSAGE",
+                500,
+                Code::Internal,
+            ),
+            (
+                Error::SecretStoreNotFound("s".into()),
+                "ERR_SECRET_STORE_NOT_FOUND",
+                401,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::SecretStoresNotConfigured,
+                "ERR_SECRET_STORES_NOT_CONFIGURED",
+                500,
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::SecretGet {
+                    store: "s".into(),
+                    key: "k".into(),
+                    reason: "secret 'k' not found".into(),
+                },
+                "ERR_SECRET_GET",
+                500,
+                Code::Internal,
+            ),
+            (
+                Error::Malformed("bad".into()),
+                "ERR_MALFORMED_REQUEST",
+                400,
+                Code::InvalidArgument,
+            ),
+        ];
+        for (error, code, http, grpc) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.code, api.http.as_u16(), api.grpc), (code, http, grpc));
+        }
+        assert_eq!(
+            ApiError::from(Error::PubSubNotFound("nope".into())).message,
+            "pubsub nope is not found"
+        );
+    }
+}

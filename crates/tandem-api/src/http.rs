@@ -1,0 +1,243 @@
+//! Dapr's HTTP API (`/v1.0/...`) over axum. Each handler is one runtime call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Value, json};
+use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::ApiToken;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+struct Api {
+    runtime: Arc<Runtime>,
+}
+
+/// The HTTP API's routes.
+pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router {
+    let api = Api { runtime };
+    let protected = Router::new()
+        .route(
+            "/v1.0/publish/{pubsub}/{*topic}",
+            post(publish).put(publish),
+        )
+        .route("/v1.0/secrets/{store}/bulk", get(bulk_secrets))
+        .route("/v1.0/secrets/{store}/{key}", get(get_secret))
+        .route("/v1.0/metadata", get(metadata))
+        .route("/v1.0/metadata/{key}", put(set_metadata))
+        .route("/v1.0/shutdown", post(shutdown))
+        .layer(middleware::from_fn_with_state(token, require_token));
+    let router = Router::new()
+        .route("/v1.0/healthz", get(healthz))
+        .route("/v1.0/healthz/outbound", get(healthz_outbound))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(api);
+    if log_calls {
+        router.layer(middleware::from_fn(log_call))
+    } else {
+        router
+    }
+}
+
+/// Serves `router` on `listener` until `stop` fires.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+async fn require_token(State(token): State<ApiToken>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get("dapr-api-token")
+        .map(|value| value.as_bytes());
+    if !token.admits(given) {
+        return (StatusCode::UNAUTHORIZED, "invalid api token").into_response();
+    }
+    next.run(request).await
+}
+
+async fn log_call(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(target: "tandem::api", "HTTP API called: {method} {path} -> {}", response.status().as_u16());
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        "ERR_NOT_FOUND",
+        StatusCode::NOT_FOUND,
+        tonic::Code::NotFound,
+        format!(
+            "{} {} is not an API tandem serves",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn healthz(State(api): State<Api>) -> Result<StatusCode, ApiError> {
+    if api.runtime.is_ready() {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            "ERR_HEALTH_NOT_READY",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "dapr is not ready",
+        ))
+    }
+}
+
+async fn healthz_outbound(State(api): State<Api>) -> Result<StatusCode, ApiError> {
+    if api.runtime.is_outbound_ready() {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            "ERR_OUTBOUND_HEALTH_NOT_READY",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            "dapr outbound is not ready",
+        ))
+    }
+}
+
+/// `metadata.*` query parameters, without their prefix.
+fn request_metadata(query: HashMap<String, String>) -> HashMap<String, String> {
+    query
+        .into_iter()
+        .filter_map(|(key, value)| {
+            key.strip_prefix("metadata.")
+                .map(|key| (key.to_owned(), value))
+        })
+        .collect()
+}
+
+fn header_text(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn publish(
+    State(api): State<Api>,
+    Path((pubsub, topic)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    api.runtime
+        .publish(PublishRequest {
+            pubsub,
+            topic,
+            data: body,
+            content_type: header_text(&headers, header::CONTENT_TYPE),
+            metadata: request_metadata(query),
+            traceparent: header_text(&headers, "traceparent"),
+            tracestate: header_text(&headers, "tracestate"),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_secret(
+    State(api): State<Api>,
+    Path((store, key)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let secret = api
+        .runtime
+        .get_secret(&store, &key, &request_metadata(query))
+        .await?;
+    Ok(axum::Json(secret).into_response())
+}
+
+async fn bulk_secrets(
+    State(api): State<Api>,
+    Path(store): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let secrets = api
+        .runtime
+        .bulk_secrets(&store, &request_metadata(query))
+        .await?;
+    Ok(axum::Json(secrets).into_response())
+}
+
+async fn metadata(State(api): State<Api>) -> Response {
+    axum::Json(metadata_json(&api.runtime.metadata())).into_response()
+}
+
+/// The metadata document in the shape `daprd` answers it.
+fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
+    let subscriptions: Vec<Value> = snapshot
+        .subscriptions
+        .iter()
+        .map(|subscription| {
+            let mut entry = json!({
+                "pubsubname": subscription.pubsub,
+                "topic": subscription.topic,
+                "rules": [{ "path": subscription.route }],
+                "type": subscription.origin,
+            });
+            if !subscription.metadata.is_empty() {
+                entry["metadata"] = json!(subscription.metadata);
+            }
+            if !subscription.dead_letter_topic.is_empty() {
+                entry["deadLetterTopic"] = json!(subscription.dead_letter_topic);
+            }
+            entry
+        })
+        .collect();
+    let mut connection = json!({
+        "protocol": snapshot.app_protocol,
+        "channelAddress": snapshot.app_host,
+    });
+    if let Some(port) = snapshot.app_port {
+        connection["port"] = json!(port);
+    }
+    json!({
+        "id": snapshot.app_id,
+        "runtimeVersion": snapshot.runtime_version,
+        "enabledFeatures": [],
+        "actors": [],
+        "components": snapshot.components,
+        "extended": snapshot.extended,
+        "subscriptions": subscriptions,
+        "httpEndpoints": [],
+        "appConnectionProperties": connection,
+    })
+}
+
+async fn set_metadata(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::malformed("the metadata value must be UTF-8 text"))?;
+    api.runtime.set_metadata(&key, &value)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn shutdown(State(api): State<Api>) -> StatusCode {
+    api.runtime.shutdown();
+    StatusCode::NO_CONTENT
+}

@@ -1,0 +1,114 @@
+//! The app channel: the sidecar's HTTP calls *into* the app (`/dapr/subscribe`, event
+//! deliveries), over pooled keep-alive connections.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// An answer from the app.
+#[derive(Debug, Clone)]
+pub struct AppResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// HTTP calls to the app at `http://{host}:{port}`.
+#[derive(Clone)]
+pub struct AppChannel {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    host: String,
+    port: u16,
+    /// `APP_API_TOKEN`, sent as `dapr-api-token` so the app can tell the sidecar's calls.
+    token: Option<HeaderValue>,
+}
+
+impl AppChannel {
+    pub fn new(host: &str, port: u16, token: Option<&str>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Self {
+            client,
+            base: format!("http://{host}:{port}"),
+            host: host.to_owned(),
+            port,
+            token: token.and_then(|token| HeaderValue::from_str(token).ok()),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends one request to `path` on the app.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<AppResponse, String> {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(body))
+            .map_err(|error| format!("invalid request to the app: {error}"))?;
+        *request.headers_mut() = headers;
+        if let Some(token) = &self.token {
+            request
+                .headers_mut()
+                .insert("dapr-api-token", token.clone());
+        }
+        let response =
+            self.client.request(request).await.map_err(|error| {
+                format!("calling the app at {}{path} failed: {error}", self.base)
+            })?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| format!("reading the app's answer from {path} failed: {error}"))?
+            .to_bytes();
+        Ok(AppResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Waits until the app accepts connections on its port, or `timeout` passes.
+    pub async fn wait_until_listening(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Turning resource files into live components, one registry per building block.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tandem_components::pubsub::{self, PubSub};
+use tandem_components::secretstores::{self, SecretStore};
+use tandem_spec::{
+    Component, LoadOptions, MetadataItem, MetadataSource, ResourceError, SecretLookup, Templates,
+};
+
+use crate::config::SidecarConfig;
+use crate::metadata::ComponentInfo;
+
+/// The live components of one sidecar, by name.
+#[derive(Default)]
+pub(crate) struct Components {
+    pub pubsubs: HashMap<String, Arc<dyn PubSub>>,
+    pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
+    pub registered: Vec<ComponentInfo>,
+}
+
+/// Building blocks Dapr has and tandem does not serve yet: their components are
+/// skipped with a warning rather than stopping the sidecar, so a Dapr components
+/// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
+const NOT_YET_SERVED: &[&str] = &[
+    "state",
+    "bindings",
+    "configuration",
+    "lock",
+    "crypto",
+    "middleware",
+    "nameresolution",
+    "workflow",
+    "conversation",
+];
+
+/// The components used when no resources path is given and `~/.tandem/components`
+/// does not exist: a durable pub/sub named `pubsub` in `{data_dir}/tandem.db`, shared by
+/// every sidecar on the machine.
+pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
+    let database = data_dir.join("tandem.db").display().to_string();
+    vec![Component {
+        name: "pubsub".into(),
+        namespace: None,
+        kind: "pubsub.sqlite".into(),
+        version: "v1".into(),
+        metadata: vec![MetadataItem {
+            name: "connectionString".into(),
+            source: MetadataSource::Value(database),
+        }],
+        secret_store: None,
+        scopes: Vec::new(),
+        file: None,
+    }]
+}
+
+/// Loads and initialises every component this sidecar may use. Secret stores come
+/// first, since the others' `secretKeyRef`s are read through them.
+pub(crate) async fn load(config: &SidecarConfig) -> Result<Components, ResourceError> {
+    let declared = if config.resources_paths.is_empty() {
+        embedded_defaults(&config.data_dir)
+    } else {
+        tandem_spec::load(
+            &config.resources_paths,
+            &LoadOptions {
+                app_id: config.app_id.clone(),
+                namespace: config.namespace.clone(),
+            },
+        )?
+    };
+    let templates = Templates {
+        app_id: config.app_id.clone(),
+        namespace: config.namespace.clone().unwrap_or_else(|| "default".into()),
+    };
+    let secret_registry = secretstores::registry();
+    let pubsub_registry = pubsub::registry();
+    let mut components = Components::default();
+
+    let (stores, others): (Vec<_>, Vec<_>) = declared
+        .into_iter()
+        .partition(|component| secret_registry.claims(&component.kind));
+    for component in stores {
+        let metadata = component.resolve(&templates, &NoSecrets).await?;
+        let store = secret_registry.build(&metadata).await?;
+        components
+            .secret_stores
+            .insert(component.name.clone(), store);
+        components.registered.push(ComponentInfo::of(&component));
+    }
+    let lookup = StoreLookup(&components.secret_stores);
+    let mut pubsubs = HashMap::new();
+    let mut registered = Vec::new();
+    for component in others {
+        if pubsub_registry.claims(&component.kind) {
+            let metadata = component
+                .resolve(&templates, &lookup)
+                .await?
+                .with_default("consumerID", config.app_id.clone());
+            let broker = pubsub_registry.build(&metadata).await?;
+            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
+            pubsubs.insert(component.name.clone(), broker);
+            registered.push(ComponentInfo::of(&component));
+            continue;
+        }
+        let block = component.kind.split('.').next().unwrap_or_default();
+        if NOT_YET_SERVED.contains(&block) {
+            tracing::warn!(
+                "{}: tandem does not serve the '{block}' building block yet; component skipped",
+                component.error(None, format!("type {}", component.kind))
+            );
+            continue;
+        }
+        return Err(component.error(
+            Some("spec.type"),
+            format!(
+                "unknown component type '{}': tandem supports {}",
+                component.kind,
+                pubsub_registry
+                    .kinds()
+                    .chain(secret_registry.kinds())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    components.pubsubs = pubsubs;
+    components.registered.extend(registered);
+    Ok(components)
+}
+
+/// Secret stores cannot read their own settings from another store.
+struct NoSecrets;
+
+impl SecretLookup for NoSecrets {
+    async fn lookup(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
+        Err("a secret store's own metadata cannot come from a secret store".into())
+    }
+}
+
+struct StoreLookup<'a>(&'a HashMap<String, Arc<dyn SecretStore>>);
+
+impl SecretLookup for StoreLookup<'_> {
+    async fn lookup(&self, store: &str, name: &str, key: &str) -> Result<String, String> {
+        let Some(secrets) = self.0.get(store) else {
+            let mut known: Vec<_> = self.0.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(if known.is_empty() {
+                "no secret store is loaded".to_owned()
+            } else {
+                format!(
+                    "no secret store of that name is loaded (loaded: {})",
+                    known.join(", ")
+                )
+            });
+        };
+        let secret = secrets
+            .get(name, &HashMap::new())
+            .await
+            .map_err(|error| error.to_string())?;
+        secret
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("secret '{name}' has no key '{key}'"))
+    }
+}

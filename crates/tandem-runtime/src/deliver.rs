@@ -1,0 +1,282 @@
+//! Delivering events to the app: finding its subscriptions (`GET /dapr/subscribe`),
+//! POSTing each event to its route, and reading the answer the way Dapr does.
+//!
+//! | app answers                                   | outcome |
+//! |-----------------------------------------------|---------|
+//! | 2xx, body empty / not JSON / `SUCCESS`        | done    |
+//! | 2xx with `{"status": "RETRY"}`                | retry   |
+//! | 2xx with `{"status": "DROP"}`                 | dropped, with a warning |
+//! | 2xx with another status word                  | retry, with a warning (as Dapr) |
+//! | 404                                           | dropped, with a warning |
+//! | any other status, or no answer                | retry   |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::Deserialize;
+use tandem_components::pubsub::{Deliver, Message, Outcome};
+
+use crate::app_channel::AppChannel;
+use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
+use crate::metadata::SubscriptionInfo;
+
+/// One entry of the app's `/dapr/subscribe` answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Declared {
+    #[serde(rename = "pubsubname", alias = "pubsubName")]
+    pubsub: String,
+    topic: String,
+    #[serde(default)]
+    route: Option<String>,
+    #[serde(default)]
+    routes: Option<Routes>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Routes {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Rule {
+    #[serde(default, rename = "match")]
+    condition: String,
+    path: String,
+}
+
+/// Asks the app which topics it subscribes to. An app without `/dapr/subscribe`
+/// subscribes to nothing.
+pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, String> {
+    let response = app
+        .call(
+            Method::GET,
+            "/dapr/subscribe",
+            HeaderMap::new(),
+            Bytes::new(),
+        )
+        .await?;
+    if response.status == StatusCode::NOT_FOUND || response.body.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !response.status.is_success() {
+        return Err(format!("GET /dapr/subscribe answered {}", response.status));
+    }
+    parse_subscriptions(&response.body)
+}
+
+fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, String> {
+    let declared: Vec<Declared> = serde_json::from_slice(body).map_err(|error| {
+        format!("the app's /dapr/subscribe answer is not a list of subscriptions: {error}")
+    })?;
+    let mut subscriptions = Vec::new();
+    for entry in declared {
+        let routes = entry.routes.unwrap_or(Routes {
+            default: None,
+            rules: Vec::new(),
+        });
+        let route = entry
+            .route
+            .filter(|route| !route.is_empty())
+            .or(routes.default.filter(|route| !route.is_empty()))
+            .or_else(|| {
+                // Without a default, the catch-all rule (empty match) is the route.
+                routes
+                    .rules
+                    .iter()
+                    .find(|rule| rule.condition.is_empty())
+                    .map(|rule| rule.path.clone())
+            });
+        let Some(route) = route else {
+            tracing::warn!(
+                pubsub = %entry.pubsub, topic = %entry.topic,
+                "subscription has only conditional routing rules, which tandem does not evaluate yet; give it a `routes.default`"
+            );
+            continue;
+        };
+        let metadata = entry
+            .metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                (key, value)
+            })
+            .collect();
+        subscriptions.push(SubscriptionInfo {
+            pubsub: entry.pubsub,
+            topic: entry.topic,
+            route,
+            metadata,
+            dead_letter_topic: entry.dead_letter_topic.unwrap_or_default(),
+            origin: "PROGRAMMATIC",
+        });
+    }
+    Ok(subscriptions)
+}
+
+/// Delivers one subscription's events to the app.
+pub(crate) struct AppDelivery {
+    pub app: AppChannel,
+    pub app_id: String,
+    pub subscription: SubscriptionInfo,
+}
+
+#[async_trait]
+impl Deliver for AppDelivery {
+    async fn deliver(&self, message: Message) -> Outcome {
+        let subscription = &self.subscription;
+        let raw_payload = subscription
+            .metadata
+            .get("rawPayload")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let origin = Origin {
+            app_id: &self.app_id,
+            pubsub: &subscription.pubsub,
+            topic: &subscription.topic,
+            traceparent: None,
+            tracestate: None,
+        };
+        let event = cloudevent::for_delivery(&origin, &message.data, raw_payload);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(CLOUDEVENT_CONTENT_TYPE),
+        );
+        for field in ["traceparent", "tracestate"] {
+            if let Some(value) = event.get(field).and_then(|value| value.as_str())
+                && let Ok(value) = HeaderValue::from_str(value)
+                && !value.is_empty()
+            {
+                headers.insert(field, value);
+            }
+        }
+        let id = event
+            .get("id")
+            .and_then(|id| id.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
+        let answer = self
+            .app
+            .call(Method::POST, &subscription.route, headers, body)
+            .await;
+        let (outcome, warning) = match answer {
+            Ok(response) => outcome_of(response.status, &response.body),
+            Err(error) => (Outcome::Retry, Some(error)),
+        };
+        if let Some(warning) = warning {
+            tracing::warn!(
+                pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
+                "delivery to {}: {warning}; {}",
+                subscription.route,
+                match outcome {
+                    Outcome::Retry => "it will be redelivered",
+                    Outcome::Drop => "the event is dropped",
+                    Outcome::Done => "done",
+                }
+            );
+        }
+        outcome
+    }
+}
+
+#[derive(Deserialize)]
+struct AppAnswer {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Reads the app's answer to a delivery (see the table at the top of this module).
+pub(crate) fn outcome_of(status: StatusCode, body: &[u8]) -> (Outcome, Option<String>) {
+    if status == StatusCode::NOT_FOUND {
+        return (Outcome::Drop, Some("the app answered 404 Not Found".into()));
+    }
+    if !status.is_success() {
+        return (Outcome::Retry, Some(format!("the app answered {status}")));
+    }
+    let Ok(AppAnswer { status: Some(word) }) = serde_json::from_slice::<AppAnswer>(body) else {
+        return (Outcome::Done, None);
+    };
+    match word.to_ascii_uppercase().as_str() {
+        "SUCCESS" | "" => (Outcome::Done, None),
+        "RETRY" => (Outcome::Retry, None),
+        "DROP" => (Outcome::Drop, Some("the app answered DROP".into())),
+        other => (
+            Outcome::Retry,
+            Some(format!("the app answered an unknown status '{other}'")),
+        ),
+    }
+}
+
+/// Starts delivering every subscription; the returned tasks end after `stop` fires.
+pub(crate) fn delivery(
+    app: &AppChannel,
+    app_id: &str,
+    subscription: &SubscriptionInfo,
+) -> Arc<dyn Deliver> {
+    Arc::new(AppDelivery {
+        app: app.clone(),
+        app_id: app_id.to_owned(),
+        subscription: subscription.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_dapr_reads_them() {
+        let ok = StatusCode::OK;
+        assert_eq!(outcome_of(ok, b"").0, Outcome::Done);
+        assert_eq!(outcome_of(ok, br#"{"success": true}"#).0, Outcome::Done);
+        assert_eq!(outcome_of(ok, b"not json").0, Outcome::Done);
+        assert_eq!(outcome_of(ok, br#"{"status": "SUCCESS"}"#).0, Outcome::Done);
+        assert_eq!(outcome_of(ok, br#"{"status": "success"}"#).0, Outcome::Done);
+        assert_eq!(outcome_of(ok, br#"{"status": "RETRY"}"#).0, Outcome::Retry);
+        assert_eq!(outcome_of(ok, br#"{"status": "DROP"}"#).0, Outcome::Drop);
+        assert_eq!(outcome_of(ok, br#"{"status": "MAYBE"}"#).0, Outcome::Retry);
+        assert_eq!(outcome_of(StatusCode::NO_CONTENT, b"").0, Outcome::Done);
+        assert_eq!(outcome_of(StatusCode::NOT_FOUND, b"").0, Outcome::Drop);
+        assert_eq!(
+            outcome_of(StatusCode::INTERNAL_SERVER_ERROR, b"").0,
+            Outcome::Retry
+        );
+        assert_eq!(
+            outcome_of(StatusCode::BAD_REQUEST, br#"{"status": "SUCCESS"}"#).0,
+            Outcome::Retry
+        );
+    }
+
+    #[test]
+    fn subscriptions_take_route_or_the_default_route() {
+        let body = br#"[
+            {"pubsubname": "order_pub_sub", "topic": "orders", "route": "/events/order_pub_sub/orders", "metadata": {}},
+            {"pubsubname": "p", "topic": "t", "routes": {"default": "/t", "rules": [{"match": "event.type == 'x'", "path": "/x"}]}, "deadLetterTopic": "poison"},
+            {"pubsubname": "p", "topic": "only-rules", "routes": {"rules": [{"match": "event.type == 'x'", "path": "/x"}]}},
+            {"pubsubname": "p", "topic": "raw", "route": "/raw", "metadata": {"rawPayload": "true", "n": 3}}
+        ]"#;
+        let subscriptions = parse_subscriptions(body).unwrap();
+        assert_eq!(subscriptions.len(), 3);
+        assert_eq!(subscriptions[0].route, "/events/order_pub_sub/orders");
+        assert_eq!(subscriptions[1].route, "/t");
+        assert_eq!(subscriptions[1].dead_letter_topic, "poison");
+        assert_eq!(subscriptions[2].metadata["rawPayload"], "true");
+        assert_eq!(subscriptions[2].metadata["n"], "3");
+        assert!(parse_subscriptions(b"{}").is_err());
+    }
+}

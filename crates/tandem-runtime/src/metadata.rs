@@ -1,0 +1,57 @@
+//! What `GET /v1.0/metadata` and gRPC `GetMetadata` report about a sidecar.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tandem_spec::Component;
+
+/// One loaded component.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ComponentInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: String,
+    pub capabilities: Vec<String>,
+}
+
+impl ComponentInfo {
+    pub(crate) fn of(component: &Component) -> Self {
+        Self {
+            name: component.name.clone(),
+            kind: component.kind.clone(),
+            version: component.version.clone(),
+            capabilities: Vec::new(),
+        }
+    }
+}
+
+/// One active subscription.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubscriptionInfo {
+    #[serde(rename = "pubsubname")]
+    pub pubsub: String,
+    pub topic: String,
+    /// The app route events are delivered to.
+    #[serde(skip)]
+    pub route: String,
+    pub metadata: BTreeMap<String, String>,
+    #[serde(rename = "deadLetterTopic", skip_serializing_if = "String::is_empty")]
+    pub dead_letter_topic: String,
+    /// `PROGRAMMATIC` (from `/dapr/subscribe`) or `DECLARATIVE`.
+    #[serde(rename = "type")]
+    pub origin: &'static str,
+}
+
+/// Everything the metadata API tells.
+#[derive(Debug, Clone)]
+pub struct MetadataSnapshot {
+    pub app_id: String,
+    pub runtime_version: String,
+    pub components: Vec<ComponentInfo>,
+    pub subscriptions: Vec<SubscriptionInfo>,
+    pub extended: BTreeMap<String, String>,
+    pub app_port: Option<u16>,
+    pub app_protocol: String,
+    pub app_host: String,
+}

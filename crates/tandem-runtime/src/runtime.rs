@@ -1,0 +1,214 @@
+//! The [`Runtime`]: one sidecar's components, app channel and lifecycle.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tandem_components::pubsub::{PubSub, Subscribe};
+use tandem_components::secretstores::SecretStore;
+use tandem_spec::ResourceError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app_channel::AppChannel;
+use crate::components::{self, Components};
+use crate::config::SidecarConfig;
+use crate::deliver;
+use crate::error::Error;
+use crate::metadata::{MetadataSnapshot, SubscriptionInfo};
+
+/// One sidecar's building blocks.
+pub struct Runtime {
+    config: SidecarConfig,
+    components: Components,
+    app: Option<AppChannel>,
+    subscriptions: Mutex<Vec<SubscriptionInfo>>,
+    deliveries: Mutex<Vec<JoinHandle<()>>>,
+    extended: Mutex<BTreeMap<String, String>>,
+    outbound_ready: AtomicBool,
+    ready: AtomicBool,
+    /// Fired to stop the whole sidecar (Ctrl-C, `POST /v1.0/shutdown`, app exit).
+    shutdown: CancellationToken,
+}
+
+impl Runtime {
+    /// Loads the components of `config`; the first step of the sidecar's start.
+    pub async fn load(
+        config: SidecarConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, ResourceError> {
+        let components = components::load(&config).await?;
+        let app = config
+            .app_port
+            .map(|port| AppChannel::new(&config.app_host, port, config.app_api_token.as_deref()));
+        Ok(Arc::new(Self {
+            config,
+            components,
+            app,
+            subscriptions: Mutex::default(),
+            deliveries: Mutex::default(),
+            extended: Mutex::default(),
+            outbound_ready: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            shutdown,
+        }))
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.config.app_id
+    }
+
+    pub fn config(&self) -> &SidecarConfig {
+        &self.config
+    }
+
+    /// The token fired when the sidecar stops.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Asks the sidecar to stop gracefully (`POST /v1.0/shutdown`, gRPC `Shutdown`).
+    pub fn shutdown(&self) {
+        tracing::info!("shutdown requested through the API");
+        self.shutdown.cancel();
+    }
+
+    pub(crate) fn pubsub(&self, name: &str) -> Option<&Arc<dyn PubSub>> {
+        self.components.pubsubs.get(name)
+    }
+
+    pub(crate) fn secret_store(&self, name: &str) -> Result<&Arc<dyn SecretStore>, Error> {
+        if self.components.secret_stores.is_empty() {
+            return Err(Error::SecretStoresNotConfigured);
+        }
+        self.components
+            .secret_stores
+            .get(name)
+            .ok_or_else(|| Error::SecretStoreNotFound(name.to_owned()))
+    }
+
+    /// `GET /v1.0/healthz/outbound`: the APIs are up and components loaded.
+    pub fn is_outbound_ready(&self) -> bool {
+        self.outbound_ready.load(Ordering::Acquire)
+    }
+
+    /// `GET /v1.0/healthz`: fully started, subscriptions included.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the APIs as serving: apps may call out from now on.
+    pub fn mark_outbound_ready(&self) {
+        self.outbound_ready.store(true, Ordering::Release);
+    }
+
+    /// The last start step: waits for the app's port, subscribes to what the app asks
+    /// for, then reports ready. Without an app port the sidecar is ready at once.
+    pub async fn connect_app(self: &Arc<Self>) -> Result<(), String> {
+        if let Some(app) = &self.app {
+            tracing::info!("waiting for the app on {}:{}", app.host(), app.port());
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return Ok(()),
+                    listening = app.wait_until_listening(Duration::from_secs(5)) => {
+                        if listening { break; }
+                        tracing::info!("still waiting for the app on port {}", app.port());
+                    }
+                }
+            }
+            let subscriptions = deliver::discover(app).await.unwrap_or_else(|error| {
+                tracing::warn!("could not read the app's subscriptions: {error}");
+                Vec::new()
+            });
+            for subscription in subscriptions {
+                self.subscribe(app, subscription).await;
+            }
+        }
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(app_id = %self.config.app_id, "sidecar ready");
+        Ok(())
+    }
+
+    async fn subscribe(&self, app: &AppChannel, subscription: SubscriptionInfo) {
+        let Some(broker) = self.pubsub(&subscription.pubsub) else {
+            tracing::warn!(
+                "the app subscribes to topic '{}' of pubsub '{}', which is not loaded; loaded: {}",
+                subscription.topic,
+                subscription.pubsub,
+                self.components
+                    .pubsubs
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return;
+        };
+        let request = Subscribe {
+            topic: subscription.topic.clone(),
+            metadata: subscription.metadata.clone().into_iter().collect(),
+        };
+        let delivery = deliver::delivery(app, &self.config.app_id, &subscription);
+        match broker
+            .subscribe(request, delivery, self.shutdown.child_token())
+            .await
+        {
+            Ok(task) => {
+                tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                self.deliveries.lock().expect("deliveries lock").push(task);
+                self.subscriptions
+                    .lock()
+                    .expect("subscriptions lock")
+                    .push(subscription);
+            }
+            Err(error) => tracing::error!(
+                pubsub = %subscription.pubsub, topic = %subscription.topic,
+                "subscribing failed: {error}"
+            ),
+        }
+    }
+
+    /// Waits for the deliveries in flight to finish after the shutdown token fired.
+    pub async fn drain(&self) {
+        let tasks: Vec<_> = self
+            .deliveries
+            .lock()
+            .expect("deliveries lock")
+            .drain(..)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// `GET /v1.0/metadata`.
+    pub fn metadata(&self) -> MetadataSnapshot {
+        MetadataSnapshot {
+            app_id: self.config.app_id.clone(),
+            runtime_version: concat!("tandem-", env!("CARGO_PKG_VERSION")).to_owned(),
+            components: self.components.registered.clone(),
+            subscriptions: self
+                .subscriptions
+                .lock()
+                .expect("subscriptions lock")
+                .clone(),
+            extended: self.extended.lock().expect("extended lock").clone(),
+            app_port: self.config.app_port,
+            app_protocol: self.config.app_protocol.clone(),
+            app_host: self.config.app_host.clone(),
+        }
+    }
+
+    /// `PUT /v1.0/metadata/{key}`: a custom attribute shown under `extended`.
+    pub fn set_metadata(&self, key: &str, value: &str) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::Malformed("the metadata key is empty".into()));
+        }
+        self.extended
+            .lock()
+            .expect("extended lock")
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Command-line flags, named as `dapr run` and `daprd` name them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "A Dapr-compatible application runtime: your app's sidecar, faster and smaller."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the sidecar and your app next to it (like `dapr run`).
+    Run(RunArgs),
+    /// Run the sidecar alone; another process starts the app (like `daprd`).
+    Sidecar(SidecarArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+    /// The app's command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct SidecarArgs {
+    /// The app's id: how other apps and components know it (default: the directory's name).
+    #[arg(short = 'a', long = "app-id")]
+    pub app_id: Option<String>,
+    /// The port the app listens on; leave out for an app that only calls the sidecar.
+    #[arg(short = 'p', long = "app-port")]
+    pub app_port: Option<u16>,
+    /// The app's protocol: http, or grpc (accepted for apps that only call the sidecar).
+    #[arg(short = 'P', long = "app-protocol", default_value = "http")]
+    pub app_protocol: String,
+    /// The HTTP API's port (default: a free one).
+    #[arg(short = 'H', long = "dapr-http-port")]
+    pub http_port: Option<u16>,
+    /// The gRPC API's port (default: a free one).
+    #[arg(short = 'G', long = "dapr-grpc-port")]
+    pub grpc_port: Option<u16>,
+    /// A folder (or file) of resource YAML; repeat for several.
+    /// Default: ~/.tandem/components if it exists, else the embedded defaults.
+    #[arg(
+        long = "resources-path",
+        visible_alias = "components-path",
+        short = 'd',
+        value_name = "PATH"
+    )]
+    pub resources_paths: Vec<PathBuf>,
+    /// A Configuration resource file (accepted; used by later building blocks).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Log level: debug, info, warn or error.
+    #[arg(long = "log-level", default_value = "info")]
+    pub log_level: String,
+    /// Log every API call.
+    #[arg(long = "enable-api-logging")]
+    pub enable_api_logging: bool,
+    /// Addresses the APIs listen on, comma-separated.
+    #[arg(long = "dapr-listen-addresses", default_value = "127.0.0.1")]
+    pub listen_addresses: String,
+    /// The metrics port (accepted; metrics come later).
+    #[arg(short = 'M', long = "metrics-port")]
+    pub metrics_port: Option<u16>,
+}

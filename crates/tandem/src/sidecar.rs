@@ -1,0 +1,224 @@
+//! Starting the sidecar in Dapr's order: components → gRPC and HTTP APIs →
+//! `/v1.0/healthz/outbound` ready → wait for the app port → subscriptions →
+//! `/v1.0/healthz` ready.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tandem_api::auth::ApiToken;
+use tandem_runtime::{Runtime, SidecarConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SidecarArgs;
+
+/// A running sidecar.
+pub struct Sidecar {
+    pub runtime: Arc<Runtime>,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    servers: JoinSet<()>,
+}
+
+/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it).
+pub fn init_logging(level: &str) {
+    let level = match level {
+        "debug" | "info" | "warn" | "error" | "trace" => level,
+        "warning" => "warn",
+        "fatal" => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// `~/.tandem`, or `TANDEM_HOME`.
+pub fn tandem_home() -> PathBuf {
+    std::env::var_os("TANDEM_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".tandem")))
+        .unwrap_or_else(|| PathBuf::from(".tandem"))
+}
+
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The runtime's settings from the flags and the environment.
+pub fn config(args: &SidecarArgs) -> SidecarConfig {
+    let app_id = args.app_id.clone().unwrap_or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|dir| {
+                dir.file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "app".into())
+    });
+    let home = tandem_home();
+    let mut resources_paths = args.resources_paths.clone();
+    if resources_paths.is_empty() && home.join("components").is_dir() {
+        resources_paths.push(home.join("components"));
+    }
+    let mut config = SidecarConfig::new(app_id);
+    config.app_port = args.app_port;
+    config.app_protocol = args.app_protocol.clone();
+    config.resources_paths = resources_paths;
+    config.data_dir = home;
+    config.namespace = env_text("NAMESPACE");
+    config.api_token = env_text("DAPR_API_TOKEN");
+    config.app_api_token = env_text("APP_API_TOKEN");
+    config
+}
+
+fn listen_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
+    text.split(',')
+        .map(|address| address.trim().trim_start_matches('[').trim_end_matches(']'))
+        .filter(|address| !address.is_empty())
+        .map(|address| {
+            let address = if address == "localhost" {
+                "127.0.0.1"
+            } else {
+                address
+            };
+            address
+                .parse()
+                .map_err(|_| format!("--dapr-listen-addresses: '{address}' is not an IP address"))
+        })
+        .collect()
+}
+
+/// Binds `port` (a free one when `None`) on every address; all get the same port.
+async fn bind(
+    addresses: &[IpAddr],
+    port: Option<u16>,
+    what: &str,
+) -> Result<(u16, Vec<TcpListener>), String> {
+    let mut listeners = Vec::new();
+    let mut port = port.unwrap_or(0);
+    for address in addresses {
+        let listener = TcpListener::bind(SocketAddr::new(*address, port))
+            .await
+            .map_err(|error| {
+                format!("cannot listen for the {what} API on {address}:{port}: {error}")
+            })?;
+        port = listener
+            .local_addr()
+            .map_err(|error| error.to_string())?
+            .port();
+        listeners.push(listener);
+    }
+    Ok((port, listeners))
+}
+
+/// Starts a sidecar; it runs until `stop` fires.
+pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sidecar, String> {
+    let started = Instant::now();
+    let config = config(args);
+    if config.resources_paths.is_empty() {
+        tracing::info!(
+            "no resources path given and no {}/components: using the embedded defaults (pub/sub 'pubsub' in {})",
+            config.data_dir.display(),
+            config.data_dir.join("tandem.db").display()
+        );
+    }
+    let addresses = listen_addresses(&args.listen_addresses)?;
+    if addresses.is_empty() {
+        return Err("--dapr-listen-addresses names no address".into());
+    }
+    let token = ApiToken::new(config.api_token.as_deref());
+    let runtime = Runtime::load(config, stop.clone())
+        .await
+        .map_err(|error| error.to_string())?;
+
+    let (grpc_port, grpc_listeners) = bind(&addresses, args.grpc_port, "gRPC").await?;
+    let (http_port, http_listeners) = bind(&addresses, args.http_port, "HTTP").await?;
+    let mut servers = JoinSet::new();
+    for listener in grpc_listeners {
+        let (runtime, token, stop) = (runtime.clone(), token.clone(), stop.clone());
+        servers.spawn(async move {
+            if let Err(error) =
+                tandem_api::grpc::serve(listener, runtime, token, stop.clone()).await
+            {
+                tracing::error!("the gRPC API stopped: {error}");
+                stop.cancel();
+            }
+        });
+    }
+    let router = tandem_api::http::router(runtime.clone(), token, args.enable_api_logging);
+    for listener in http_listeners {
+        let (router, stop) = (router.clone(), stop.clone());
+        servers.spawn(async move {
+            if let Err(error) = tandem_api::http::serve(listener, router, stop.clone()).await {
+                tracing::error!("the HTTP API stopped: {error}");
+                stop.cancel();
+            }
+        });
+    }
+    runtime.mark_outbound_ready();
+    tracing::info!(
+        app_id = %runtime.app_id(),
+        "HTTP API on port {http_port}, gRPC API on port {grpc_port} (outbound ready in {:.1} ms)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    let connecting = runtime.clone();
+    servers.spawn(async move {
+        if let Err(error) = connecting.connect_app().await {
+            tracing::error!("{error}");
+        }
+    });
+    Ok(Sidecar {
+        runtime,
+        http_port,
+        grpc_port,
+        servers,
+    })
+}
+
+impl Sidecar {
+    /// After `stop` fired: lets deliveries in flight finish and the servers close.
+    pub async fn stopped(mut self) {
+        self.runtime.drain().await;
+        while self.servers.join_next().await.is_some() {}
+        tracing::info!("sidecar stopped");
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// `tandem sidecar`: the sidecar alone, until a signal or `POST /v1.0/shutdown`.
+pub async fn run_alone(args: SidecarArgs) -> u8 {
+    init_logging(&args.log_level);
+    let stop = CancellationToken::new();
+    let sidecar = match start(&args, stop.clone()).await {
+        Ok(sidecar) => sidecar,
+        Err(error) => {
+            tracing::error!("{error}");
+            return 1;
+        }
+    };
+    tokio::select! {
+        _ = stop_signal() => tracing::info!("stopping"),
+        _ = stop.cancelled() => {}
+    }
+    stop.cancel();
+    sidecar.stopped().await;
+    0
+}
