@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS pubsub_leases (
     seq INTEGER NOT NULL,
     attempts INTEGER NOT NULL,
     visible_ms INTEGER NOT NULL,
+    holder TEXT NOT NULL,
     PRIMARY KEY (topic, consumer_group, seq)
 );
 ";
@@ -186,6 +187,7 @@ impl PubSub for SqlitePubSub {
             deliver,
             slots: Arc::new(Semaphore::new(self.concurrency)),
             tasks: TaskTracker::new(),
+            holder: uuid::Uuid::new_v4().to_string(),
         };
         consumer.join_group().await?;
         let poll_interval = self.poll_interval;
@@ -203,6 +205,8 @@ struct Consumer {
     deliver: Arc<dyn Deliver>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Who holds a lease: only the holder may extend it or schedule its retry.
+    holder: String,
 }
 
 impl Consumer {
@@ -278,6 +282,7 @@ impl Consumer {
             self.group.clone(),
             self.lease.as_millis() as i64,
         );
+        let holder = self.holder.clone();
         self.database
             .run(move |connection| {
                 let now = now_ms();
@@ -296,11 +301,11 @@ impl Consumer {
                         claimed.push(row?);
                     }
                     let mut extend = transaction.prepare_cached(
-                        "UPDATE pubsub_leases SET visible_ms = ?4, attempts = attempts + 1
+                        "UPDATE pubsub_leases SET visible_ms = ?4, attempts = attempts + 1, holder = ?5
                          WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
                     )?;
                     for (seq, _) in &claimed {
-                        extend.execute(params![topic, group, seq, now + lease])?;
+                        extend.execute(params![topic, group, seq, now + lease, holder])?;
                     }
                 }
                 let room = limit.saturating_sub(claimed.len());
@@ -325,11 +330,11 @@ impl Consumer {
                             fresh.push(row?);
                         }
                         let mut lease_it = transaction.prepare_cached(
-                            "INSERT OR REPLACE INTO pubsub_leases (topic, consumer_group, seq, attempts, visible_ms)
-                             VALUES (?1, ?2, ?3, 1, ?4)",
+                            "INSERT OR REPLACE INTO pubsub_leases (topic, consumer_group, seq, attempts, visible_ms, holder)
+                             VALUES (?1, ?2, ?3, 1, ?4, ?5)",
                         )?;
                         for (seq, _) in &fresh {
-                            lease_it.execute(params![topic, group, seq, now + lease])?;
+                            lease_it.execute(params![topic, group, seq, now + lease, holder])?;
                         }
                     }
                     if let Some((last, _)) = fresh.last() {
@@ -390,11 +395,13 @@ impl Consumer {
             self.group.clone(),
             self.lease.as_millis() as i64,
         );
+        let holder = self.holder.clone();
         self.database
             .run(move |connection| {
                 connection.execute(
-                    "UPDATE pubsub_leases SET visible_ms = ?4 WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
-                    params![topic, group, seq, now_ms() + lease],
+                    "UPDATE pubsub_leases SET visible_ms = ?4
+                     WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3 AND holder = ?5",
+                    params![topic, group, seq, now_ms() + lease, holder],
                 )
             })
             .await
@@ -417,14 +424,19 @@ impl Consumer {
 
     /// Not processed: visible again after a backoff that grows with each attempt.
     async fn retry_later(&self, seq: i64) -> Result<(), PubSubError> {
-        let (topic, group) = (self.topic.clone(), self.group.clone());
+        let (topic, group, holder) = (self.topic.clone(), self.group.clone(), self.holder.clone());
         self.database
             .run(move |connection| {
-                let attempts: i64 = connection.query_row(
-                    "SELECT attempts FROM pubsub_leases WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
-                    params![topic, group, seq],
-                    |row| row.get(0),
-                )?;
+                let attempts: Option<i64> = connection
+                    .query_row(
+                        "SELECT attempts FROM pubsub_leases
+                         WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3 AND holder = ?4",
+                        params![topic, group, seq, holder],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                // Someone else took the message over meanwhile: it is theirs to settle.
+                let Some(attempts) = attempts else { return Ok(0) };
                 let wait = backoff(attempts as u32, Duration::from_millis(200), Duration::from_secs(30));
                 connection.execute(
                     "UPDATE pubsub_leases SET visible_ms = ?4 WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",

@@ -1,0 +1,473 @@
+//! Pub/sub components against their real backends: a `redis-server` each test starts
+//! on a free port, and SQLite files in temporary directories.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tandem_components::pubsub::{self, Deliver, Message, Outcome, PubSub, Subscribe};
+use tandem_spec::{Component, ComponentMetadata};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use support::RedisServer;
+
+async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let component = Component {
+        name: "test".into(),
+        namespace: None,
+        kind: kind.into(),
+        version: "v1".into(),
+        metadata: Vec::new(),
+        secret_store: None,
+        scopes: Vec::new(),
+        file: None,
+    };
+    let values: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pubsub::registry()
+        .build(&ComponentMetadata::new(component, values))
+        .await
+        .unwrap_or_else(|error| panic!("{kind} builds: {error}"))
+}
+
+/// Records deliveries and answers with a scripted outcome.
+struct Recorder {
+    seen: mpsc::UnboundedSender<Bytes>,
+    /// Outcomes to give, in order; `Done` once they run out.
+    script: Mutex<Vec<Outcome>>,
+}
+
+impl Recorder {
+    fn new(script: Vec<Outcome>) -> (Arc<Self>, mpsc::UnboundedReceiver<Bytes>) {
+        let (seen, received) = mpsc::unbounded_channel();
+        (
+            Arc::new(Self {
+                seen,
+                script: Mutex::new(script),
+            }),
+            received,
+        )
+    }
+}
+
+#[async_trait]
+impl Deliver for Recorder {
+    async fn deliver(&self, message: Message) -> Outcome {
+        let _ = self.seen.send(message.data);
+        let mut script = self.script.lock().await;
+        if script.is_empty() {
+            Outcome::Done
+        } else {
+            script.remove(0)
+        }
+    }
+}
+
+/// Takes deliveries and never finishes them, like a sidecar that died mid-delivery.
+struct Stuck;
+
+#[async_trait]
+impl Deliver for Stuck {
+    async fn deliver(&self, _: Message) -> Outcome {
+        std::future::pending().await
+    }
+}
+
+/// A sidecar that takes `topic`'s next message and dies before finishing it: its
+/// consumer runs on a runtime of its own, which is then dropped with all its tasks.
+fn crash_mid_delivery(
+    broker: impl FnOnce()
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<dyn PubSub>> + Send>>
+    + Send
+    + 'static,
+    topic: &'static str,
+) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let broker = broker().await;
+            let stop = CancellationToken::new();
+            let _task = broker
+                .subscribe(subscription(topic), Arc::new(Stuck), stop)
+                .await
+                .unwrap();
+            broker.publish(message(topic, "unfinished")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        runtime.shutdown_background();
+    })
+    .join()
+    .unwrap();
+}
+
+fn message(topic: &str, data: &str) -> Message {
+    Message {
+        topic: topic.into(),
+        data: Bytes::from(data.to_owned()),
+        metadata: Default::default(),
+    }
+}
+
+fn subscription(topic: &str) -> Subscribe {
+    Subscribe {
+        topic: topic.into(),
+        metadata: Default::default(),
+    }
+}
+
+async fn next(received: &mut mpsc::UnboundedReceiver<Bytes>, within: Duration) -> Option<String> {
+    tokio::time::timeout(within, received.recv())
+        .await
+        .ok()
+        .flatten()
+        .map(|data| String::from_utf8(data.to_vec()).unwrap())
+}
+
+async fn redis_pubsub(redis: &RedisServer, extra: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let host = redis.address();
+    let mut values = vec![("redisHost", host.as_str()), ("consumerID", "group-a")];
+    values.extend_from_slice(extra);
+    build("pubsub.redis", &values).await
+}
+
+#[tokio::test]
+async fn redis_delivers_what_was_published_before_and_after_subscribing() {
+    let redis = RedisServer::start();
+    let broker = redis_pubsub(&redis, &[]).await;
+    broker.publish(message("orders", "early")).await.unwrap();
+    let (recorder, mut received) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = broker
+        .subscribe(subscription("orders"), recorder, stop.clone())
+        .await
+        .unwrap();
+    broker.publish(message("orders", "late")).await.unwrap();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("early")
+    );
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("late")
+    );
+    // Done means acknowledged: nothing stays pending.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(redis.pending("orders", "group-a"), 0);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_redelivers_a_retry_after_the_processing_timeout_and_acks_a_drop() {
+    let redis = RedisServer::start();
+    let broker = redis_pubsub(
+        &redis,
+        &[
+            ("processingTimeout", "300ms"),
+            ("redeliverInterval", "100ms"),
+        ],
+    )
+    .await;
+    let (recorder, mut received) = Recorder::new(vec![Outcome::Retry, Outcome::Drop]);
+    let stop = CancellationToken::new();
+    let task = broker
+        .subscribe(subscription("retries"), recorder, stop.clone())
+        .await
+        .unwrap();
+    broker.publish(message("retries", "again")).await.unwrap();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("again")
+    );
+    assert_eq!(
+        redis.pending("retries", "group-a"),
+        1,
+        "a retried message stays pending"
+    );
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("again")
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        redis.pending("retries", "group-a"),
+        0,
+        "a dropped message is acknowledged"
+    );
+    assert_eq!(next(&mut received, Duration::from_millis(800)).await, None);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_gives_a_dead_subscribers_messages_to_the_next_one() {
+    let redis = RedisServer::start();
+    let settings = [
+        ("processingTimeout", "500ms"),
+        ("redeliverInterval", "100ms"),
+    ];
+    let address = redis.address();
+    crash_mid_delivery(
+        move || {
+            Box::pin(async move {
+                build(
+                    "pubsub.redis",
+                    &[
+                        ("redisHost", &address),
+                        ("consumerID", "group-a"),
+                        ("processingTimeout", "500ms"),
+                        ("redeliverInterval", "100ms"),
+                    ],
+                )
+                .await
+            })
+        },
+        "jobs",
+    );
+    assert_eq!(redis.pending("jobs", "group-a"), 1);
+
+    let second = redis_pubsub(&redis, &settings).await;
+    let (recorder, mut received) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = second
+        .subscribe(subscription("jobs"), recorder, stop.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("unfinished")
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_resumes_publishing_and_delivery_after_a_restart() {
+    let mut redis = RedisServer::start();
+    let broker = redis_pubsub(&redis, &[]).await;
+    let (recorder, mut received) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = broker
+        .subscribe(subscription("restart"), recorder, stop.clone())
+        .await
+        .unwrap();
+    broker.publish(message("restart", "before")).await.unwrap();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("before")
+    );
+
+    redis.stop();
+    let failed = broker.publish(message("restart", "while down")).await;
+    assert!(
+        failed.is_err(),
+        "publishing to a stopped Redis fails loudly"
+    );
+    redis.restart(); // an empty Redis: the stream and its group are gone
+
+    let mut published = false;
+    for _ in 0..50 {
+        if broker.publish(message("restart", "after")).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published, "publishing resumes by itself");
+    assert_eq!(
+        next(&mut received, Duration::from_secs(15))
+            .await
+            .as_deref(),
+        Some("after")
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_reports_an_unreachable_server_at_start() {
+    let port = support::free_port();
+    let component = Component {
+        name: "down".into(),
+        namespace: None,
+        kind: "pubsub.redis".into(),
+        version: "v1".into(),
+        metadata: Vec::new(),
+        secret_store: None,
+        scopes: Vec::new(),
+        file: Some("components/pubsub.yaml".into()),
+    };
+    let values = [
+        ("redisHost".to_owned(), format!("127.0.0.1:{port}")),
+        ("consumerID".to_owned(), "x".to_owned()),
+        ("dialTimeout".to_owned(), "500ms".to_owned()),
+    ];
+    let error = match pubsub::registry()
+        .build(&ComponentMetadata::new(
+            component,
+            values.into_iter().collect(),
+        ))
+        .await
+    {
+        Ok(_) => panic!("an unreachable Redis is an error"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.starts_with("components/pubsub.yaml: Component 'down'"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("cannot connect to Redis at 127.0.0.1:{port}")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_is_shared_by_two_sidecars_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db").display().to_string();
+    let publisher = build(
+        "pubsub.sqlite",
+        &[("connectionString", &path), ("consumerID", "publisher")],
+    )
+    .await;
+    let consumer = build(
+        "pubsub.sqlite",
+        &[
+            ("connectionString", &path),
+            ("consumerID", "consumer"),
+            ("pollInterval", "20ms"),
+        ],
+    )
+    .await;
+    let (recorder, mut received) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = consumer
+        .subscribe(subscription("orders"), recorder, stop.clone())
+        .await
+        .unwrap();
+    for n in 0..20 {
+        publisher
+            .publish(message("orders", &format!("order {n}")))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(data) = next(&mut received, Duration::from_secs(5)).await {
+        got.push(data);
+        if got.len() == 20 {
+            break;
+        }
+    }
+    got.sort_by_key(|data| data[6..].parse::<u32>().unwrap());
+    assert_eq!(
+        got,
+        (0..20).map(|n| format!("order {n}")).collect::<Vec<_>>()
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_retries_with_backoff_and_recovers_a_dead_consumers_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db").display().to_string();
+    let settings = [
+        ("connectionString", path.as_str()),
+        ("consumerID", "workers"),
+        ("processingTimeout", "600ms"),
+        ("pollInterval", "20ms"),
+    ];
+    let crashed_path = path.clone();
+    crash_mid_delivery(
+        move || {
+            Box::pin(async move {
+                build(
+                    "pubsub.sqlite",
+                    &[
+                        ("connectionString", &crashed_path),
+                        ("consumerID", "workers"),
+                        ("processingTimeout", "600ms"),
+                        ("pollInterval", "20ms"),
+                    ],
+                )
+                .await
+            })
+        },
+        "jobs",
+    );
+
+    let second = build("pubsub.sqlite", &settings).await;
+    let (recorder, mut received) = Recorder::new(vec![Outcome::Retry]);
+    let stop = CancellationToken::new();
+    let task = second
+        .subscribe(subscription("jobs"), recorder, stop.clone())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("unfinished")
+    );
+    // Retried once, then done: delivered exactly twice.
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("unfinished")
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the retry waits for its backoff"
+    );
+    assert_eq!(next(&mut received, Duration::from_secs(1)).await, None);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn in_memory_delivers_to_every_subscriber_and_retries() {
+    let broker = build("pubsub.in-memory", &[]).await;
+    let (first, mut first_received) = Recorder::new(vec![Outcome::Retry]);
+    let (second, mut second_received) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let a = broker
+        .subscribe(subscription("t"), first, stop.clone())
+        .await
+        .unwrap();
+    let b = broker
+        .subscribe(subscription("t"), second, stop.clone())
+        .await
+        .unwrap();
+    broker.publish(message("t", "hi")).await.unwrap();
+    assert_eq!(
+        next(&mut first_received, Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some("hi")
+    );
+    assert_eq!(
+        next(&mut first_received, Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some("hi")
+    );
+    assert_eq!(
+        next(&mut second_received, Duration::from_secs(2))
+            .await
+            .as_deref(),
+        Some("hi")
+    );
+    stop.cancel();
+    a.await.unwrap();
+    b.await.unwrap();
+}
