@@ -92,3 +92,68 @@ impl<T: ?Sized> Registry<T> {
         Ok(entry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tandem_spec::Component;
+
+    fn component(kind: &str, version: &str) -> Component {
+        Component {
+            name: "orders".into(),
+            namespace: None,
+            kind: kind.into(),
+            version: version.into(),
+            metadata: Vec::new(),
+            secret_store: None,
+            scopes: Vec::new(),
+            file: Some("components/pubsub.yaml".into()),
+        }
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_errors_that_say_what_exists() {
+        let registry = crate::pubsub::registry();
+        assert!(registry.claims("pubsub.kafka"));
+        assert!(!registry.claims("pubsubx.kafka"));
+        assert!(!registry.claims("secretstores.local.file"));
+
+        let error = registry
+            .find(&component("pubsub.rediss", "v1"))
+            .err()
+            .unwrap();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("components/pubsub.yaml: Component 'orders': field `spec.type`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("Did you mean 'pubsub.redis'?"),
+            "{message}"
+        );
+
+        let error = registry
+            .find(&component("pubsub.azure.servicebus", "v1"))
+            .err()
+            .unwrap();
+        let message = error.to_string();
+        assert!(
+            message.contains("unknown pubsub component type 'pubsub.azure.servicebus'"),
+            "{message}"
+        );
+        assert!(
+            message.contains("pubsub.redis, pubsub.in-memory, pubsub.sqlite"),
+            "{message}"
+        );
+
+        let error = registry
+            .find(&component("pubsub.redis", "v2"))
+            .err()
+            .unwrap();
+        assert_eq!(error.field.as_deref(), Some("spec.version"));
+        assert!(
+            error
+                .to_string()
+                .contains("pubsub.redis has no version 'v2'; supported: v1")
+        );
+    }
+}

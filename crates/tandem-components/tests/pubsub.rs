@@ -296,6 +296,41 @@ async fn redis_resumes_publishing_and_delivery_after_a_restart() {
 }
 
 #[tokio::test]
+async fn redis_authenticates_with_password_and_username() {
+    let redis = RedisServer::start();
+    redis
+        .cli(&[
+            "ACL", "SETUSER", "orders", "on", ">s3cret", "~*", "&*", "+@all",
+        ])
+        .unwrap();
+    redis
+        .cli(&["CONFIG", "SET", "requirepass", "adminpass"])
+        .unwrap();
+    let host = redis.address();
+    let as_user = build(
+        "pubsub.redis",
+        &[
+            ("redisHost", &host),
+            ("consumerID", "g"),
+            ("redisUsername", "orders"),
+            ("redisPassword", "s3cret"),
+        ],
+    )
+    .await;
+    as_user.publish(message("auth", "ok")).await.unwrap();
+    let as_default = build(
+        "pubsub.redis",
+        &[
+            ("redisHost", &host),
+            ("consumerID", "g"),
+            ("redisPassword", "adminpass"),
+        ],
+    )
+    .await;
+    as_default.publish(message("auth", "ok")).await.unwrap();
+}
+
+#[tokio::test]
 async fn redis_reports_an_unreachable_server_at_start() {
     let port = support::free_port();
     let component = Component {

@@ -73,7 +73,10 @@ impl RedisStreams {
         let db: i64 = metadata.number_or("redisDB", 0)?;
         let info = redis::IntoConnectionInfo::into_connection_info(format!("redis://{host}/{db}"))
             .map_err(|error| {
-                metadata.field_error("redisHost", format!("'{host}' is not a Redis address: {error}"))
+                metadata.field_error(
+                    "redisHost",
+                    format!("'{host}' is not a Redis address: {error}"),
+                )
             })?;
         let mut redis_settings = info.redis_settings().clone();
         if let Some(password) = metadata.get("redisPassword") {
