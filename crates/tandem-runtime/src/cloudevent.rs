@@ -128,6 +128,27 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Sets `expiration` to `ttl_seconds` from now, as Dapr does for `metadata.ttlInSeconds`:
+/// subscribers drop the event once that time has passed.
+pub fn expire_after(event: &mut Map<String, Value>, ttl_seconds: u64) {
+    let at = time::OffsetDateTime::now_utc()
+        + time::Duration::seconds(ttl_seconds.min(i64::MAX as u64) as i64);
+    if let Ok(text) = at.format(&time::format_description::well_known::Rfc3339) {
+        event.insert("expiration".into(), json!(text));
+    }
+}
+
+/// Whether the event carries an `expiration` that has passed.
+pub fn has_expired(event: &Map<String, Value>) -> bool {
+    event
+        .get("expiration")
+        .and_then(Value::as_str)
+        .and_then(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .is_some_and(|at| at < time::OffsetDateTime::now_utc())
+}
+
 /// Turns what a broker delivered into the event given to the app. Envelopes pass as
 /// they are; anything else (a `rawPayload` publish, or another producer writing to the
 /// topic) is wrapped in a fresh envelope with the bytes in `data_base64`, so it still
@@ -221,6 +242,16 @@ mod tests {
         );
         assert!(complete(&origin(), b"[1, 2]").is_err());
         assert!(complete(&origin(), b"nope").is_err());
+    }
+
+    #[test]
+    fn expiration_follows_the_ttl() {
+        let mut event = wrap(&origin(), b"x", None);
+        assert!(!has_expired(&event));
+        expire_after(&mut event, 60);
+        assert!(!has_expired(&event));
+        event.insert("expiration".into(), json!("2020-01-01T00:00:00Z"));
+        assert!(has_expired(&event));
     }
 
     #[test]

@@ -151,6 +151,15 @@ impl Deliver for AppDelivery {
             tracestate: None,
         };
         let event = cloudevent::for_delivery(&origin, &message.data, raw_payload);
+        if cloudevent::has_expired(&event) {
+            tracing::warn!(
+                pubsub = %subscription.pubsub, topic = %subscription.topic,
+                "event {} expired at {} before it could be delivered; dropped",
+                event.get("id").and_then(|id| id.as_str()).unwrap_or_default(),
+                event.get("expiration").and_then(|at| at.as_str()).unwrap_or_default()
+            );
+            return Outcome::Drop;
+        }
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,

@@ -51,7 +51,8 @@ impl Runtime {
                 tracestate: request.tracestate.as_deref(),
             };
             let content_type = request.content_type.as_deref();
-            let event = if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE)) {
+            let mut event = if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE))
+            {
                 cloudevent::complete(&origin, &request.data).map_err(|reason| {
                     Error::CloudEvent {
                         pubsub: request.pubsub.clone(),
@@ -62,6 +63,14 @@ impl Runtime {
             } else {
                 cloudevent::wrap(&origin, &request.data, content_type)
             };
+            if let Some(ttl) = request.metadata.get("ttlInSeconds") {
+                let seconds = ttl.parse().map_err(|_| {
+                    Error::Malformed(format!(
+                        "metadata.ttlInSeconds must be a whole number of seconds, not '{ttl}'"
+                    ))
+                })?;
+                cloudevent::expire_after(&mut event, seconds);
+            }
             Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"))
         };
         broker

@@ -41,7 +41,8 @@ pub struct SidecarArgs {
     #[arg(short = 'p', long = "app-port")]
     pub app_port: Option<u16>,
     /// The app's protocol: http, or grpc (accepted for apps that only call the sidecar).
-    #[arg(short = 'P', long = "app-protocol", default_value = "http")]
+    #[arg(short = 'P', long = "app-protocol", default_value = "http",
+          value_parser = ["http", "https", "grpc", "grpcs", "h2c"])]
     pub app_protocol: String,
     /// The HTTP API's port (default: a free one).
     #[arg(short = 'H', long = "dapr-http-port")]

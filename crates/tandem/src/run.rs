@@ -82,7 +82,8 @@ fn spawn_app(args: &RunArgs, sidecar: &Sidecar) -> Result<Child, String> {
             "DAPR_HTTP_ENDPOINT",
             format!("http://127.0.0.1:{}", sidecar.http_port),
         )
-        .stdin(Stdio::inherit())
+        // The app has its own process group; reading the terminal from it would stop it.
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
