@@ -231,7 +231,7 @@ pub(crate) fn outcome_of(status: StatusCode, body: &[u8]) -> (Outcome, Option<St
     }
 }
 
-/// Starts delivering every subscription; the returned tasks end after `stop` fires.
+/// The delivery of one subscription's events into the app.
 pub(crate) fn delivery(
     app: &AppChannel,
     app_id: &str,

@@ -105,7 +105,7 @@ impl Runtime {
 
     /// The last start step: waits for the app's port, subscribes to what the app asks
     /// for, then reports ready. Without an app port the sidecar is ready at once.
-    pub async fn connect_app(self: &Arc<Self>) -> Result<(), String> {
+    pub async fn connect_app(self: &Arc<Self>) {
         if let Some(app) = &self.app {
             if !matches!(self.config.app_protocol.as_str(), "http" | "h2c") {
                 tracing::warn!(
@@ -115,12 +115,12 @@ impl Runtime {
                     self.config.app_protocol
                 );
                 self.ready.store(true, Ordering::Release);
-                return Ok(());
+                return;
             }
             tracing::info!("waiting for the app on {}:{}", app.host(), app.port());
             loop {
                 tokio::select! {
-                    _ = self.shutdown.cancelled() => return Ok(()),
+                    _ = self.shutdown.cancelled() => return,
                     listening = app.wait_until_listening(Duration::from_secs(5)) => {
                         if listening { break; }
                         tracing::info!("still waiting for the app on port {}", app.port());
@@ -137,7 +137,6 @@ impl Runtime {
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(app_id = %self.config.app_id, "sidecar ready");
-        Ok(())
     }
 
     async fn subscribe(&self, app: &AppChannel, subscription: SubscriptionInfo) {

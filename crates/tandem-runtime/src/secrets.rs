@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use tandem_components::secretstores::{Secret, SecretError};
+use tandem_components::secretstores::Secret;
 
 use crate::error::Error;
 use crate::runtime::Runtime;
@@ -22,7 +22,7 @@ impl Runtime {
             .map_err(|error| Error::SecretGet {
                 store: store.to_owned(),
                 key: key.to_owned(),
-                reason: reason(error),
+                reason: error.to_string(),
             })
     }
 
@@ -38,11 +38,7 @@ impl Runtime {
             .await
             .map_err(|error| Error::BulkSecretGet {
                 store: store.to_owned(),
-                reason: reason(error),
+                reason: error.to_string(),
             })
     }
-}
-
-fn reason(error: SecretError) -> String {
-    error.to_string()
 }

@@ -172,11 +172,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         started.elapsed().as_secs_f64() * 1000.0
     );
     let connecting = runtime.clone();
-    servers.spawn(async move {
-        if let Err(error) = connecting.connect_app().await {
-            tracing::error!("{error}");
-        }
-    });
+    servers.spawn(async move { connecting.connect_app().await });
     Ok(Sidecar {
         runtime,
         http_port,
