@@ -10,5 +10,7 @@
 pub mod pubsub;
 mod registry;
 pub mod secretstores;
+mod sqlite;
+pub mod state;
 
 pub use registry::{Build, Entry, Registry};

@@ -27,11 +27,23 @@ pub struct Entry<T: ?Sized> {
 pub struct Registry<T: ?Sized> {
     block: &'static str,
     entries: Vec<Entry<T>>,
+    /// Metadata names the runtime reads for every component of the block.
+    shared_metadata: &'static [&'static str],
 }
 
 impl<T: ?Sized> Registry<T> {
     pub fn new(block: &'static str, entries: Vec<Entry<T>>) -> Self {
-        Self { block, entries }
+        Self {
+            block,
+            entries,
+            shared_metadata: &[],
+        }
+    }
+
+    /// Adds metadata names every component of this block accepts.
+    pub fn with_shared_metadata(mut self, names: &'static [&'static str]) -> Self {
+        self.shared_metadata = names;
+        self
     }
 
     /// Whether `kind` belongs to this building block (`pubsub.` for pub/sub, ...).
@@ -49,7 +61,13 @@ impl<T: ?Sized> Registry<T> {
     /// implementation does not read, and runs its constructor.
     pub async fn build(&self, metadata: &ComponentMetadata) -> Result<Arc<T>, ResourceError> {
         let entry = self.find(metadata.component())?;
-        metadata.warn_unknown(entry.metadata);
+        let known: Vec<&str> = entry
+            .metadata
+            .iter()
+            .chain(self.shared_metadata)
+            .copied()
+            .collect();
+        metadata.warn_unknown(&known);
         (entry.build)(metadata).await
     }
 

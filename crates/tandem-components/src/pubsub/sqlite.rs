@@ -11,13 +11,12 @@
 //! New messages published by this process wake its subscribers at once; messages from
 //! other processes are found by polling every `pollInterval`.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -25,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use crate::sqlite::{Database, database_path, now_ms};
 
 pub const METADATA: &[&str] = &[
     "connectionString",
@@ -69,79 +69,11 @@ pub struct SqlitePubSub {
     published: Arc<Notify>,
 }
 
-/// One connection, used from blocking threads: SQLite calls are short but synchronous.
-#[derive(Clone)]
-struct Database {
-    connection: Arc<Mutex<Connection>>,
-    path: PathBuf,
-}
-
-impl Database {
-    fn open(path: PathBuf) -> Result<Self, String> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
-        }
-        let connection = Connection::open(&path)
-            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .and_then(|_| connection.pragma_update(None, "journal_mode", "WAL"))
-            .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
-            .and_then(|_| connection.execute_batch(SCHEMA))
-            .map_err(|error| format!("cannot prepare {}: {error}", path.display()))?;
-        Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
-            path,
-        })
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, PubSubError> {
-        let connection = self.connection.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().expect("sqlite connection lock");
-            work(&mut connection)
-        })
-        .await
-        .map_err(|error| PubSubError::Broker(format!("SQLite task failed: {error}")))?
-        .map_err(|error| {
-            PubSubError::Broker(format!("SQLite database {}: {error}", path.display()))
-        })
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// Where the database file is: `connectionString` is a path (optionally `file:`-prefixed,
-/// with `?options` ignored), `~/` meaning the home directory.
-pub fn database_path(connection_string: &str) -> PathBuf {
-    let path = connection_string
-        .strip_prefix("file:")
-        .unwrap_or(connection_string);
-    let path = path.split('?').next().unwrap_or(path);
-    match path.strip_prefix("~/") {
-        Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
-        None => PathBuf::from(path),
-    }
-}
-
 impl SqlitePubSub {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn PubSub>, ResourceError> {
         let path = database_path(metadata.required("connectionString")?);
-        let database = tokio::task::spawn_blocking(move || Database::open(path))
+        let database = Database::open(path, SCHEMA)
             .await
-            .map_err(|error| metadata.field_error("connectionString", error.to_string()))?
             .map_err(|error| metadata.field_error("connectionString", error))?;
         Ok(Arc::new(Self {
             database,
@@ -168,7 +100,8 @@ impl PubSub for SqlitePubSub {
                     params![message.topic, message.data.as_ref(), now_ms()],
                 )
             })
-            .await?;
+            .await
+            .map_err(PubSubError::Broker)?;
         self.published.notify_waiters();
         Ok(())
     }
@@ -221,6 +154,7 @@ impl Consumer {
                 )
             })
             .await
+            .map_err(PubSubError::Broker)
             .map(|_| ())
     }
 
@@ -350,6 +284,7 @@ impl Consumer {
                 Ok(claimed.into_iter().map(|(seq, data)| (seq, Bytes::from(data))).collect())
             })
             .await
+            .map_err(PubSubError::Broker)
     }
 
     fn spawn_delivery(&self, seq: i64, data: Bytes) {
@@ -405,6 +340,7 @@ impl Consumer {
                 )
             })
             .await
+            .map_err(PubSubError::Broker)
             .map(|_| ())
     }
 
@@ -419,6 +355,7 @@ impl Consumer {
                 )
             })
             .await
+            .map_err(PubSubError::Broker)
             .map(|_| ())
     }
 
@@ -444,6 +381,7 @@ impl Consumer {
                 )
             })
             .await
+            .map_err(PubSubError::Broker)
             .map(|_| ())
     }
 
@@ -460,6 +398,7 @@ impl Consumer {
                 )
             })
             .await
+            .map_err(PubSubError::Broker)
             .map(|_| ())
     }
 }
