@@ -67,12 +67,10 @@ impl SqliteState {
         work: impl FnOnce(&mut Connection) -> Result<T, StateError> + Send + 'static,
     ) -> Result<T, StateError> {
         // Carry the state error through rusqlite's error type and back out again.
-        let outcome = self
-            .database
+        self.database
             .run(move |connection| Ok(work(connection)))
             .await
-            .map_err(StateError::Store)?;
-        outcome
+            .map_err(StateError::Store)?
     }
 }
 
