@@ -5,7 +5,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
-use tandem_runtime::Error;
+use tandem_runtime::{Error, EtagProblem};
 use tonic::Code;
 
 /// An error as the API reports it: Dapr's `errorCode`, its message, and its statuses.
@@ -88,8 +88,34 @@ impl From<Error> for ApiError {
                 StatusCode::BAD_REQUEST,
                 InvalidArgument,
             ),
+            Error::StateStoresNotConfigured => (
+                "ERR_STATE_STORE_NOT_CONFIGURED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FailedPrecondition,
+            ),
+            Error::StateStoreNotFound(_) => (
+                "ERR_STATE_STORE_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::StateGet { .. } => {
+                ("ERR_STATE_GET", StatusCode::INTERNAL_SERVER_ERROR, Internal)
+            }
+            Error::StateSave { etag, .. } => with_etag("ERR_STATE_SAVE", *etag),
+            Error::StateDelete { etag, .. } => with_etag("ERR_STATE_DELETE", *etag),
+            Error::StateTransaction { etag, .. } => with_etag("ERR_STATE_TRANSACTION", *etag),
         };
         Self::new(code, http, grpc, error.to_string())
+    }
+}
+
+/// A state write's statuses: 409/`ABORTED` for an ETag mismatch, 400 for an invalid
+/// ETag, 500 for anything else.
+fn with_etag(code: &'static str, problem: Option<EtagProblem>) -> (&'static str, StatusCode, Code) {
+    match problem {
+        Some(EtagProblem::Mismatch) => (code, StatusCode::CONFLICT, Code::Aborted),
+        Some(EtagProblem::Invalid) => (code, StatusCode::BAD_REQUEST, Code::InvalidArgument),
+        None => (code, StatusCode::INTERNAL_SERVER_ERROR, Code::Internal),
     }
 }
 
@@ -162,6 +188,40 @@ mod tests {
                 "ERR_MALFORMED_REQUEST",
                 400,
                 Code::InvalidArgument,
+            ),
+            (
+                Error::StateStoreNotFound("s".into()),
+                "ERR_STATE_STORE_NOT_FOUND",
+                400,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::StateSave {
+                    reason: "x".into(),
+                    etag: Some(EtagProblem::Mismatch),
+                },
+                "ERR_STATE_SAVE",
+                409,
+                Code::Aborted,
+            ),
+            (
+                Error::StateDelete {
+                    key: "k".into(),
+                    reason: "x".into(),
+                    etag: Some(EtagProblem::Invalid),
+                },
+                "ERR_STATE_DELETE",
+                400,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::StateTransaction {
+                    reason: "x".into(),
+                    etag: None,
+                },
+                "ERR_STATE_TRANSACTION",
+                500,
+                Code::Internal,
             ),
         ];
         for (error, code, http, grpc) in cases {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use tandem_proto::common;
 use tandem_proto::runtime as pb;
 use tandem_proto::runtime::dapr_server::{Dapr, DaprServer};
-use tandem_runtime::{PublishRequest, Runtime};
+use tandem_runtime::{Consistency, PublishRequest, Runtime, StateItem, StateOperation};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -54,8 +55,148 @@ fn metadata_text<T>(request: &Request<T>, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+fn first_write(options: Option<&common::StateOptions>) -> bool {
+    options.is_some_and(|options| {
+        options.concurrency() == common::state_options::StateConcurrency::ConcurrencyFirstWrite
+    })
+}
+
+fn state_item(item: common::StateItem) -> StateItem {
+    StateItem {
+        first_write: first_write(item.options.as_ref()),
+        key: item.key,
+        value: item.value.into(),
+        etag: item.etag.map(|etag| etag.value),
+        metadata: item.metadata.into_iter().collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl Dapr for Service {
+    async fn get_state(
+        &self,
+        request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        let request = request.into_inner();
+        let consistency = match request.consistency() {
+            common::state_options::StateConsistency::ConsistencyStrong => Consistency::Strong,
+            _ => Consistency::Eventual,
+        };
+        let value = self
+            .runtime
+            .get_state(&request.store_name, &request.key, consistency)
+            .await
+            .map_err(ApiError::from)?;
+        let (data, etag) = value
+            .map(|value| (value.data.to_vec(), value.etag))
+            .unwrap_or_default();
+        Ok(Response::new(pb::GetStateResponse {
+            data,
+            etag,
+            metadata: Default::default(),
+        }))
+    }
+
+    async fn get_bulk_state(
+        &self,
+        request: Request<pb::GetBulkStateRequest>,
+    ) -> Result<Response<pb::GetBulkStateResponse>, Status> {
+        let request = request.into_inner();
+        let parallelism = usize::try_from(request.parallelism).unwrap_or(0).max(1);
+        let items = self
+            .runtime
+            .bulk_get_state(&request.store_name, request.keys, parallelism)
+            .await
+            .map_err(ApiError::from)?;
+        let items = items
+            .into_iter()
+            .map(|item| {
+                let (data, etag) = item
+                    .value
+                    .map(|value| (value.data.to_vec(), value.etag))
+                    .unwrap_or_default();
+                pb::BulkStateItem {
+                    key: item.key,
+                    data,
+                    etag,
+                    error: item.error.unwrap_or_default(),
+                    metadata: Default::default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetBulkStateResponse { items }))
+    }
+
+    async fn save_state(
+        &self,
+        request: Request<pb::SaveStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let items = request.states.into_iter().map(state_item).collect();
+        self.runtime
+            .save_state(&request.store_name, items)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_state(
+        &self,
+        request: Request<pb::DeleteStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let first_write = first_write(request.options.as_ref());
+        self.runtime
+            .delete_state(
+                &request.store_name,
+                &request.key,
+                request.etag.map(|etag| etag.value),
+                first_write,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(()))
+    }
+
+    async fn delete_bulk_state(
+        &self,
+        request: Request<pb::DeleteBulkStateRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let items = request.states.into_iter().map(state_item).collect();
+        self.runtime
+            .delete_bulk_state(&request.store_name, items)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(()))
+    }
+
+    async fn execute_state_transaction(
+        &self,
+        request: Request<pb::ExecuteStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let mut operations = Vec::with_capacity(request.operations.len());
+        for operation in request.operations {
+            let item = state_item(operation.request.unwrap_or_default());
+            operations.push(match operation.operation_type.as_str() {
+                "upsert" => StateOperation::Upsert(item),
+                "delete" => StateOperation::Delete(item),
+                other => {
+                    return Err(ApiError::malformed(format!(
+                        "operation type {other} not supported (upsert or delete)"
+                    ))
+                    .into());
+                }
+            });
+        }
+        self.runtime
+            .transact_state(&request.store_name, operations)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(()))
+    }
+
     async fn publish_event(
         &self,
         request: Request<pb::PublishEventRequest>,

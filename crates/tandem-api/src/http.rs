@@ -15,6 +15,8 @@ use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod state;
+
 use crate::auth::ApiToken;
 use crate::error::ApiError;
 
@@ -36,6 +38,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/metadata", get(metadata))
         .route("/v1.0/metadata/{key}", put(set_metadata))
         .route("/v1.0/shutdown", post(shutdown))
+        .merge(state::routes())
         .layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
         .route("/v1.0/healthz", get(healthz))

@@ -6,18 +6,22 @@ use std::sync::Arc;
 
 use tandem_components::pubsub::{self, PubSub};
 use tandem_components::secretstores::{self, SecretStore};
+use tandem_components::state;
 use tandem_spec::{
     Component, LoadOptions, MetadataItem, MetadataSource, ResourceError, SecretLookup, Templates,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::config::SidecarConfig;
 use crate::metadata::ComponentInfo;
+use crate::state::StateStoreHandle;
 
 /// The live components of one sidecar, by name.
 #[derive(Default)]
 pub(crate) struct Components {
     pub pubsubs: HashMap<String, Arc<dyn PubSub>>,
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
+    pub state_stores: HashMap<String, StateStoreHandle>,
     pub registered: Vec<ComponentInfo>,
 }
 
@@ -25,7 +29,6 @@ pub(crate) struct Components {
 /// skipped with a warning rather than stopping the sidecar, so a Dapr components
 /// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
 const NOT_YET_SERVED: &[&str] = &[
-    "state",
     "bindings",
     "configuration",
     "lock",
@@ -37,28 +40,47 @@ const NOT_YET_SERVED: &[&str] = &[
 ];
 
 /// The components used when no resources path is given and `~/.tandem/components`
-/// does not exist: a durable pub/sub named `pubsub` in `{data_dir}/tandem.db`, shared by
-/// every sidecar on the machine.
+/// does not exist: a durable pub/sub named `pubsub` and a state store named
+/// `statestore` (the actor state store), both in `{data_dir}/tandem.db`, shared by every
+/// sidecar on the machine.
 pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
     let database = data_dir.join("tandem.db").display().to_string();
-    vec![Component {
-        name: "pubsub".into(),
+    let component = |name: &str, kind: &str, metadata: Vec<(&str, &str)>| Component {
+        name: name.into(),
         namespace: None,
-        kind: "pubsub.sqlite".into(),
+        kind: kind.into(),
         version: "v1".into(),
-        metadata: vec![MetadataItem {
-            name: "connectionString".into(),
-            source: MetadataSource::Value(database),
-        }],
+        metadata: metadata
+            .into_iter()
+            .map(|(name, value)| MetadataItem {
+                name: name.into(),
+                source: MetadataSource::Value(value.into()),
+            })
+            .collect(),
         secret_store: None,
         scopes: Vec::new(),
         file: None,
-    }]
+    };
+    vec![
+        component(
+            "pubsub",
+            "pubsub.sqlite",
+            vec![("connectionString", &database)],
+        ),
+        component(
+            "statestore",
+            "state.sqlite",
+            vec![("connectionString", &database), ("actorStateStore", "true")],
+        ),
+    ]
 }
 
 /// Loads and initialises every component this sidecar may use. Secret stores come
 /// first, since the others' `secretKeyRef`s are read through them.
-pub(crate) async fn load(config: &SidecarConfig) -> Result<Components, ResourceError> {
+pub(crate) async fn load(
+    config: &SidecarConfig,
+    stop: &CancellationToken,
+) -> Result<Components, ResourceError> {
     let declared = if config.resources_paths.is_empty() {
         embedded_defaults(&config.data_dir)
     } else {
@@ -76,6 +98,7 @@ pub(crate) async fn load(config: &SidecarConfig) -> Result<Components, ResourceE
     };
     let secret_registry = secretstores::registry();
     let pubsub_registry = pubsub::registry();
+    let state_registry = state::registry();
     let mut components = Components::default();
 
     let (stores, others): (Vec<_>, Vec<_>) = declared
@@ -91,8 +114,25 @@ pub(crate) async fn load(config: &SidecarConfig) -> Result<Components, ResourceE
     }
     let lookup = StoreLookup(&components.secret_stores);
     let mut pubsubs = HashMap::new();
+    let mut state_stores = HashMap::new();
     let mut registered = Vec::new();
     for component in others {
+        if state_registry.claims(&component.kind) {
+            let metadata = component.resolve(&templates, &lookup).await?;
+            let store = state_registry.build(&metadata).await?;
+            let handle = StateStoreHandle::new(
+                store,
+                &metadata,
+                &config.app_id,
+                config.namespace.as_deref(),
+                stop,
+            )
+            .await?;
+            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
+            state_stores.insert(component.name.clone(), handle);
+            registered.push(ComponentInfo::of(&component));
+            continue;
+        }
         if pubsub_registry.claims(&component.kind) {
             let metadata = component
                 .resolve(&templates, &lookup)
@@ -126,6 +166,7 @@ pub(crate) async fn load(config: &SidecarConfig) -> Result<Components, ResourceE
         ));
     }
     components.pubsubs = pubsubs;
+    components.state_stores = state_stores;
     components.registered.extend(registered);
     Ok(components)
 }

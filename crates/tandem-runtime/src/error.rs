@@ -1,6 +1,17 @@
 //! What can go wrong in an API call, in the runtime's terms. The API edge turns each
 //! variant into Dapr's error code and HTTP/gRPC status.
 
+use tandem_components::state::StateError;
+
+/// What was wrong with an ETag, when that is why a state write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagProblem {
+    /// It does not match the stored one: someone else wrote first.
+    Mismatch,
+    /// It cannot be an ETag of this store.
+    Invalid,
+}
+
 /// An API call's failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -36,6 +47,64 @@ pub enum Error {
     },
     #[error("failed getting secrets from secret store {store}: {reason}")]
     BulkSecretGet { store: String, reason: String },
+    #[error("state store is not configured")]
+    StateStoresNotConfigured,
+    #[error("state store {0} is not found")]
+    StateStoreNotFound(String),
+    #[error("fail to get {key} from state store {store}: {reason}")]
+    StateGet {
+        store: String,
+        key: String,
+        reason: String,
+    },
+    #[error("failed saving state in state store: {reason}")]
+    StateSave {
+        reason: String,
+        etag: Option<EtagProblem>,
+    },
+    #[error("failed deleting state with key {key}: {reason}")]
+    StateDelete {
+        key: String,
+        reason: String,
+        etag: Option<EtagProblem>,
+    },
+    #[error("error while executing state transaction: {reason}")]
+    StateTransaction {
+        reason: String,
+        etag: Option<EtagProblem>,
+    },
     #[error("{0}")]
     Malformed(String),
+}
+
+fn etag_problem(error: &StateError) -> Option<EtagProblem> {
+    match error {
+        StateError::EtagMismatch(_) => Some(EtagProblem::Mismatch),
+        StateError::InvalidEtag(_) => Some(EtagProblem::Invalid),
+        StateError::Store(_) => None,
+    }
+}
+
+impl Error {
+    pub(crate) fn state_save(error: &StateError) -> Self {
+        Self::StateSave {
+            reason: error.to_string(),
+            etag: etag_problem(error),
+        }
+    }
+
+    pub(crate) fn state_delete(key: &str, error: &StateError) -> Self {
+        Self::StateDelete {
+            key: key.to_owned(),
+            reason: error.to_string(),
+            etag: etag_problem(error),
+        }
+    }
+
+    pub(crate) fn state_transaction(error: &StateError) -> Self {
+        Self::StateTransaction {
+            reason: error.to_string(),
+            etag: etag_problem(error),
+        }
+    }
 }

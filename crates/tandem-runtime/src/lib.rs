@@ -17,12 +17,14 @@ mod metadata;
 mod publish;
 mod runtime;
 mod secrets;
+mod state;
 
 pub use app_channel::AppChannel;
 pub use components::embedded_defaults;
 pub use config::SidecarConfig;
-pub use error::Error;
+pub use error::{Error, EtagProblem};
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
 pub use publish::PublishRequest;
 pub use runtime::Runtime;
+pub use state::{BulkStateItem, Consistency, StateItem, StateOperation, StateValue};
 pub use tandem_components::secretstores::Secret;

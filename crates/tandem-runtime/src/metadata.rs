@@ -13,6 +13,9 @@ pub struct ComponentInfo {
     pub kind: String,
     pub version: String,
     pub capabilities: Vec<String>,
+    /// A state store's first-level cache: hits and misses by level, entries, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<tandem_cache::Stats>,
 }
 
 impl ComponentInfo {
@@ -22,6 +25,7 @@ impl ComponentInfo {
             kind: component.kind.clone(),
             version: component.version.clone(),
             capabilities: Vec::new(),
+            cache: None,
         }
     }
 }

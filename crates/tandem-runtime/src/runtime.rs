@@ -38,7 +38,7 @@ impl Runtime {
         config: SidecarConfig,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, ResourceError> {
-        let components = components::load(&config).await?;
+        let components = components::load(&config, &shutdown).await?;
         let app = config
             .app_port
             .map(|port| AppChannel::new(&config.app_host, port, config.app_api_token.as_deref()));
@@ -72,6 +72,10 @@ impl Runtime {
     pub fn shutdown(&self) {
         tracing::info!("shutdown requested through the API");
         self.shutdown.cancel();
+    }
+
+    pub(crate) fn components(&self) -> &Components {
+        &self.components
     }
 
     pub(crate) fn pubsub(&self, name: &str) -> Option<&Arc<dyn PubSub>> {
@@ -196,7 +200,19 @@ impl Runtime {
         MetadataSnapshot {
             app_id: self.config.app_id.clone(),
             runtime_version: concat!("tandem-", env!("CARGO_PKG_VERSION")).to_owned(),
-            components: self.components.registered.clone(),
+            components: self
+                .components
+                .registered
+                .iter()
+                .cloned()
+                .map(|mut info| {
+                    if let Some(store) = self.components.state_stores.get(&info.name) {
+                        info.capabilities = store.capabilities();
+                        info.cache = store.cache_stats();
+                    }
+                    info
+                })
+                .collect(),
             subscriptions: self
                 .subscriptions
                 .lock()
