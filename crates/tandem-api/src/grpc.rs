@@ -262,7 +262,7 @@ impl Dapr for Service {
         &self,
         _: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::GetMetadataResponse>, Status> {
-        let snapshot = self.runtime.metadata();
+        let snapshot = self.runtime.metadata().await;
         let components = snapshot
             .components
             .into_iter()

@@ -185,7 +185,7 @@ async fn bulk_secrets(
 }
 
 async fn metadata(State(api): State<Api>) -> Response {
-    axum::Json(metadata_json(&api.runtime.metadata())).into_response()
+    axum::Json(metadata_json(&api.runtime.metadata().await)).into_response()
 }
 
 /// The metadata document in the shape `daprd` answers it.

@@ -126,9 +126,11 @@ impl Cache {
         }
         // `try_get_with` runs one load per key and shares its outcome with every caller
         // waiting meanwhile. A missing key is not cached: it travels as an `Err`.
+        let loaded_here = AtomicBool::new(false);
         let loaded = self
             .entries
             .try_get_with(key.to_owned(), async {
+                loaded_here.store(true, Ordering::Relaxed);
                 match self.load_counted(load).await {
                     Ok(Some(entry)) => Ok(entry),
                     Ok(None) => Err(Missing::Absent),
@@ -137,7 +139,13 @@ impl Cache {
             })
             .await;
         match loaded {
-            Ok(entry) => Ok(Some(entry)),
+            Ok(entry) => {
+                // Waiting on another caller's load is still an answer from this level.
+                if !loaded_here.load(Ordering::Relaxed) {
+                    self.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Some(entry))
+            }
             Err(missing) => match &*missing {
                 Missing::Absent => Ok(None),
                 Missing::Failed(error) => Err(error.clone()),
@@ -192,7 +200,9 @@ impl Cache {
         self.active.store(active, Ordering::Release);
     }
 
-    pub fn stats(&self) -> Stats {
+    /// Counts so far; entries and bytes after the cache's pending housekeeping.
+    pub async fn stats(&self) -> Stats {
+        self.entries.run_pending_tasks().await;
         Stats {
             l1_hits: self.counters.l1_hits.load(Ordering::Relaxed),
             l2_hits: self.counters.l2_hits.load(Ordering::Relaxed),
@@ -208,4 +218,129 @@ impl Cache {
 enum Missing<E> {
     Absent,
     Failed(E),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn cache(max_age: Duration) -> Cache {
+        Cache::new(Settings {
+            max_entries: Some(100),
+            max_bytes: None,
+            max_age,
+        })
+    }
+
+    fn entry(value: &str, etag: &str) -> Entry {
+        Entry {
+            value: Bytes::from(value.to_owned()),
+            etag: etag.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_of_a_cold_key_load_once() {
+        let cache = cache(Duration::from_secs(60));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let reads = (0..100).map(|_| {
+            let (cache, loads) = (cache.clone(), loads.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_load::<String, _>("k", async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Some(entry("v", "1")))
+                    })
+                    .await
+            })
+        });
+        for read in reads.collect::<Vec<_>>() {
+            assert_eq!(read.await.unwrap().unwrap(), Some(entry("v", "1")));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let stats = cache.stats().await;
+        assert_eq!(
+            (stats.store_reads, stats.l2_hits, stats.l1_hits),
+            (1, 1, 99)
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_keys_and_errors_are_not_cached() {
+        let cache = cache(Duration::from_secs(60));
+        assert_eq!(
+            cache
+                .get_or_load::<String, _>("k", async { Ok(None) })
+                .await,
+            Ok(None)
+        );
+        assert_eq!(
+            cache
+                .get_or_load::<String, _>("k", async { Err("down".to_owned()) })
+                .await,
+            Err("down".to_owned())
+        );
+        assert_eq!(
+            cache
+                .get_or_load::<String, _>("k", async { Ok(Some(entry("v", "1"))) })
+                .await,
+            Ok(Some(entry("v", "1")))
+        );
+        assert_eq!(cache.stats().await.misses, 1);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_max_age() {
+        let cache = cache(Duration::from_millis(100));
+        cache.put("k", entry("old", "1")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let fresh = cache
+            .get_or_load::<String, _>("k", async { Ok(Some(entry("new", "2"))) })
+            .await;
+        assert_eq!(fresh, Ok(Some(entry("new", "2"))));
+    }
+
+    #[tokio::test]
+    async fn notices_drop_only_other_versions_and_never_our_own() {
+        let cache = cache(Duration::from_secs(60));
+        cache.put("k", entry("v", "2")).await;
+        let notice = |etag: &str, origin: &str| Notice {
+            key: "k".into(),
+            etag: Some(etag.into()),
+            origin: origin.into(),
+        };
+        cache.apply(&notice("3", cache.origin())).await;
+        cache.apply(&notice("2", "elsewhere")).await;
+        assert_eq!(
+            cache.stats().await.entries,
+            1,
+            "same version or our own notice: kept"
+        );
+        cache.apply(&notice("3", "elsewhere")).await;
+        assert_eq!(cache.stats().await.entries, 0);
+    }
+
+    #[tokio::test]
+    async fn an_inactive_cache_is_empty_and_bypassed() {
+        let cache = cache(Duration::from_secs(60));
+        cache.put("k", entry("v", "1")).await;
+        cache.set_active(false);
+        let loads = AtomicUsize::new(0);
+        for _ in 0..2 {
+            cache
+                .get_or_load::<String, _>("k", async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(Some(entry("v2", "2")))
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        let stats = cache.stats().await;
+        assert!(!stats.active);
+        assert_eq!(stats.entries, 0);
+    }
 }

@@ -196,23 +196,18 @@ impl Runtime {
     }
 
     /// `GET /v1.0/metadata`.
-    pub fn metadata(&self) -> MetadataSnapshot {
+    pub async fn metadata(&self) -> MetadataSnapshot {
+        let mut components = self.components.registered.clone();
+        for info in &mut components {
+            if let Some(store) = self.components.state_stores.get(&info.name) {
+                info.capabilities = store.capabilities();
+                info.cache = store.cache_stats().await;
+            }
+        }
         MetadataSnapshot {
             app_id: self.config.app_id.clone(),
             runtime_version: concat!("tandem-", env!("CARGO_PKG_VERSION")).to_owned(),
-            components: self
-                .components
-                .registered
-                .iter()
-                .cloned()
-                .map(|mut info| {
-                    if let Some(store) = self.components.state_stores.get(&info.name) {
-                        info.capabilities = store.capabilities();
-                        info.cache = store.cache_stats();
-                    }
-                    info
-                })
-                .collect(),
+            components,
             subscriptions: self
                 .subscriptions
                 .lock()

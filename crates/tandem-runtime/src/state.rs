@@ -165,8 +165,11 @@ impl StateStoreHandle {
         capabilities
     }
 
-    pub fn cache_stats(&self) -> Option<Stats> {
-        self.cache.as_ref().map(Cache::stats)
+    pub async fn cache_stats(&self) -> Option<Stats> {
+        match &self.cache {
+            Some(cache) => Some(cache.stats().await),
+            None => None,
+        }
     }
 
     async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Stored>, StateError> {

@@ -1,116 +1,19 @@
 //! The sidecar binary end to end from Rust: HTTP and gRPC publish into a subscriber app,
 //! Dapr's error codes, metadata, the API token, shutdown, and broken resource files.
 
-use std::net::TcpListener as StdListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
+use common::Sidecar;
 use serde_json::{Value, json};
-use tandem_proto::runtime::dapr_client::DaprClient;
 use tandem_proto::runtime::{GetMetadataRequest, GetSecretRequest, PublishEventRequest};
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `tandem sidecar` process, killed on drop.
-struct Sidecar {
-    process: Child,
-    http: u16,
-    grpc: u16,
-}
-
-impl Sidecar {
-    fn start(resources: &Path, app_port: Option<u16>, token: Option<&str>) -> Self {
-        let (http, grpc) = (free_port(), free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
-        command
-            .args(["sidecar", "--app-id", "api-test", "--resources-path"])
-            .arg(resources)
-            .args([
-                "--dapr-http-port",
-                &http.to_string(),
-                "--dapr-grpc-port",
-                &grpc.to_string(),
-            ])
-            .env("TANDEM_HOME", resources.join("home"))
-            .env_remove("DAPR_API_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(port) = app_port {
-            command.args(["--app-port", &port.to_string()]);
-        }
-        if let Some(token) = token {
-            command.env("DAPR_API_TOKEN", token);
-        }
-        let sidecar = Self {
-            process: command.spawn().unwrap(),
-            http,
-            grpc,
-        };
-        sidecar.wait_ready();
-        sidecar
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            let status = get_status(&self.url("/v1.0/healthz"));
-            if status == Some(204) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the sidecar did not become ready");
-    }
-
-    async fn grpc(&self) -> DaprClient<tonic::transport::Channel> {
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.grpc))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-        DaprClient::new(channel)
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// The status of a plain blocking GET: readiness is polled from a blocking thread.
-fn get_status(url: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let address = url.trim_start_matches("http://");
-    let (host, path) = address.split_once('/')?;
-    let mut stream = std::net::TcpStream::connect(host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn write_components(dir: &Path, extra: &str) {
     std::fs::write(
