@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pubsub;
+mod redis_connection;
 mod registry;
 pub mod secretstores;
 mod sqlite;

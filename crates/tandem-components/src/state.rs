@@ -7,6 +7,8 @@
 //! already prefixed by the runtime (`appid||key`).
 
 mod in_memory;
+mod postgresql;
+mod redis;
 mod sqlite;
 
 use std::time::Duration;
@@ -121,6 +123,18 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1"],
                 metadata: sqlite::METADATA,
                 build: |metadata| Box::pin(sqlite::SqliteState::build(metadata)),
+            },
+            Entry {
+                kind: "state.redis",
+                versions: &["v1"],
+                metadata: redis::METADATA,
+                build: |metadata| Box::pin(redis::RedisState::build(metadata)),
+            },
+            Entry {
+                kind: "state.postgresql",
+                versions: &["v1"],
+                metadata: postgresql::METADATA,
+                build: |metadata| Box::pin(postgresql::PostgresState::build(metadata)),
             },
         ],
     )

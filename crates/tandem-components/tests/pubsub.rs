@@ -1,8 +1,6 @@
 //! Pub/sub components against their real backends: a `redis-server` each test starts
 //! on a free port, and SQLite files in temporary directories.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +12,7 @@ use tandem_spec::{Component, ComponentMetadata};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use support::RedisServer;
+use tandem_testkit::RedisServer;
 
 async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn PubSub> {
     let component = Component {
@@ -332,7 +330,7 @@ async fn redis_authenticates_with_password_and_username() {
 
 #[tokio::test]
 async fn redis_reports_an_unreachable_server_at_start() {
-    let port = support::free_port();
+    let port = tandem_testkit::free_port();
     let component = Component {
         name: "down".into(),
         namespace: None,

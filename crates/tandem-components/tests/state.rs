@@ -1,7 +1,5 @@
 //! One conformance suite, run against every state store with its real backend.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +9,18 @@ use tandem_components::state::{
     self, Concurrency, DeleteRequest, Operation, SetRequest, StateError, StateStore,
 };
 use tandem_spec::{Component, ComponentMetadata};
+use tandem_testkit::{PostgresServer, RedisServer};
 
 async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn StateStore> {
+    try_build(kind, values)
+        .await
+        .unwrap_or_else(|error| panic!("{kind} builds: {error}"))
+}
+
+async fn try_build(
+    kind: &str,
+    values: &[(&str, &str)],
+) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
     let component = Component {
         name: "statestore".into(),
         namespace: None,
@@ -30,7 +38,6 @@ async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn StateStore> {
     state::registry()
         .build(&ComponentMetadata::new(component, values))
         .await
-        .unwrap_or_else(|error| panic!("{kind} builds: {error}"))
 }
 
 fn set(key: &str, value: &[u8]) -> SetRequest {
@@ -305,4 +312,282 @@ async fn sqlite_is_shared_by_two_sidecars_on_one_file() {
         (seen.value.as_ref(), seen.etag.as_str()),
         (&b"from a"[..], etag.as_str())
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_conforms() {
+    let server = RedisServer::start();
+    conformance(build("state.redis", &[("redisHost", &server.address())]).await).await;
+}
+
+/// Keys are hashes `{data, version}` as in Dapr's component: tandem reads what daprd
+/// wrote, and writes what daprd reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_uses_daprs_layout() {
+    let server = RedisServer::start();
+    let store = build("state.redis", &[("redisHost", &server.address())]).await;
+
+    server
+        .cli(&[
+            "HSET",
+            "app||from-dapr",
+            "data",
+            r#"{"n":1}"#,
+            "version",
+            "3",
+        ])
+        .unwrap();
+    let stored = store.get("app||from-dapr").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.value.as_ref(), stored.etag.as_str()),
+        (&br#"{"n":1}"#[..], "3")
+    );
+    let etag = store
+        .set(SetRequest {
+            etag: Some("3".into()),
+            ..set("app||from-dapr", b"from tandem")
+        })
+        .await
+        .unwrap();
+    assert!(
+        etag.parse::<u64>().unwrap() > 3,
+        "versions only grow: {etag}"
+    );
+    assert_eq!(
+        server.cli(&["HGET", "app||from-dapr", "data"]).as_deref(),
+        Some("from tandem")
+    );
+    assert_eq!(
+        server.cli(&["HGET", "app||from-dapr", "version"]),
+        Some(etag)
+    );
+
+    // A key that is not a hash is an error, and a transaction touching it changes nothing.
+    server.cli(&["SET", "app||plain", "x"]).unwrap();
+    assert!(matches!(
+        store.get("app||plain").await,
+        Err(StateError::Store(_))
+    ));
+    let failed = store
+        .transact(vec![
+            Operation::Upsert(set("app||tx-first", b"1")),
+            Operation::Upsert(set("app||plain", b"2")),
+        ])
+        .await;
+    assert!(matches!(failed, Err(StateError::Store(_))), "{failed:?}");
+    assert_eq!(store.get("app||tx-first").await.unwrap(), None);
+    assert_eq!(server.cli(&["GET", "app||plain"]).as_deref(), Some("x"));
+
+    // Operations on one key within a transaction see each other.
+    store
+        .transact(vec![
+            Operation::Upsert(set("app||twice", b"1")),
+            Operation::Delete(delete("app||twice", None)),
+            Operation::Upsert(SetRequest {
+                concurrency: Concurrency::FirstWrite,
+                ..set("app||twice", b"2")
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&store, "app||twice").await.as_deref(),
+        Some(&b"2"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_applies_the_default_ttl() {
+    let server = RedisServer::start();
+    let store = build(
+        "state.redis",
+        &[("redisHost", &server.address()), ("ttlInSeconds", "100")],
+    )
+    .await;
+    store.set(set("app||default-ttl", b"x")).await.unwrap();
+    let ttl: i64 = server
+        .cli(&["PTTL", "app||default-ttl"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=100_000).contains(&ttl), "PTTL {ttl}");
+    store
+        .set(SetRequest {
+            ttl: Some(Duration::from_secs(5)),
+            ..set("app||default-ttl", b"x")
+        })
+        .await
+        .unwrap();
+    let ttl: i64 = server
+        .cli(&["PTTL", "app||default-ttl"])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=5_000).contains(&ttl),
+        "the write's own TTL wins: PTTL {ttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_recovers_after_a_server_restart() {
+    let mut server = RedisServer::start();
+    let store = build("state.redis", &[("redisHost", &server.address())]).await;
+    store.set(set("app||before", b"1")).await.unwrap();
+    // An empty server again: no data, and no loaded scripts (NOSCRIPT). The first
+    // request after it meets the dead connection, and must still succeed.
+    server.stop();
+    server.restart();
+    store.set(set("app||after", b"2")).await.unwrap();
+    assert_eq!(store.get("app||before").await.unwrap(), None);
+    assert_eq!(
+        value(&store, "app||after").await.as_deref(),
+        Some(&b"2"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_settings_errors_name_the_field() {
+    let error = try_build(
+        "state.redis",
+        &[("redisHost", "127.0.0.1:6379"), ("enableTLS", "true")],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(error.to_string().contains("enableTLS"), "{error}");
+    let error = try_build("state.redis", &[]).await.err().unwrap();
+    assert!(error.to_string().contains("redisHost"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_conforms() {
+    let server = PostgresServer::start();
+    conformance(
+        build(
+            "state.postgresql",
+            &[("connectionString", &server.connection_string())],
+        )
+        .await,
+    )
+    .await;
+}
+
+/// Idle pooled connections die with the server; the component connects again by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_reconnects_after_a_server_restart() {
+    let mut server = PostgresServer::start();
+    let store = build(
+        "state.postgresql",
+        &[
+            ("connectionString", &server.connection_string()),
+            ("timeout", "5s"),
+        ],
+    )
+    .await;
+    store.set(set("app||kept", b"before")).await.unwrap();
+
+    server.restart();
+    // The first request after the restart already works: the dead pooled connection
+    // is replaced rather than reported.
+    assert_eq!(
+        value(&store, "app||kept").await.as_deref(),
+        Some(&b"before"[..])
+    );
+
+    // While the server is down, requests fail (they do not hang)...
+    server.stop();
+    let down = store.set(set("app||kept", b"lost")).await;
+    assert!(matches!(down, Err(StateError::Store(_))), "{down:?}");
+    // ...and once it is back, they succeed again.
+    server.start_again();
+    store.set(set("app||kept", b"after")).await.unwrap();
+    assert_eq!(
+        value(&store, "app||kept").await.as_deref(),
+        Some(&b"after"[..])
+    );
+}
+
+/// A schema-qualified `tableName`, and expired rows deleted by the cleanup task.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_cleans_up_expired_rows() {
+    let server = PostgresServer::start();
+    let (client, connection) =
+        tokio_postgres::connect(&server.connection_string(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE SCHEMA tandem_test")
+        .await
+        .unwrap();
+    let store = build(
+        "state.postgresql",
+        &[
+            ("connectionString", &server.connection_string()),
+            ("tableName", "tandem_test.app_state"),
+            ("cleanupInterval", "200ms"),
+        ],
+    )
+    .await;
+    store
+        .set(SetRequest {
+            ttl: Some(Duration::from_millis(300)),
+            ..set("app||short", b"x")
+        })
+        .await
+        .unwrap();
+    store.set(set("app||long", b"y")).await.unwrap();
+    let rows = async || -> i64 {
+        client
+            .query_one("SELECT count(*) FROM tandem_test.app_state", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(rows().await, 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rows().await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired row is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(value(&store, "app||long").await.as_deref(), Some(&b"y"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_errors_name_the_field_but_never_the_password() {
+    let port = tandem_testkit::free_port(); // nothing listens there
+    for connection_string in [
+        format!("host=127.0.0.1 port={port} user=app password=hunter2-secret dbname=app"),
+        format!("postgres://app:hunter2-secret@127.0.0.1:{port}/app"),
+        "host=127.0.0.1 password='hunter2-secret".to_owned(),
+        "host=127.0.0.1 password=hunter2-secret bogus".to_owned(),
+    ] {
+        let error = try_build(
+            "state.postgresql",
+            &[("connectionString", &connection_string), ("timeout", "3s")],
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{connection_string} must not build"));
+        let message = error.to_string();
+        assert!(message.contains("connectionString"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    let server = PostgresServer::start();
+    let error = try_build(
+        "state.postgresql",
+        &[
+            ("connectionString", &server.connection_string()),
+            ("tableName", "state; DROP TABLE x"),
+        ],
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(error.to_string().contains("tableName"), "{error}");
 }

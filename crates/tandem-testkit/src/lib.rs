@@ -1,9 +1,11 @@
-//! Test support shared by tandem's crates: private service instances (`redis-server`)
-//! on free loopback ports, stopped when dropped, so test runs never collide with each
-//! other or with the machine's own services.
+//! Test support shared by tandem's crates: private service instances (`redis-server`,
+//! PostgreSQL) on free loopback ports, stopped when dropped, so test runs never collide
+//! with each other or with the machine's own services.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,8 +38,9 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts (again) on the same port, empty.
+    /// Starts (again) on the same port, empty; a running server is stopped first.
     pub fn restart(&mut self) {
+        self.stop();
         let process = Command::new("redis-server")
             .args([
                 "--port",
@@ -99,4 +102,197 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private PostgreSQL cluster: `initdb` into a temporary directory, the server on a
+/// free loopback port (and its socket in that directory), stopped when this value is
+/// dropped. Never the machine's own server on 5432.
+pub struct PostgresServer {
+    port: u16,
+    /// Holds `data/` (the cluster), the socket and `server.log`; removed on drop.
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    running: bool,
+}
+
+impl PostgresServer {
+    pub fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-pg-")
+            .tempdir()
+            .unwrap();
+        if running_as_root() {
+            // initdb and postgres refuse to run as root: the cluster belongs to the
+            // `postgres` user, and so must its directory.
+            let chown = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .status()
+                .expect("chown runs");
+            assert!(
+                chown.success(),
+                "chown -R postgres {}",
+                dir.path().display()
+            );
+        }
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            bin,
+            running: false,
+        };
+        let output = server
+            .command("initdb")
+            .arg("-D")
+            .arg(server.data())
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            output.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server.start_again();
+        server
+    }
+
+    /// A libpq connection string for the `postgres` database as the `postgres` user.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// Starts the server (again) on the same port and data: what was stored is kept.
+    pub fn start_again(&mut self) {
+        // Without fsync (the OS keeps what an immediate stop leaves), but with
+        // synchronous commits: a test that stops the server must not lose what was
+        // acknowledged before.
+        let options = format!(
+            "-p {} -h 127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let output = self
+            .command("pg_ctl")
+            .arg("start")
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options])
+            .output()
+            .expect("pg_ctl runs");
+        if !output.status.success() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            panic!(
+                "PostgreSQL did not start on port {}: {}{}\n{log}",
+                self.port,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        self.running = true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL does not accept connections on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        let _ = self
+            .command("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `program` from PostgreSQL's bin directory, run as `postgres` when we are root.
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn running_as_root() -> bool {
+    // `/proc/self` belongs to the effective user of this process.
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Where `initdb` and `pg_ctl` are: Debian keeps them out of `PATH`, under
+/// `/usr/lib/postgresql/<version>/bin` (the newest wins).
+fn postgres_bin_dir() -> PathBuf {
+    let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    candidates.sort();
+    if let Some((_, bin)) = candidates.pop() {
+        return bin;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's initdb was not found (under /usr/lib/postgresql/*/bin or on PATH): \
+             install the Debian package `postgresql` (apt-get install postgresql)"
+        )
+    })
 }

@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::redis_connection;
 
 use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
 
@@ -62,46 +64,15 @@ pub struct RedisStreams {
 
 impl RedisStreams {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn PubSub>, ResourceError> {
-        let host = metadata.required("redisHost")?.to_owned();
-        let tls = metadata.bool_or("enableTLS", false)?;
-        if tls {
-            return Err(metadata.field_error(
-                "enableTLS",
-                "TLS connections to Redis are not available in this build of tandem",
-            ));
-        }
-        let db: i64 = metadata.number_or("redisDB", 0)?;
-        let info = redis::IntoConnectionInfo::into_connection_info(format!("redis://{host}/{db}"))
-            .map_err(|error| {
-                metadata.field_error(
-                    "redisHost",
-                    format!("'{host}' is not a Redis address: {error}"),
-                )
-            })?;
-        let mut redis_settings = info.redis_settings().clone();
-        if let Some(password) = metadata.get("redisPassword") {
-            redis_settings = redis_settings.set_password(password);
-        }
-        if let Some(username) = metadata.get("redisUsername") {
-            redis_settings = redis_settings.set_username(username);
-        }
-        let info = info.set_redis_settings(redis_settings);
-        let client = Client::open(info)
-            .map_err(|error| metadata.field_error("redisHost", error.to_string()))?;
-        let dial_timeout = metadata.duration_or("dialTimeout", Duration::from_secs(5))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(dial_timeout))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(1));
-        let publisher = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(|error| {
-                metadata.field_error(
-                    "redisHost",
-                    format!("cannot connect to Redis at {host}: {error}"),
-                )
-            })?;
+        let (client, host) = redis_connection::client(metadata)?;
+        let publisher = redis_connection::connection_manager(
+            metadata,
+            client.clone(),
+            &host,
+            2,
+            Duration::from_secs(1),
+        )
+        .await?;
         let max_len: usize = metadata.number_or("maxLenApprox", 0)?;
         let settings = Settings {
             group: metadata.required("consumerID")?.to_owned(),
