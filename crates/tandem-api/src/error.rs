@@ -104,6 +104,12 @@ impl From<Error> for ApiError {
             Error::StateSave { etag, .. } => with_etag("ERR_STATE_SAVE", *etag),
             Error::StateDelete { etag, .. } => with_etag("ERR_STATE_DELETE", *etag),
             Error::StateTransaction { etag, .. } => with_etag("ERR_STATE_TRANSACTION", *etag),
+            Error::InvokeNoAppId => ("ERR_DIRECT_INVOKE", StatusCode::NOT_FOUND, NotFound),
+            Error::Invoke { .. } => (
+                "ERR_DIRECT_INVOKE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
         };
         Self::new(code, http, grpc, error.to_string())
     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use tandem_proto::common;
 use tandem_proto::runtime as pb;
 use tandem_proto::runtime::dapr_server::{Dapr, DaprServer};
-use tandem_runtime::{Consistency, PublishRequest, Runtime, StateItem, StateOperation};
+use tandem_runtime::{
+    Consistency, InvokeRequest, PublishRequest, Runtime, StateItem, StateOperation,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -71,8 +73,83 @@ fn state_item(item: common::StateItem) -> StateItem {
     }
 }
 
+/// The gRPC status Dapr answers when an HTTP app answered `status`.
+fn grpc_code_for(status: http::StatusCode) -> tonic::Code {
+    use tonic::Code::*;
+    match status.as_u16() {
+        400 => InvalidArgument,
+        401 => Unauthenticated,
+        403 => PermissionDenied,
+        404 => NotFound,
+        409 => Aborted,
+        429 => ResourceExhausted,
+        499 => Cancelled,
+        501 => Unimplemented,
+        503 => Unavailable,
+        504 => DeadlineExceeded,
+        _ => Unknown,
+    }
+}
+
 #[tonic::async_trait]
 impl Dapr for Service {
+    async fn invoke_service(
+        &self,
+        request: Request<pb::InvokeServiceRequest>,
+    ) -> Result<Response<common::InvokeResponse>, Status> {
+        let request = request.into_inner();
+        let message = request.message.unwrap_or_default();
+        let extension = message.http_extension.unwrap_or_default();
+        let method = match extension.verb() {
+            common::http_extension::Verb::None | common::http_extension::Verb::Post => {
+                http::Method::POST
+            }
+            verb => http::Method::from_bytes(verb.as_str_name().as_bytes())
+                .unwrap_or(http::Method::POST),
+        };
+        let mut headers = http::HeaderMap::new();
+        if !message.content_type.is_empty()
+            && let Ok(content_type) = http::HeaderValue::from_str(&message.content_type)
+        {
+            headers.insert(http::header::CONTENT_TYPE, content_type);
+        }
+        let response = self
+            .runtime
+            .invoke(InvokeRequest {
+                target: request.id,
+                method,
+                path: message.method,
+                query: Some(extension.querystring).filter(|query| !query.is_empty()),
+                headers,
+                body: message
+                    .data
+                    .map(|data| data.value)
+                    .unwrap_or_default()
+                    .into(),
+            })
+            .await
+            .map_err(ApiError::from)?;
+        if !response.status.is_success() {
+            return Err(Status::new(
+                grpc_code_for(response.status),
+                String::from_utf8_lossy(&response.body).into_owned(),
+            ));
+        }
+        let content_type = response
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Response::new(common::InvokeResponse {
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: response.body.to_vec(),
+            }),
+            content_type,
+        }))
+    }
+
     async fn get_state(
         &self,
         request: Request<pb::GetStateRequest>,

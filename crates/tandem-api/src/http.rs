@@ -15,6 +15,9 @@ use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod invoke;
+
+pub(crate) use invoke::into_response as invoke_response;
 mod state;
 
 use crate::auth::ApiToken;
@@ -39,6 +42,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/metadata/{key}", put(set_metadata))
         .route("/v1.0/shutdown", post(shutdown))
         .merge(state::routes())
+        .merge(invoke::routes())
         .layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
         .route("/v1.0/healthz", get(healthz))
@@ -82,17 +86,20 @@ async fn log_call(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found(request: Request) -> ApiError {
-    ApiError::new(
+async fn not_found(State(api): State<Api>, request: Request) -> Result<Response, ApiError> {
+    if request.headers().contains_key("dapr-app-id") {
+        return invoke::invoke_by_header(&api, request).await;
+    }
+    Err(ApiError::new(
         "ERR_NOT_FOUND",
         StatusCode::NOT_FOUND,
         tonic::Code::NotFound,
         format!(
-            "{} {} is not an API tandem serves",
+            "{} {} is not an API tandem serves (to call an app: /v1.0/invoke/<app-id>/method/<method>, or the dapr-app-id header)",
             request.method(),
             request.uri().path()
         ),
-    )
+    ))
 }
 
 async fn healthz(State(api): State<Api>) -> Result<StatusCode, ApiError> {

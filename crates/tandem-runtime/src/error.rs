@@ -73,6 +73,10 @@ pub enum Error {
         reason: String,
         etag: Option<EtagProblem>,
     },
+    #[error("failed getting app id either from the URL path or the header dapr-app-id")]
+    InvokeNoAppId,
+    #[error("failed to invoke, id: {app_id}, err: {reason}")]
+    Invoke { app_id: String, reason: String },
     #[error("{0}")]
     Malformed(String),
 }

@@ -16,6 +16,7 @@ use crate::components::{self, Components};
 use crate::config::SidecarConfig;
 use crate::deliver;
 use crate::error::Error;
+use crate::invoke::{Peers, SharedLocator};
 use crate::metadata::{MetadataSnapshot, SubscriptionInfo};
 
 /// One sidecar's building blocks.
@@ -23,6 +24,9 @@ pub struct Runtime {
     config: SidecarConfig,
     components: Components,
     app: Option<AppChannel>,
+    /// Finds other apps' sidecars; `None` where invocation is not set up.
+    locator: Option<SharedLocator>,
+    peers: Peers,
     subscriptions: Mutex<Vec<SubscriptionInfo>>,
     deliveries: Mutex<Vec<JoinHandle<()>>>,
     extended: Mutex<BTreeMap<String, String>>,
@@ -37,6 +41,7 @@ impl Runtime {
     pub async fn load(
         config: SidecarConfig,
         shutdown: CancellationToken,
+        locator: Option<SharedLocator>,
     ) -> Result<Arc<Self>, ResourceError> {
         let components = components::load(&config, &shutdown).await?;
         let app = config
@@ -46,6 +51,8 @@ impl Runtime {
             config,
             components,
             app,
+            locator,
+            peers: Peers::new(),
             subscriptions: Mutex::default(),
             deliveries: Mutex::default(),
             extended: Mutex::default(),
@@ -72,6 +79,18 @@ impl Runtime {
     pub fn shutdown(&self) {
         tracing::info!("shutdown requested through the API");
         self.shutdown.cancel();
+    }
+
+    pub(crate) fn app_channel(&self) -> Option<&AppChannel> {
+        self.app.as_ref()
+    }
+
+    pub(crate) fn locator(&self) -> Option<&SharedLocator> {
+        self.locator.as_ref()
+    }
+
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
     }
 
     pub(crate) fn components(&self) -> &Components {

@@ -50,6 +50,9 @@ pub struct SidecarArgs {
     /// The gRPC API's port (default: a free one).
     #[arg(short = 'G', long = "dapr-grpc-port")]
     pub grpc_port: Option<u16>,
+    /// The port other sidecars call this one on (default: a free one).
+    #[arg(long = "dapr-internal-grpc-port")]
+    pub internal_port: Option<u16>,
     /// A folder (or file) of resource YAML; repeat for several.
     /// Default: ~/.tandem/components if it exists, else the embedded defaults.
     #[arg(

@@ -20,6 +20,7 @@ pub struct Sidecar {
     pub runtime: Arc<Runtime>,
     pub http_port: u16,
     pub grpc_port: u16,
+    pub internal_port: u16,
     servers: JoinSet<()>,
 }
 
@@ -137,12 +138,14 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         return Err("--dapr-listen-addresses names no address".into());
     }
     let token = ApiToken::new(config.api_token.as_deref());
-    let runtime = Runtime::load(config, stop.clone())
+    let runtime = Runtime::load(config, stop.clone(), None)
         .await
         .map_err(|error| error.to_string())?;
 
     let (grpc_port, grpc_listeners) = bind(&addresses, args.grpc_port, "gRPC").await?;
     let (http_port, http_listeners) = bind(&addresses, args.http_port, "HTTP").await?;
+    let (internal_port, internal_listeners) =
+        bind(&addresses, args.internal_port, "internal").await?;
     let mut servers = JoinSet::new();
     for listener in grpc_listeners {
         let (runtime, token, stop) = (runtime.clone(), token.clone(), stop.clone());
@@ -165,10 +168,21 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
             }
         });
     }
+    for listener in internal_listeners {
+        let (runtime, stop) = (runtime.clone(), stop.clone());
+        servers.spawn(async move {
+            if let Err(error) =
+                tandem_api::internal::serve_on(listener, runtime, stop.clone()).await
+            {
+                tracing::error!("the internal API stopped: {error}");
+                stop.cancel();
+            }
+        });
+    }
     runtime.mark_outbound_ready();
     tracing::info!(
         app_id = %runtime.app_id(),
-        "HTTP API on port {http_port}, gRPC API on port {grpc_port} (outbound ready in {:.1} ms)",
+        "HTTP API on port {http_port}, gRPC API on port {grpc_port}, internal port {internal_port} (outbound ready in {:.1} ms)",
         started.elapsed().as_secs_f64() * 1000.0
     );
     let connecting = runtime.clone();
@@ -177,6 +191,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         runtime,
         http_port,
         grpc_port,
+        internal_port,
         servers,
     })
 }
