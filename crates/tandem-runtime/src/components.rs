@@ -8,7 +8,8 @@ use tandem_components::pubsub::{self, PubSub};
 use tandem_components::secretstores::{self, SecretStore};
 use tandem_components::state;
 use tandem_spec::{
-    Component, LoadOptions, MetadataItem, MetadataSource, ResourceError, SecretLookup, Templates,
+    Component, LoadOptions, MetadataItem, MetadataSource, ResourceError, Resources, SecretLookup,
+    Templates,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -17,12 +18,20 @@ use crate::metadata::ComponentInfo;
 use crate::state::StateStoreHandle;
 
 /// The live components of one sidecar, by name.
-#[derive(Default)]
 pub(crate) struct Components {
     pub pubsubs: HashMap<String, Arc<dyn PubSub>>,
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
     pub state_stores: HashMap<String, StateStoreHandle>,
+    pub http_endpoints: HashMap<String, HttpEndpointTarget>,
+    pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
+}
+
+/// An `HTTPEndpoint` ready to call: its base URL and its resolved headers.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpEndpointTarget {
+    pub base_url: String,
+    pub headers: http::HeaderMap,
 }
 
 /// Building blocks Dapr has and tandem does not serve yet: their components are
@@ -81,8 +90,11 @@ pub(crate) async fn load(
     config: &SidecarConfig,
     stop: &CancellationToken,
 ) -> Result<Components, ResourceError> {
-    let declared = if config.resources_paths.is_empty() {
-        embedded_defaults(&config.data_dir)
+    let resources = if config.resources_paths.is_empty() {
+        Resources {
+            components: embedded_defaults(&config.data_dir),
+            ..Resources::default()
+        }
     } else {
         tandem_spec::load(
             &config.resources_paths,
@@ -92,6 +104,8 @@ pub(crate) async fn load(
             },
         )?
     };
+    let declared = resources.components;
+    let resiliency = tandem_resiliency::Resiliencies::new(&resources.resiliencies, &config.app_id);
     let templates = Templates {
         app_id: config.app_id.clone(),
         namespace: config.namespace.clone().unwrap_or_else(|| "default".into()),
@@ -99,7 +113,14 @@ pub(crate) async fn load(
     let secret_registry = secretstores::registry();
     let pubsub_registry = pubsub::registry();
     let state_registry = state::registry();
-    let mut components = Components::default();
+    let mut components = Components {
+        pubsubs: HashMap::new(),
+        secret_stores: HashMap::new(),
+        state_stores: HashMap::new(),
+        http_endpoints: HashMap::new(),
+        resiliency,
+        registered: Vec::new(),
+    };
 
     let (stores, others): (Vec<_>, Vec<_>) = declared
         .into_iter()
@@ -120,8 +141,12 @@ pub(crate) async fn load(
         if state_registry.claims(&component.kind) {
             let metadata = component.resolve(&templates, &lookup).await?;
             let store = state_registry.build(&metadata).await?;
+            let policy = components
+                .resiliency
+                .for_component_outbound(&component.name, &component.kind);
             let handle = StateStoreHandle::new(
                 store,
+                policy,
                 &metadata,
                 &config.app_id,
                 config.namespace.as_deref(),
@@ -167,6 +192,29 @@ pub(crate) async fn load(
     }
     components.pubsubs = pubsubs;
     components.state_stores = state_stores;
+    for endpoint in resources.http_endpoints {
+        let headers = endpoint.as_component().resolve(&templates, &lookup).await?;
+        let mut resolved = http::HeaderMap::new();
+        for (name, value) in headers.values() {
+            let field = || {
+                endpoint.as_component().error(
+                    Some("spec.headers"),
+                    format!("header '{name}' is not a valid HTTP header"),
+                )
+            };
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| field())?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| field())?;
+            resolved.append(name, value);
+        }
+        components.http_endpoints.insert(
+            endpoint.name.clone(),
+            HttpEndpointTarget {
+                base_url: endpoint.base_url.clone(),
+                headers: resolved,
+            },
+        );
+    }
+
     components.registered.extend(registered);
     Ok(components)
 }

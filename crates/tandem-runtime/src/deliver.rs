@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 use tandem_components::pubsub::{Deliver, Message, Outcome};
+use tandem_resiliency::{Policy, Verdict};
 
 use crate::app_channel::AppChannel;
 use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
@@ -133,11 +134,48 @@ pub(crate) struct AppDelivery {
     pub app: AppChannel,
     pub app_id: String,
     pub subscription: SubscriptionInfo,
+    /// The pub/sub component's inbound resiliency policy.
+    pub policy: Policy,
 }
 
 #[async_trait]
 impl Deliver for AppDelivery {
+    /// Delivers under the component's inbound policy: a delivery the app asks to retry
+    /// (or fails) is retried as the policy says; when it gives up the broker redelivers.
     async fn deliver(&self, message: Message) -> Outcome {
+        if self.policy.is_none() {
+            return self.deliver_once(&message).await;
+        }
+        let attempt = || async {
+            match self.deliver_once(&message).await {
+                Outcome::Retry => Err(NotDone),
+                settled => Ok(settled),
+            }
+        };
+        match self.policy.run(attempt, |_| Verdict::Retryable).await {
+            Ok(settled) => settled,
+            Err(failure) => {
+                tracing::warn!(
+                    pubsub = %self.subscription.pubsub, topic = %self.subscription.topic,
+                    "delivery not done ({failure}); the broker will redeliver it"
+                );
+                Outcome::Retry
+            }
+        }
+    }
+}
+
+/// A delivery the app did not finish (it asked to retry, failed, or was unreachable).
+struct NotDone;
+
+impl std::fmt::Display for NotDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the app did not finish the event")
+    }
+}
+
+impl AppDelivery {
+    async fn deliver_once(&self, message: &Message) -> Outcome {
         let subscription = &self.subscription;
         let raw_payload = subscription
             .metadata
@@ -236,11 +274,13 @@ pub(crate) fn delivery(
     app: &AppChannel,
     app_id: &str,
     subscription: &SubscriptionInfo,
+    policy: Policy,
 ) -> Arc<dyn Deliver> {
     Arc::new(AppDelivery {
         app: app.clone(),
         app_id: app_id.to_owned(),
         subscription: subscription.clone(),
+        policy,
     })
 }
 

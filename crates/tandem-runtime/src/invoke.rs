@@ -16,9 +16,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use tandem_resiliency::Verdict;
 
 use crate::app_channel::AppResponse;
 use crate::error::Error;
@@ -74,10 +77,12 @@ impl From<AppResponse> for InvokeResponse {
     }
 }
 
-/// Pooled HTTP/2 connections to other sidecars' internal ports.
+/// Pooled connections: HTTP/2 to other sidecars' internal ports, and HTTP/1.1 or
+/// HTTP/2 (over TLS for `https://`) to outside services.
 #[derive(Clone)]
 pub(crate) struct Peers {
     client: Client<HttpConnector, Full<Bytes>>,
+    outside: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Peers {
@@ -88,8 +93,54 @@ impl Peers {
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Self { client }
+            .build(connector.clone());
+        connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
+        let outside = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Self { client, outside }
+    }
+
+    /// Calls an outside service at `url`.
+    async fn send_outside(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<InvokeResponse, String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(body))
+            .map_err(|error| format!("'{url}' is not a valid URL: {error}"))?;
+        *request.headers_mut() = headers;
+        let response = self.outside.request(request).await.map_err(|error| {
+            let mut reason = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                reason = format!("{reason}: {cause}");
+                source = cause.source();
+            }
+            format!("calling {url}: {reason}")
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|error| format!("reading the answer of {url}: {error}"))?
+            .to_bytes();
+        Ok(InvokeResponse {
+            status: parts.status,
+            headers: forwardable(&parts.headers),
+            body,
+        })
     }
 
     async fn send(
@@ -124,6 +175,38 @@ impl Peers {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+/// One invocation attempt that did not succeed.
+enum Attempt {
+    /// The target answered with a failing status (which may be retried).
+    Answered(InvokeResponse),
+    /// No answer at all.
+    Failed(Error),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Answered(response) => write!(f, "the target answered {}", response.status),
+            Attempt::Failed(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Why a call did not reach another sidecar.
+enum Reach {
+    /// No instance accepted the connection (or none is running): worth retrying.
+    Unreachable(String),
+    Broken(String),
+}
+
+impl Reach {
+    fn into_reason(self) -> String {
+        match self {
+            Reach::Unreachable(reason) | Reach::Broken(reason) => reason,
+        }
     }
 }
 
@@ -179,11 +262,51 @@ fn split_namespace(target: &str) -> (&str, Option<&str>) {
 }
 
 impl Runtime {
-    /// Invokes a method of another app through its sidecar.
+    /// Invokes a method of another app (or an outside service) through its sidecar,
+    /// under the target's resiliency policies: its retries, timeout and circuit breaker
+    /// (`targets.apps`), and Dapr's built-in retries of unreachable sidecars.
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, Error> {
         if request.target.is_empty() {
             return Err(Error::InvokeNoAppId);
         }
+        let (app_id, _) = split_namespace(&request.target);
+        let policy = self.resiliency().for_app(app_id);
+        let attempt = || async {
+            let response = self.invoke_once(&request).await.map_err(Attempt::Failed)?;
+            // Dapr counts an answer below 200 or above 399 as a failed call: the retry
+            // policy may retry it and the circuit breaker counts it.
+            let failed = response.status.as_u16() < 200 || response.status.as_u16() > 399;
+            if failed && !policy.is_none() {
+                return Err(Attempt::Answered(response));
+            }
+            Ok(response)
+        };
+        let classify = |attempt: &Attempt| match attempt {
+            Attempt::Answered(response) => {
+                Verdict::retry_if(policy.retries_status(response.status.as_u16()))
+            }
+            Attempt::Failed(_) => Verdict::Retryable,
+        };
+        match policy.run(attempt, classify).await {
+            Ok(response) => Ok(response),
+            Err(failure) => {
+                let reason = failure.to_string();
+                match failure.into_error() {
+                    // The target answered every time: its last answer is the answer.
+                    Some(Attempt::Answered(response)) => Ok(response),
+                    Some(Attempt::Failed(error)) if policy.retry().is_none() => Err(error),
+                    _ => Err(Error::Invoke {
+                        app_id: request.target.clone(),
+                        reason,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// One attempt: an outside service, this app, or another app's sidecar (with the
+    /// built-in retries when none of its sidecars can be reached).
+    async fn invoke_once(&self, request: &InvokeRequest) -> Result<InvokeResponse, Error> {
         let (app_id, namespace) = split_namespace(&request.target);
         let namespace = namespace.or(self.config().namespace.as_deref());
         let mut headers = forwardable(&request.headers);
@@ -195,9 +318,30 @@ impl Runtime {
         }
         let target = path_and_query(&request.path, request.query.as_deref());
 
+        if let Some((base_url, extra)) = self.outside_target(&request.target) {
+            // An outside service: its own headers win over the caller's.
+            for (name, value) in extra.iter() {
+                headers.insert(name.clone(), value.clone());
+            }
+            headers.remove(CALLEE_HEADER);
+            let url = format!("{}/{target}", base_url.trim_end_matches('/'));
+            return self
+                .peers()
+                .send_outside(request.method.clone(), &url, headers, request.body.clone())
+                .await
+                .map_err(|reason| Error::Invoke {
+                    app_id: request.target.clone(),
+                    reason,
+                });
+        }
         if app_id == self.app_id() && namespace == self.config().namespace.as_deref() {
             return self
-                .call_own_app(request.method, &target, headers, request.body)
+                .call_own_app(
+                    request.method.clone(),
+                    &target,
+                    headers,
+                    request.body.clone(),
+                )
                 .await;
         }
         let failed = |reason: String| Error::Invoke {
@@ -207,32 +351,64 @@ impl Runtime {
         let locate = self
             .locator()
             .ok_or_else(|| failed("service invocation is not set up in this sidecar".into()))?;
-        let addresses = locate.locate(app_id, namespace).await.map_err(failed)?;
-        let mut last_error = format!("no sidecar of app '{app_id}' is reachable");
-        for address in addresses {
-            match self
-                .peers()
-                .send(
-                    address,
-                    request.method.clone(),
-                    &target,
-                    headers.clone(),
-                    request.body.clone(),
-                )
+        let send = || async {
+            let addresses = locate
+                .locate(app_id, namespace)
                 .await
-            {
-                Ok(response) => return Ok(response),
-                Err(PeerError::Unreachable(error)) => {
-                    // That instance is gone: try the next one.
-                    locate.unreachable(app_id, address);
-                    last_error = format!("the sidecar at {address} is unreachable: {error}");
-                }
-                Err(PeerError::Other(error)) => {
-                    return Err(failed(format!("calling the sidecar at {address}: {error}")));
+                .map_err(Reach::Unreachable)?;
+            let mut last_error = format!("no sidecar of app '{app_id}' is running");
+            for address in addresses {
+                match self
+                    .peers()
+                    .send(
+                        address,
+                        request.method.clone(),
+                        &target,
+                        headers.clone(),
+                        request.body.clone(),
+                    )
+                    .await
+                {
+                    Ok(response) => return Ok(response),
+                    Err(PeerError::Unreachable(error)) => {
+                        // That instance is gone: try the next one.
+                        locate.unreachable(app_id, address);
+                        last_error = format!("the sidecar at {address} is unreachable: {error}");
+                    }
+                    Err(PeerError::Other(error)) => {
+                        return Err(Reach::Broken(format!(
+                            "calling the sidecar at {address}: {error}"
+                        )));
+                    }
                 }
             }
+            Err(Reach::Unreachable(last_error))
+        };
+        let sent = match self.resiliency().built_in_service_retries(app_id) {
+            None => send().await.map_err(Reach::into_reason),
+            Some(retries) => retries
+                .run(send, |reach| {
+                    Verdict::retry_if(matches!(reach, Reach::Unreachable(_)))
+                })
+                .await
+                .map_err(|failure| match failure.into_error() {
+                    Some(reach) => reach.into_reason(),
+                    None => "the built-in retries gave up".to_owned(),
+                }),
+        };
+        sent.map_err(failed)
+    }
+
+    /// An outside target: a URL (`https://api.example.com`) or an `HTTPEndpoint` name,
+    /// with the headers to add.
+    fn outside_target(&self, target: &str) -> Option<(String, HeaderMap)> {
+        if target.starts_with("http://") || target.starts_with("https://") {
+            return Some((target.to_owned(), HeaderMap::new()));
         }
-        Err(failed(last_error))
+        self.components()
+            .http_endpoints
+            .get(target)
+            .map(|endpoint| (endpoint.base_url.clone(), endpoint.headers.clone()))
     }
 
     /// The receiving side: a call from another sidecar for this app.

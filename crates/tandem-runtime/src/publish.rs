@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use tandem_components::pubsub::Message;
+use tandem_resiliency::Verdict;
 
 use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
 use crate::error::Error;
@@ -73,17 +74,23 @@ impl Runtime {
             }
             Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"))
         };
-        broker
-            .publish(Message {
-                topic: request.topic.clone(),
-                data,
-                metadata: request.metadata,
-            })
+        let message = Message {
+            topic: request.topic.clone(),
+            data,
+            metadata: request.metadata,
+        };
+        // The broker call runs under the component's outbound policy; every broker
+        // failure may be retried.
+        let policy = self
+            .resiliency()
+            .for_component_outbound(&request.pubsub, self.component_kind(&request.pubsub));
+        policy
+            .run(|| broker.publish(message.clone()), |_| Verdict::Retryable)
             .await
-            .map_err(|error| Error::Publish {
+            .map_err(|failure| Error::Publish {
                 pubsub: request.pubsub,
                 topic: request.topic,
-                reason: error.to_string(),
+                reason: failure.to_string(),
             })
     }
 }

@@ -44,6 +44,7 @@ impl Runtime {
         locator: Option<SharedLocator>,
     ) -> Result<Arc<Self>, ResourceError> {
         let components = components::load(&config, &shutdown).await?;
+
         let app = config
             .app_port
             .map(|port| AppChannel::new(&config.app_host, port, config.app_api_token.as_deref()));
@@ -87,6 +88,21 @@ impl Runtime {
 
     pub(crate) fn locator(&self) -> Option<&SharedLocator> {
         self.locator.as_ref()
+    }
+
+    /// The Resiliency resources' policies (and their circuit breakers' state).
+    pub(crate) fn resiliency(&self) -> &tandem_resiliency::Resiliencies {
+        &self.components.resiliency
+    }
+
+    /// The `spec.type` of component `name` (it picks Dapr's default policies).
+    pub(crate) fn component_kind(&self, name: &str) -> &str {
+        self.components
+            .registered
+            .iter()
+            .find(|component| component.name == name)
+            .map(|component| component.kind.as_str())
+            .unwrap_or_default()
     }
 
     pub(crate) fn peers(&self) -> &Peers {
@@ -181,7 +197,11 @@ impl Runtime {
             topic: subscription.topic.clone(),
             metadata: subscription.metadata.clone().into_iter().collect(),
         };
-        let delivery = deliver::delivery(app, &self.config.app_id, &subscription);
+        let policy = self.resiliency().for_component_inbound(
+            &subscription.pubsub,
+            self.component_kind(&subscription.pubsub),
+        );
+        let delivery = deliver::delivery(app, &self.config.app_id, &subscription, policy);
         match broker
             .subscribe(request, delivery, self.shutdown.child_token())
             .await

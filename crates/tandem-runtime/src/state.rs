@@ -15,6 +15,7 @@ use tandem_cache::{Cache, Entry, Notice, Settings, Stats};
 use tandem_components::state::{
     Concurrency, DeleteRequest, Operation, SetRequest, StateError, StateStore, Stored,
 };
+use tandem_resiliency::{Failure, Policy, Verdict};
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,8 @@ enum KeyPrefix {
 /// A state store as the runtime uses it: prefixing keys, and with its cache.
 pub(crate) struct StateStoreHandle {
     store: Arc<dyn StateStore>,
+    /// The component's outbound resiliency policy, around every call to the store.
+    policy: Policy,
     prefix: KeyPrefix,
     cache: Option<Cache>,
     backplane: Option<Backplane>,
@@ -83,6 +86,7 @@ impl StateStoreHandle {
     /// `cacheBackplane` shape it) from its metadata.
     pub async fn new(
         store: Arc<dyn StateStore>,
+        policy: Policy,
         metadata: &ComponentMetadata,
         app_id: &str,
         namespace: Option<&str>,
@@ -141,11 +145,34 @@ impl StateStoreHandle {
         }
         Ok(Self {
             store,
+            policy,
             prefix,
             cache,
             backplane,
             actor_state_store,
         })
+    }
+
+    /// Runs one store call under the component's policy. Store failures may be retried;
+    /// ETag conflicts are answers, never retried.
+    async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, StateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StateError>>,
+    {
+        if self.policy.is_none() {
+            let mut call = call;
+            return call().await;
+        }
+        self.policy
+            .run(call, |error| {
+                Verdict::retry_if(matches!(error, StateError::Store(_)))
+            })
+            .await
+            .map_err(|failure| match failure {
+                Failure::Failed { error, .. } => error,
+                other => StateError::Store(other.to_string()),
+            })
     }
 
     fn key(&self, key: &str) -> String {
@@ -175,10 +202,10 @@ impl StateStoreHandle {
     async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Stored>, StateError> {
         let key = self.key(key);
         let Some(cache) = &self.cache else {
-            return self.store.get(&key).await;
+            return self.guarded(|| self.store.get(&key)).await;
         };
         if consistency == Consistency::Strong {
-            let stored = self.store.get(&key).await?;
+            let stored = self.guarded(|| self.store.get(&key)).await?;
             match &stored {
                 Some(stored) => cache.put(&key, entry(stored)).await,
                 None => cache.invalidate(&key).await,
@@ -248,7 +275,7 @@ impl StateStoreHandle {
             etag,
             concurrency: concurrency(first_write),
         };
-        let deleted = self.store.delete(request).await;
+        let deleted = self.guarded(|| self.store.delete(request.clone())).await;
         self.changed(&key, None).await;
         deleted
     }
@@ -271,7 +298,7 @@ impl StateStoreHandle {
             .iter()
             .map(|operation| operation.key().to_owned())
             .collect();
-        let done = self.store.transact(requests).await;
+        let done = self.guarded(|| self.store.transact(requests.clone())).await;
         for key in keys {
             self.changed(&key, None).await;
         }

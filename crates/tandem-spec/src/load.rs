@@ -5,8 +5,21 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::component::{Component, MetadataItem, MetadataSource, RawComponent, scalar_to_string};
+use crate::component::{
+    Component, MetadataItem, MetadataSource, RawAuth, RawComponent, RawMetadataItem, RawObjectMeta,
+    scalar_to_string,
+};
 use crate::error::ResourceError;
+use crate::http_endpoint::HttpEndpoint;
+use crate::resiliency::{Resiliency, parse_resiliency};
+
+/// Everything a resources path declares that this app may use.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub components: Vec<Component>,
+    pub http_endpoints: Vec<HttpEndpoint>,
+    pub resiliencies: Vec<Resiliency>,
+}
 
 /// Who is loading: components are filtered by app id (`scopes`) and namespace.
 #[derive(Debug, Clone, Default)]
@@ -17,52 +30,107 @@ pub struct LoadOptions {
     pub namespace: Option<String>,
 }
 
-/// Loads the components in `paths` (directories or single files) that this app may use.
+/// Loads the resources in `paths` (directories or single files) that this app may use.
 ///
 /// Files are read in name order so the result does not depend on the file system.
-/// Other resource kinds are skipped; a component scoped to other apps or declared in
-/// another namespace is left out. Any broken file is an error.
-pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Vec<Component>, ResourceError> {
-    let mut components: Vec<Component> = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+/// Kinds tandem does not use yet are skipped; a resource scoped to other apps or
+/// declared in another namespace is left out. Any broken file is an error.
+pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Resources, ResourceError> {
+    let mut loaded = Resources::default();
+    let mut seen: HashMap<(&'static str, String), PathBuf> = HashMap::new();
     for file in resource_files(paths)? {
         let text = std::fs::read_to_string(&file).map_err(|error| {
             ResourceError::new(format!("cannot read the file: {error}")).in_file(&file)
         })?;
-        for component in parse_file(&file, &text)? {
-            if !component.is_in_scope(&options.app_id) {
-                tracing::info!(
-                    component = %component.name,
-                    file = %file.display(),
-                    "component not loaded: its scopes do not include app id '{}'",
-                    options.app_id
-                );
-                continue;
+        let found = parse_file(&file, &text)?;
+        for component in found.components {
+            let name = component.describe();
+            if options.admits(
+                &name,
+                &file,
+                &component.scopes,
+                component.namespace.as_deref(),
+            ) {
+                unique(&mut seen, "component", &component.name, &file, &name)?;
+                loaded.components.push(component);
             }
-            if let (Some(wanted), Some(declared)) = (&options.namespace, &component.namespace)
-                && wanted != declared
-            {
-                tracing::info!(
-                    component = %component.name,
-                    file = %file.display(),
-                    "component not loaded: it belongs to namespace '{declared}', this sidecar to '{wanted}'"
-                );
-                continue;
+        }
+        for endpoint in found.http_endpoints {
+            let name = endpoint.describe();
+            if options.admits(
+                &name,
+                &file,
+                &endpoint.scopes,
+                endpoint.namespace.as_deref(),
+            ) {
+                unique(&mut seen, "HTTP endpoint", &endpoint.name, &file, &name)?;
+                loaded.http_endpoints.push(endpoint);
             }
-            if let Some(first) = seen.get(&component.name) {
-                return Err(component.error(
-                    Some("metadata.name"),
-                    format!(
-                        "a component with this name is already defined in {}",
-                        first.display()
-                    ),
-                ));
+        }
+        for resiliency in found.resiliencies {
+            let name = format!("Resiliency '{}'", resiliency.name);
+            if options.admits(
+                &name,
+                &file,
+                &resiliency.scopes,
+                resiliency.namespace.as_deref(),
+            ) {
+                loaded.resiliencies.push(resiliency);
             }
-            seen.insert(component.name.clone(), file.clone());
-            components.push(component);
         }
     }
-    Ok(components)
+    Ok(loaded)
+}
+
+impl LoadOptions {
+    /// Whether a resource with these `scopes` and `namespace` is for this app.
+    fn admits(
+        &self,
+        resource: &str,
+        file: &Path,
+        scopes: &[String],
+        namespace: Option<&str>,
+    ) -> bool {
+        if !scopes.is_empty() && !scopes.contains(&self.app_id) {
+            tracing::info!(
+                file = %file.display(),
+                "{resource} not loaded: its scopes do not include app id '{}'",
+                self.app_id
+            );
+            return false;
+        }
+        if let (Some(wanted), Some(declared)) = (&self.namespace, namespace)
+            && wanted != declared
+        {
+            tracing::info!(
+                file = %file.display(),
+                "{resource} not loaded: it belongs to namespace '{declared}', this sidecar to '{wanted}'"
+            );
+            return false;
+        }
+        true
+    }
+}
+
+/// Two resources of one kind may not share a name.
+fn unique(
+    seen: &mut HashMap<(&'static str, String), PathBuf>,
+    kind: &'static str,
+    name: &str,
+    file: &Path,
+    resource: &str,
+) -> Result<(), ResourceError> {
+    if let Some(first) = seen.get(&(kind, name.to_owned())) {
+        return Err(ResourceError::new(format!(
+            "a {kind} with this name is already defined in {}",
+            first.display()
+        ))
+        .in_file(file)
+        .in_resource(resource)
+        .at_field("metadata.name"));
+    }
+    seen.insert((kind, name.to_owned()), file.to_owned());
+    Ok(())
 }
 
 fn resource_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ResourceError> {
@@ -95,9 +163,9 @@ fn is_yaml(path: &Path) -> bool {
     )
 }
 
-/// Parses every document of one file, returning its components.
-pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Vec<Component>, ResourceError> {
-    let mut components = Vec::new();
+/// Parses every document of one file.
+pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Resources, ResourceError> {
+    let mut found = Resources::default();
     for document in yaml_serde::Deserializer::from_str(text) {
         let value = yaml_serde::Value::deserialize(document).map_err(|error| {
             let mut located =
@@ -112,7 +180,9 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Vec<Component>, Reso
         }
         let kind = value.get("kind").and_then(|kind| kind.as_str());
         match kind {
-            Some("Component") => components.push(parse_component(file, value)?),
+            Some("Component") => found.components.push(parse_component(file, value)?),
+            Some("HTTPEndpoint") => found.http_endpoints.push(parse_http_endpoint(file, value)?),
+            Some("Resiliency") => found.resiliencies.push(parse_resiliency(file, value)?),
             Some(other) => {
                 tracing::debug!(file = %file.display(), kind = other, "resource kind not handled yet; skipped")
             }
@@ -125,7 +195,7 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Vec<Component>, Reso
             }
         }
     }
-    Ok(components)
+    Ok(found)
 }
 
 fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, ResourceError> {
@@ -175,22 +245,42 @@ fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, R
         Some(version) => scalar_to_string(version)
             .ok_or_else(|| error("spec.version", "must be a string such as `v1`".into()))?,
     };
-    let mut metadata = Vec::new();
-    for (index, item) in raw
-        .spec
-        .metadata
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        let field = format!("spec.metadata[{index}]");
+    let metadata = parse_items(
+        raw.spec.metadata.unwrap_or_default(),
+        "spec.metadata",
+        "metadata",
+        &error,
+    )?;
+    Ok(Component {
+        name: raw.metadata.name,
+        namespace: raw.metadata.namespace,
+        kind: raw.spec.kind,
+        version,
+        metadata,
+        secret_store: raw.auth.and_then(|auth| auth.secret_store),
+        scopes: raw.scopes.unwrap_or_default(),
+        file: Some(file.to_owned()),
+    })
+}
+
+/// `spec.metadata` (or `spec.headers`) entries: each a `value`, a `secretKeyRef` or an
+/// `envRef`. `noun` names them in messages (`metadata 'redisHost'`, `header 'Accept'`).
+fn parse_items(
+    items: Vec<RawMetadataItem>,
+    at: &str,
+    noun: &str,
+    error: &dyn Fn(&str, String) -> ResourceError,
+) -> Result<Vec<MetadataItem>, ResourceError> {
+    let mut parsed = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let field = format!("{at}[{index}]");
         let source = match (item.value, item.secret_key_ref, item.env_ref) {
             (Some(value), None, None) => {
                 MetadataSource::Value(scalar_to_string(&value).ok_or_else(|| {
                     error(
                         &format!("{field}.value"),
                         format!(
-                            "metadata '{}' must have a plain value (text, number or boolean)",
+                            "{noun} '{}' must have a plain value (text, number or boolean)",
                             item.name
                         ),
                     )
@@ -207,23 +297,93 @@ fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, R
                 return Err(error(
                     &field,
                     format!(
-                        "metadata '{}' has more than one of `value`, `secretKeyRef` and `envRef`",
+                        "{noun} '{}' has more than one of `value`, `secretKeyRef` and `envRef`",
                         item.name
                     ),
                 ));
             }
         };
-        metadata.push(MetadataItem {
+        parsed.push(MetadataItem {
             name: item.name,
             source,
         });
     }
-    Ok(Component {
+    Ok(parsed)
+}
+
+#[derive(Deserialize)]
+struct RawHttpEndpoint {
+    metadata: RawObjectMeta,
+    spec: RawHttpEndpointSpec,
+    #[serde(default)]
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawHttpEndpointSpec {
+    base_url: String,
+    #[serde(default)]
+    headers: Option<Vec<RawMetadataItem>>,
+}
+
+fn parse_http_endpoint(
+    file: &Path,
+    value: yaml_serde::Value,
+) -> Result<HttpEndpoint, ResourceError> {
+    let name = value
+        .get("metadata")
+        .and_then(|metadata| metadata.get("name"))
+        .and_then(|name| name.as_str())
+        .map(str::to_owned);
+    let resource = match &name {
+        Some(name) => format!("HTTPEndpoint '{name}'"),
+        None => "HTTPEndpoint".to_owned(),
+    };
+    let error = |field: &str, message: String| {
+        ResourceError::new(message)
+            .in_file(file)
+            .in_resource(resource.clone())
+            .at_field(field)
+    };
+    if name.is_none() {
+        return Err(error(
+            "metadata.name",
+            "an HTTP endpoint needs a name".into(),
+        ));
+    }
+    let base_url = value
+        .get("spec")
+        .and_then(|spec| spec.get("baseUrl"))
+        .and_then(|url| url.as_str());
+    if base_url.is_none() {
+        return Err(error(
+            "spec.baseUrl",
+            "an HTTP endpoint needs a `spec.baseUrl`, e.g. `https://api.example.com`".into(),
+        ));
+    }
+    let raw: RawHttpEndpoint =
+        yaml_serde::from_value(value).map_err(|e| error("spec", e.to_string()))?;
+    let base_url = raw.spec.base_url.trim_end_matches('/').to_owned();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(error(
+            "spec.baseUrl",
+            format!("'{base_url}' must start with http:// or https://"),
+        ));
+    }
+    let headers = parse_items(
+        raw.spec.headers.unwrap_or_default(),
+        "spec.headers",
+        "header",
+        &error,
+    )?;
+    Ok(HttpEndpoint {
         name: raw.metadata.name,
         namespace: raw.metadata.namespace,
-        kind: raw.spec.kind,
-        version,
-        metadata,
+        base_url,
+        headers,
         secret_store: raw.auth.and_then(|auth| auth.secret_store),
         scopes: raw.scopes.unwrap_or_default(),
         file: Some(file.to_owned()),

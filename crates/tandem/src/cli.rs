@@ -21,6 +21,10 @@ pub enum Command {
     Run(RunArgs),
     /// Run the sidecar alone; another process starts the app (like `daprd`).
     Sidecar(SidecarArgs),
+    /// List the apps running on this machine (like `dapr list`).
+    List(crate::apps::ListArgs),
+    /// Stop a running app and its sidecar by app id (like `dapr stop`).
+    Stop(crate::apps::StopArgs),
 }
 
 #[derive(Args, Clone)]

@@ -3,8 +3,10 @@
 //! - `tandem run [flags] -- CMD ARGS...` starts the sidecar in-process, then your app,
 //!   with the flags of `dapr run`.
 //! - `tandem sidecar [flags]` runs the sidecar alone (the `daprd` role).
+//! - `tandem list` and `tandem stop --app-id ID` show and stop the apps running here.
 #![forbid(unsafe_code)]
 
+mod apps;
 mod cli;
 mod run;
 mod sidecar;
@@ -21,6 +23,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Command::Run(args) => run::run(args).await,
             cli::Command::Sidecar(args) => sidecar::run_alone(args).await,
+            cli::Command::List(args) => apps::list(args),
+            cli::Command::Stop(args) => apps::stop(args).await,
         }
     });
     // Don't wait for blocking tasks (a SQLite call) longer than needed on the way out.

@@ -31,6 +31,7 @@ pub async fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
+    let mut sidecar = sidecar;
     let mut app = match spawn_app(&args, &sidecar) {
         Ok(app) => app,
         Err(error) => {
@@ -40,6 +41,15 @@ pub async fn run(args: RunArgs) -> u8 {
             return 1;
         }
     };
+    if let Some(registration) = &mut sidecar.registration {
+        let (command, pid) = (args.command.join(" "), app.id());
+        if let Err(error) = registration.update(|entry| {
+            entry.command = Some(command);
+            entry.app_pid = pid;
+        }) {
+            tracing::debug!("could not record the app in the registry: {error}");
+        }
+    }
     let code = tokio::select! {
         status = app.wait() => {
             let code = status.ok().and_then(|status| status.code()).unwrap_or(1);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tandem_api::auth::ApiToken;
-use tandem_runtime::{Runtime, SidecarConfig};
+use tandem_nameresolution::{Entry, NameResolution, Registration, ResolverConfig};
+use tandem_runtime::{Locate, Runtime, SidecarConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +21,30 @@ pub struct Sidecar {
     pub runtime: Arc<Runtime>,
     pub http_port: u16,
     pub grpc_port: u16,
-    pub internal_port: u16,
+    /// This sidecar's entry in the machine's registry (`tandem list`), removed on stop.
+    pub registration: Option<Registration>,
     servers: JoinSet<()>,
+}
+
+/// Name resolution as the runtime asks for it.
+struct Located(NameResolution);
+
+#[async_trait::async_trait]
+impl Locate for Located {
+    async fn locate(
+        &self,
+        app_id: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<SocketAddr>, String> {
+        self.0
+            .locate(app_id, namespace)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn unreachable(&self, app_id: &str, address: SocketAddr) {
+        self.0.unreachable(app_id, address);
+    }
 }
 
 /// Sets up logging to stderr at `level` (`RUST_LOG` overrides it).
@@ -138,14 +161,31 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         return Err("--dapr-listen-addresses names no address".into());
     }
     let token = ApiToken::new(config.api_token.as_deref());
-    let runtime = Runtime::load(config, stop.clone(), None)
-        .await
-        .map_err(|error| error.to_string())?;
-
+    let resolver_config = match &args.config {
+        Some(file) => {
+            ResolverConfig::from_configuration(file).map_err(|error| error.to_string())?
+        }
+        None => ResolverConfig::default(),
+    };
+    // Bound before the components load so the internal port is known to name
+    // resolution; nothing is served until they are loaded.
     let (grpc_port, grpc_listeners) = bind(&addresses, args.grpc_port, "gRPC").await?;
     let (http_port, http_listeners) = bind(&addresses, args.http_port, "HTTP").await?;
     let (internal_port, internal_listeners) =
         bind(&addresses, args.internal_port, "internal").await?;
+    let home = config.data_dir.clone();
+    let (app_id, namespace, app_port) = (
+        config.app_id.clone(),
+        config.namespace.clone(),
+        config.app_port,
+    );
+    let locator = Located(NameResolution::new(
+        resolver_config.build(&home, internal_port),
+    ));
+    let runtime = Runtime::load(config, stop.clone(), Some(Arc::new(locator)))
+        .await
+        .map_err(|error| error.to_string())?;
+
     let mut servers = JoinSet::new();
     for listener in grpc_listeners {
         let (runtime, token, stop) = (runtime.clone(), token.clone(), stop.clone());
@@ -179,6 +219,19 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
             }
         });
     }
+    let mut entry = Entry::new(app_id, http_port, grpc_port, internal_port);
+    entry.namespace = namespace;
+    entry.app_port = app_port;
+    let registration = match Registration::register(&home, entry) {
+        Ok(registration) => Some(registration),
+        Err(error) => {
+            tracing::warn!(
+                "could not register in {}: other apps on this machine will not find this one ({error})",
+                home.join("apps").display()
+            );
+            None
+        }
+    };
     runtime.mark_outbound_ready();
     tracing::info!(
         app_id = %runtime.app_id(),
@@ -191,7 +244,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         runtime,
         http_port,
         grpc_port,
-        internal_port,
+        registration,
         servers,
     })
 }
@@ -199,6 +252,8 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
 impl Sidecar {
     /// After `stop` fired: lets deliveries in flight finish and the servers close.
     pub async fn stopped(mut self) {
+        // Other sidecars stop finding this one before it stops answering.
+        drop(self.registration.take());
         self.runtime.drain().await;
         while self.servers.join_next().await.is_some() {}
         tracing::info!("sidecar stopped");

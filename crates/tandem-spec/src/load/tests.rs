@@ -62,7 +62,9 @@ async fn the_seed_pubsub_file_loads_and_its_secret_resolves() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir, "pubsub.yaml", SEED_PUBSUB);
     write(&dir, "secrets.json", "{ not yaml at all");
-    let components = load(&[dir.path().into()], &options("order-processor")).unwrap();
+    let components = load(&[dir.path().into()], &options("order-processor"))
+        .unwrap()
+        .components;
     assert_eq!(components.len(), 1);
     let pubsub = &components[0];
     assert_eq!(pubsub.name, "order_pub_sub");
@@ -78,6 +80,7 @@ async fn the_seed_pubsub_file_loads_and_its_secret_resolves() {
 fn unknown_metadata_names_suggest_the_closest_known_one() {
     let component = parse_file("p.yaml".as_ref(), SEED_PUBSUB)
         .unwrap()
+        .components
         .remove(0);
     let metadata =
         ComponentMetadata::new(component, [("redisPass".to_owned(), "x".to_owned())].into());
@@ -113,7 +116,7 @@ spec:
   version: v1
 ---
 "#;
-    let components = parse_file("multi.yaml".as_ref(), text).unwrap();
+    let components = parse_file("multi.yaml".as_ref(), text).unwrap().components;
     let names: Vec<_> = components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["one", "two"]);
 }
@@ -185,7 +188,9 @@ fn scopes_and_namespaces_filter_components() {
         "other-ns.yaml",
         "kind: Component\nmetadata: {name: elsewhere, namespace: prod}\nspec: {type: pubsub.in-memory}\n",
     );
-    let for_orders = load(&[dir.path().into()], &options("orders")).unwrap();
+    let for_orders = load(&[dir.path().into()], &options("orders"))
+        .unwrap()
+        .components;
     assert_eq!(
         for_orders
             .iter()
@@ -201,7 +206,8 @@ fn scopes_and_namespaces_filter_components() {
             namespace: Some("dev".into()),
         },
     )
-    .unwrap();
+    .unwrap()
+    .components;
     assert_eq!(
         for_billing_in_dev
             .iter()
@@ -236,7 +242,10 @@ spec:
     secretKeyRef: {name: missing, key: missing}
 auth: {secretStore: local-secret-store}
 "#;
-    let component = parse_file("p.yaml".as_ref(), text).unwrap().remove(0);
+    let component = parse_file("p.yaml".as_ref(), text)
+        .unwrap()
+        .components
+        .remove(0);
     let error = resolve(&component).await.unwrap_err();
     assert_eq!(
         error.field.as_deref(),
@@ -253,7 +262,10 @@ auth: {secretStore: local-secret-store}
 #[tokio::test]
 async fn a_secret_reference_without_a_secret_store_is_an_error() {
     let text = "kind: Component\nmetadata: {name: c}\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisPassword\n    secretKeyRef: {name: pw}\n";
-    let component = parse_file("p.yaml".as_ref(), text).unwrap().remove(0);
+    let component = parse_file("p.yaml".as_ref(), text)
+        .unwrap()
+        .components
+        .remove(0);
     let error = resolve(&component).await.unwrap_err();
     assert!(
         error.to_string().contains("no `auth.secretStore`"),
@@ -269,7 +281,10 @@ async fn env_refs_templates_and_non_string_values() {
     let text = format!(
         "kind: Component\nmetadata: {{name: c}}\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: fromEnv\n    envRef: {variable}\n  - name: consumerID\n    value: \"{{appID}}-{{namespace}}\"\n  - name: instance\n    value: \"{{uuid}}\"\n  - name: concurrency\n    value: 10\n  - name: enableTLS\n    value: false\n"
     );
-    let component = parse_file("p.yaml".as_ref(), &text).unwrap().remove(0);
+    let component = parse_file("p.yaml".as_ref(), &text)
+        .unwrap()
+        .components
+        .remove(0);
     let metadata = resolve(&component).await.unwrap();
     assert_eq!(metadata.get("fromEnv"), Some(expected.as_str()));
     assert_eq!(metadata.get("consumerID"), Some("order-processor-default"));
@@ -280,7 +295,10 @@ async fn env_refs_templates_and_non_string_values() {
     assert!(error.is_ok(), "a bare number is milliseconds");
 
     let missing = "kind: Component\nmetadata: {name: c}\nspec:\n  type: x\n  metadata:\n  - name: a\n    envRef: TANDEM_SPEC_TEST_SURELY_UNSET\n";
-    let component = parse_file("p.yaml".as_ref(), missing).unwrap().remove(0);
+    let component = parse_file("p.yaml".as_ref(), missing)
+        .unwrap()
+        .components
+        .remove(0);
     let error = resolve(&component).await.unwrap_err();
     assert!(
         error.to_string().contains("TANDEM_SPEC_TEST_SURELY_UNSET"),
@@ -291,7 +309,10 @@ async fn env_refs_templates_and_non_string_values() {
 #[test]
 fn typed_getters_name_the_field_on_bad_values() {
     let text = "kind: Component\nmetadata: {name: c}\nspec:\n  type: x\n  metadata:\n  - name: a\n    value: 1\n  - name: processingTimeout\n    value: soon\n";
-    let component = parse_file("p.yaml".as_ref(), text).unwrap().remove(0);
+    let component = parse_file("p.yaml".as_ref(), text)
+        .unwrap()
+        .components
+        .remove(0);
     let metadata = ComponentMetadata::new(
         component,
         [("processingTimeout".to_owned(), "soon".to_owned())].into(),
@@ -304,4 +325,51 @@ fn typed_getters_name_the_field_on_bad_values() {
         Some("spec.metadata[1] (processingTimeout)")
     );
     assert!(error.to_string().contains("'soon' is not a duration"));
+}
+
+#[test]
+fn http_endpoints_are_read_with_their_headers() {
+    let text = r#"
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata:
+  name: github
+spec:
+  baseUrl: https://api.github.com/
+  headers:
+  - name: Accept
+    value: application/vnd.github+json
+  - name: Authorization
+    secretKeyRef: {name: github-token, key: token}
+auth:
+  secretStore: vault
+"#;
+    let endpoint = parse_file("github.yaml".as_ref(), text)
+        .unwrap()
+        .http_endpoints
+        .remove(0);
+    assert_eq!(endpoint.name, "github");
+    assert_eq!(endpoint.base_url, "https://api.github.com");
+    assert_eq!(endpoint.secret_store.as_deref(), Some("vault"));
+    assert_eq!(endpoint.headers.len(), 2);
+    assert_eq!(
+        endpoint.headers[1].source,
+        crate::MetadataSource::Secret {
+            name: "github-token".into(),
+            key: "token".into()
+        }
+    );
+
+    let missing = "kind: HTTPEndpoint\nmetadata: {name: x}\nspec: {}\n";
+    let error = parse_file("x.yaml".as_ref(), missing).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("spec.baseUrl"));
+    assert!(error.to_string().contains("HTTPEndpoint 'x'"), "{error}");
+    let bad = "kind: HTTPEndpoint\nmetadata: {name: x}\nspec: {baseUrl: ftp://host}\n";
+    let error = parse_file("x.yaml".as_ref(), bad).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("must start with http:// or https://"),
+        "{error}"
+    );
 }

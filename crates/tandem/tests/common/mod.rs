@@ -28,6 +28,17 @@ impl Sidecar {
         app_port: Option<u16>,
         token: Option<&str>,
     ) -> Self {
+        Self::start_in(&resources.join("home"), app_id, resources, app_port, token)
+    }
+
+    /// A sidecar whose `TANDEM_HOME` is `home`: sidecars sharing one find each other.
+    pub fn start_in(
+        home: &Path,
+        app_id: &str,
+        resources: &Path,
+        app_port: Option<u16>,
+        token: Option<&str>,
+    ) -> Self {
         let (http, grpc) = (free_port(), free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
         command
@@ -39,7 +50,7 @@ impl Sidecar {
                 "--dapr-grpc-port",
                 &grpc.to_string(),
             ])
-            .env("TANDEM_HOME", resources.join("home"))
+            .env("TANDEM_HOME", home)
             .env_remove("DAPR_API_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
