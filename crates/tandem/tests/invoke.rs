@@ -242,7 +242,11 @@ async fn a_circuit_breaker_opens_fails_fast_and_closes_again() {
     let call = || reqwest::get(caller.url("/v1.0/invoke/fragile/method/x"));
 
     assert_eq!(call().await.unwrap().status(), 500);
-    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 1, "one call, no retries");
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        1,
+        "one call, no retries"
+    );
     assert_eq!(call().await.unwrap().status(), 500);
     // Open: the app is healthy again, but calls fail fast without reaching it.
     let refused = call().await.unwrap();
