@@ -273,7 +273,9 @@ fn settings(value: Option<&Value>) -> Result<Vec<(String, Option<String>)>, Stri
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Mapping(mapping)) => mapping,
         Some(_) => {
-            return Err("must be a mapping of settings, e.g. `clusterDomain: cluster.local`".into());
+            return Err(
+                "must be a mapping of settings, e.g. `clusterDomain: cluster.local`".into(),
+            );
         }
     };
     mapping

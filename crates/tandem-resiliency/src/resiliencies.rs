@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tandem_spec::{
-    BackoffPolicy, CircuitBreakerSpec, Resiliency, RetryMatching, RetrySpec, TargetPolicies,
+    BackoffPolicy, CacheSpec, CircuitBreakerSpec, Resiliency, RetryMatching, RetrySpec,
+    TargetPolicies,
 };
 
 use crate::breaker::CircuitBreaker;
@@ -43,6 +44,8 @@ pub struct Resiliencies {
     components: HashMap<String, Directions>,
     /// One breaker per target and direction, made on first use.
     breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+    /// The response cache policy of each app or HTTP endpoint that has one.
+    caches: HashMap<String, (String, CacheSpec)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -129,6 +132,14 @@ impl Resiliencies {
         };
         for (app, names) in &resource.targets.apps {
             self.apps.insert(app.clone(), resolve(names));
+            match names
+                .cache
+                .as_ref()
+                .and_then(|name| Some((name.clone(), policies.caches.get(name)?.clone())))
+            {
+                Some(cache) => self.caches.insert(app.clone(), cache),
+                None => self.caches.remove(app),
+            };
         }
         for (component, names) in &resource.targets.components {
             self.components.insert(
@@ -149,6 +160,12 @@ impl Resiliencies {
             None => self.defaults(&["App"]),
         };
         self.policy(format!("app '{app_id}'"), resolved)
+    }
+
+    /// The response cache policy (its name and settings) of calls to `target`, an app
+    /// id or an HTTP endpoint's name, if its `targets.apps` entry names one.
+    pub fn cache_for(&self, target: &str) -> Option<&(String, CacheSpec)> {
+        self.caches.get(target)
     }
 
     /// Dapr's built-in retries of service invocation (`DaprBuiltInServiceRetries`:

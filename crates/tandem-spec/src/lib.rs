@@ -25,7 +25,7 @@ pub use load::{LoadOptions, Resources, load};
 pub use metadata::ComponentMetadata;
 pub use resiliency::{
     ActorBreakerScope, ActorTargetPolicies, BUILT_IN_RETRIES, BackoffPolicy, BreakerCounts,
-    CircuitBreakerSpec, Comparison, ComponentTargets, Counter, Policies, Resiliency, RetryMatching,
-    RetrySpec, TargetPolicies, Targets, TripCondition, TripExpression, parse_resiliency,
-    parse_status_codes,
+    CacheSpec, CircuitBreakerSpec, Comparison, ComponentTargets, Counter, Policies, Resiliency,
+    RetryMatching, RetrySpec, TargetPolicies, Targets, TripCondition, TripExpression,
+    parse_resiliency, parse_status_codes,
 };

@@ -58,6 +58,29 @@ pub struct Policies {
     pub retries: BTreeMap<String, RetrySpec>,
     /// `circuitBreakers`: when to stop calling a target that keeps failing.
     pub circuit_breakers: BTreeMap<String, CircuitBreakerSpec>,
+    /// `caches` (tandem's, beyond Dapr): answers of an app or HTTP endpoint kept and
+    /// reused for a while.
+    pub caches: BTreeMap<String, CacheSpec>,
+}
+
+/// A response cache policy: which calls to a target are answered from a cache, and for
+/// how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// `ttl`: how long an answer is served without calling the target again.
+    pub ttl: Duration,
+    /// `store`: the state store that keeps answers as the second level, shared by
+    /// every sidecar using it; without one, answers live only in this sidecar.
+    pub store: Option<String>,
+    /// `staleIfError`: how long past `ttl` an answer may still be served when the
+    /// target fails or times out.
+    pub stale_if_error: Duration,
+    /// `methods`: the HTTP methods whose answers are cached (default `GET`).
+    pub methods: Vec<String>,
+    /// `varyHeaders`: request headers that are part of the cache key.
+    pub vary_headers: Vec<String>,
+    /// `maxEntries`: the first level's size.
+    pub max_entries: Option<u64>,
 }
 
 /// `policy:` of a retry: how the wait between attempts grows.
@@ -463,6 +486,8 @@ pub struct TargetPolicies {
     pub timeout: Option<String>,
     pub retry: Option<String>,
     pub circuit_breaker: Option<String>,
+    /// `cache` (apps and HTTP endpoints only): the response cache policy.
+    pub cache: Option<String>,
 }
 
 /// `targets.components.<name>`.
@@ -670,7 +695,11 @@ impl Parser<'_> {
     fn policies(&self, value: Option<&Value>) -> Result<Policies, ResourceError> {
         let field = "spec.policies";
         let entries = self.mapping(value, field)?;
-        self.known_keys(&entries, field, &["timeouts", "retries", "circuitBreakers"])?;
+        self.known_keys(
+            &entries,
+            field,
+            &["timeouts", "retries", "circuitBreakers", "caches"],
+        )?;
         let mut policies = Policies::default();
         for (key, value) in &entries {
             let field = format!("{field}.{key}");
@@ -685,6 +714,10 @@ impl Parser<'_> {
                         let retry = self.retry(&value, &field)?;
                         policies.retries.insert(name, retry);
                     }
+                    "caches" => {
+                        let cache = self.cache(&value, &field)?;
+                        policies.caches.insert(name, cache);
+                    }
                     _ => {
                         let breaker = self.circuit_breaker(&value, &field)?;
                         policies.circuit_breakers.insert(name, breaker);
@@ -693,6 +726,71 @@ impl Parser<'_> {
             }
         }
         Ok(policies)
+    }
+
+    fn cache(&self, value: &Value, field: &str) -> Result<CacheSpec, ResourceError> {
+        let entries = self.mapping(Some(value), field)?;
+        self.known_keys(
+            &entries,
+            field,
+            &[
+                "ttl",
+                "store",
+                "staleIfError",
+                "methods",
+                "varyHeaders",
+                "maxEntries",
+            ],
+        )?;
+        let Some(ttl) = entry(&entries, "ttl") else {
+            return Err(self.error(field, "a cache policy needs a `ttl`, e.g. `ttl: 30s`"));
+        };
+        let ttl = self.duration(ttl, &format!("{field}.ttl"))?;
+        if ttl.is_zero() {
+            return Err(self.error(&format!("{field}.ttl"), "must be longer than zero"));
+        }
+        let list = |key: &str| -> Result<Vec<String>, ResourceError> {
+            match entry(&entries, key) {
+                None => Ok(Vec::new()),
+                Some(Value::Sequence(items)) => items
+                    .iter()
+                    .map(|item| {
+                        scalar_to_string(item).ok_or_else(|| {
+                            self.error(&format!("{field}.{key}"), "must be a list of names")
+                        })
+                    })
+                    .collect(),
+                Some(_) => {
+                    Err(self.error(&format!("{field}.{key}"), "must be a list, e.g. `[GET]`"))
+                }
+            }
+        };
+        let mut methods: Vec<String> = list("methods")?
+            .iter()
+            .map(|method| method.to_ascii_uppercase())
+            .collect();
+        if methods.is_empty() {
+            methods.push("GET".into());
+        }
+        Ok(CacheSpec {
+            ttl,
+            store: entry(&entries, "store").and_then(scalar_to_string),
+            stale_if_error: match entry(&entries, "staleIfError") {
+                Some(value) => self.duration(value, &format!("{field}.staleIfError"))?,
+                None => Duration::ZERO,
+            },
+            methods,
+            vary_headers: list("varyHeaders")?,
+            max_entries: match entry(&entries, "maxEntries") {
+                Some(value) => Some(
+                    u64::try_from(self.whole_number(value, &format!("{field}.maxEntries"))?)
+                        .map_err(|_| {
+                            self.error(&format!("{field}.maxEntries"), "must be 1 or more")
+                        })?,
+                ),
+                None => None,
+            },
+        })
     }
 
     fn retry(&self, value: &Value, field: &str) -> Result<RetrySpec, ResourceError> {
@@ -861,6 +959,7 @@ impl Parser<'_> {
                                 "retry",
                                 "circuitBreaker",
                                 "circuitBreakerCacheSize",
+                                "cache",
                             ],
                         )?;
                         if let Some(size) = entry(&entries, "circuitBreakerCacheSize") {
@@ -954,6 +1053,12 @@ impl Parser<'_> {
                         .collect(),
                     "circuit breaker",
                     "circuitBreakers",
+                ),
+                "cache" => (
+                    &mut named.cache,
+                    policies.caches.keys().map(String::as_str).collect(),
+                    "cache policy",
+                    "caches",
                 ),
                 _ => continue,
             };

@@ -66,7 +66,7 @@ pub struct SidecarArgs {
         value_name = "PATH"
     )]
     pub resources_paths: Vec<PathBuf>,
-    /// A Configuration resource file (accepted; used by later building blocks).
+    /// A Dapr Configuration file: `spec.nameResolution` picks how other apps are found.
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
     /// Log level: debug, info, warn or error.

@@ -142,10 +142,8 @@ fn stop_needs_an_app_id() {
 }
 
 /// A real sidecar registers itself while it runs, `tandem list` shows it and `tandem
-/// stop` ends it. Ignored until `sidecar.rs` registers the sidecar in the registry
-/// (`Registration::register` at start, dropped at stop); remove the `#[ignore]` then.
+/// stop` ends it (SIGTERM: the sidecar leaves the registry, then exits).
 #[test]
-#[ignore = "needs the sidecar to register itself (sidecar.rs)"]
 fn a_real_sidecar_is_listed_and_stopped() {
     let resources = tempfile::tempdir().unwrap();
     let home = resources.path().join("home");

@@ -174,6 +174,7 @@ fn the_full_example_parses() {
             timeout: Some("general".into()),
             retry: Some("important".into()),
             circuit_breaker: Some("simpleCB".into()),
+            cache: None,
         }
     );
     let pubsub2 = &targets.components["pubsub2"];
@@ -492,4 +493,51 @@ fn breaker_zeroes_mean_gobreaker_defaults() {
     let simple = &resiliency.policies.circuit_breakers["simpleCB"];
     assert_eq!(simple.max_requests, 1);
     assert_eq!(simple.timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn cache_policies_are_read_and_checked() {
+    let text = r#"
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: caching
+spec:
+  policies:
+    caches:
+      catalog:
+        ttl: 30s
+        store: statestore
+        staleIfError: 5m
+        methods: [get, head]
+        varyHeaders: [Accept-Language]
+  targets:
+    apps:
+      catalog-api:
+        cache: catalog
+"#;
+    let value: yaml_serde::Value = yaml_serde::from_str(text).unwrap();
+    let resiliency = crate::parse_resiliency("r.yaml".as_ref(), value).unwrap();
+    let cache = &resiliency.policies.caches["catalog"];
+    assert_eq!(cache.ttl, std::time::Duration::from_secs(30));
+    assert_eq!(cache.store.as_deref(), Some("statestore"));
+    assert_eq!(cache.stale_if_error, std::time::Duration::from_secs(300));
+    assert_eq!(cache.methods, ["GET", "HEAD"]);
+    assert_eq!(cache.vary_headers, ["Accept-Language"]);
+    assert_eq!(
+        resiliency.targets.apps["catalog-api"].cache.as_deref(),
+        Some("catalog")
+    );
+
+    let no_ttl = text.replace("        ttl: 30s\n", "");
+    let error = crate::parse_resiliency("r.yaml".as_ref(), yaml_serde::from_str(&no_ttl).unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("needs a `ttl`"), "{error}");
+    let unknown = text.replace("cache: catalog", "cache: catalgo");
+    let error = crate::parse_resiliency("r.yaml".as_ref(), yaml_serde::from_str(&unknown).unwrap())
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("did you mean 'catalog'"),
+        "{error}"
+    );
 }
