@@ -23,9 +23,15 @@ use hyper_util::rt::TokioExecutor;
 
 use tandem_resiliency::Verdict;
 
+pub(crate) use cache::ResponseCaches;
+
 use crate::app_channel::AppResponse;
 use crate::error::Error;
 use crate::runtime::Runtime;
+
+mod cache;
+
+pub use cache::CACHE_HEADER;
 
 /// The header naming the app that made a call.
 pub const CALLER_HEADER: &str = "dapr-caller-app-id";
@@ -269,6 +275,11 @@ impl Runtime {
         if request.target.is_empty() {
             return Err(Error::InvokeNoAppId);
         }
+        self.invoke_cached(request).await
+    }
+
+    /// An invocation without the response cache.
+    async fn invoke_uncached(&self, request: InvokeRequest) -> Result<InvokeResponse, Error> {
         let (app_id, _) = split_namespace(&request.target);
         let policy = self.resiliency().for_app(app_id);
         let attempt = || async {

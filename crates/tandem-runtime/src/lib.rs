@@ -24,7 +24,9 @@ pub use app_channel::AppChannel;
 pub use components::embedded_defaults;
 pub use config::SidecarConfig;
 pub use error::{Error, EtagProblem};
-pub use invoke::{CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Locate};
+pub use invoke::{
+    CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Locate,
+};
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
 pub use publish::PublishRequest;
 pub use runtime::Runtime;

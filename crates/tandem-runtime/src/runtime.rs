@@ -16,7 +16,7 @@ use crate::components::{self, Components};
 use crate::config::SidecarConfig;
 use crate::deliver;
 use crate::error::Error;
-use crate::invoke::{Peers, SharedLocator};
+use crate::invoke::{Peers, ResponseCaches, SharedLocator};
 use crate::metadata::{MetadataSnapshot, SubscriptionInfo};
 
 /// One sidecar's building blocks.
@@ -27,6 +27,8 @@ pub struct Runtime {
     /// Finds other apps' sidecars; `None` where invocation is not set up.
     locator: Option<SharedLocator>,
     peers: Peers,
+    /// The first levels of cached calls, per target.
+    response_caches: ResponseCaches,
     subscriptions: Mutex<Vec<SubscriptionInfo>>,
     deliveries: Mutex<Vec<JoinHandle<()>>>,
     extended: Mutex<BTreeMap<String, String>>,
@@ -54,6 +56,7 @@ impl Runtime {
             app,
             locator,
             peers: Peers::new(),
+            response_caches: ResponseCaches::default(),
             subscriptions: Mutex::default(),
             deliveries: Mutex::default(),
             extended: Mutex::default(),
@@ -103,6 +106,10 @@ impl Runtime {
             .find(|component| component.name == name)
             .map(|component| component.kind.as_str())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn response_caches(&self) -> &ResponseCaches {
+        &self.response_caches
     }
 
     pub(crate) fn peers(&self) -> &Peers {

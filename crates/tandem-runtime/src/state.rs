@@ -227,6 +227,31 @@ impl StateStoreHandle {
         }))
     }
 
+    /// Reads `key` exactly as given (no prefix, no first level): for the sidecar's own
+    /// entries, such as cached answers shared by every app using the store.
+    pub(crate) async fn get_exact(&self, key: &str) -> Result<Option<Stored>, StateError> {
+        self.guarded(|| self.store.get(key)).await
+    }
+
+    /// Writes `key` exactly as given, expiring after `ttl`.
+    pub(crate) async fn set_exact(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        let request = SetRequest {
+            key: key.to_owned(),
+            value,
+            etag: None,
+            concurrency: Concurrency::LastWrite,
+            ttl: Some(ttl),
+        };
+        self.guarded(|| self.store.set(request.clone()))
+            .await
+            .map(|_| ())
+    }
+
     async fn changed(&self, key: &str, now: Option<(Bytes, String)>) {
         let Some(cache) = &self.cache else { return };
         let etag = now.as_ref().map(|(_, etag)| etag.clone());
@@ -362,7 +387,7 @@ fn set_request(key: String, item: StateItem) -> Result<SetRequest, Error> {
 }
 
 impl Runtime {
-    fn state_store(&self, name: &str) -> Result<&StateStoreHandle, Error> {
+    pub(crate) fn state_store(&self, name: &str) -> Result<&StateStoreHandle, Error> {
         let stores = &self.components().state_stores;
         if stores.is_empty() {
             return Err(Error::StateStoresNotConfigured);

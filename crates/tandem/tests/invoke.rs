@@ -24,6 +24,8 @@ struct Behaviour {
     /// Answer 500 to the first this many calls.
     failures: Arc<AtomicUsize>,
     delay: Duration,
+    /// Answer 503 to everything: the service is down.
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn echo(
@@ -40,6 +42,12 @@ async fn echo(
     }
     let call = behaviour.calls.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(behaviour.delay).await;
+    if behaviour.down.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"down": true})),
+        );
+    }
     if call < behaviour.failures.load(Ordering::SeqCst) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -305,4 +313,87 @@ async fn an_http_endpoint_reaches_an_outside_service_with_its_headers() {
     .await
     .unwrap();
     assert_eq!(by_url.json::<Value>().await.unwrap()["path"], "direct");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_http_endpoint_answers_from_both_levels_and_stale_when_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let behaviour = Behaviour {
+        delay: Duration::from_millis(200),
+        ..Behaviour::default()
+    };
+    let port = app(behaviour.clone()).await;
+    let resources = dir.path().join("resources");
+    std::fs::create_dir_all(&resources).unwrap();
+    std::fs::write(
+        resources.join("cache.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: answers}}\nspec:\n  type: state.sqlite\n  metadata:\n  - name: connectionString\n    value: {}\n---\nkind: HTTPEndpoint\nmetadata: {{name: slow}}\nspec: {{baseUrl: \"http://127.0.0.1:{port}\"}}\n---\nkind: Resiliency\nmetadata: {{name: caching}}\nspec:\n  policies:\n    caches:\n      slow-answers: {{ttl: 3s, staleIfError: 3s, store: answers}}\n  targets:\n    apps:\n      slow: {{cache: slow-answers}}\n",
+            dir.path().join("answers.db").display()
+        ),
+    )
+    .unwrap();
+    let a = sidecar(dir.path(), "reader-a", &resources, None).await;
+    let b = sidecar(dir.path(), "reader-b", &resources, None).await;
+    let http = reqwest::Client::new();
+    let call = |sidecar: &Sidecar, path: &str| {
+        let request = http.get(sidecar.url(&format!("/v1.0/invoke/slow/method/{path}")));
+        async move {
+            let response = request.send().await.unwrap();
+            let source = response
+                .headers()
+                .get("x-tandem-cache")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (
+                response.status().as_u16(),
+                source,
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+
+    let (status, source, body) = call(&a, "price").await;
+    assert_eq!((status, source.as_deref()), (200, Some("miss")));
+    assert_eq!(body["path"], "price");
+    let started = std::time::Instant::now();
+    let (status, source, _) = call(&a, "price").await;
+    assert_eq!((status, source.as_deref()), (200, Some("hit-l1")));
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "a first-level hit does not wait for the service"
+    );
+    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 1);
+
+    // 100 concurrent cold calls: the service is called once.
+    let cold: Vec<_> = (0..100).map(|_| tokio::spawn(call(&a, "stock"))).collect();
+    for call in cold {
+        assert_eq!(call.await.unwrap().0, 200);
+    }
+    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 2);
+
+    // Another sidecar of the same store answers from the second level.
+    let (status, source, _) = call(&b, "price").await;
+    assert_eq!((status, source.as_deref()), (200, Some("hit-l2")));
+    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 2);
+
+    // The caller can ask for a fresh answer.
+    let fresh = http
+        .get(a.url("/v1.0/invoke/slow/method/price"))
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.headers()["x-tandem-cache"], "miss");
+    assert_eq!(behaviour.calls.load(Ordering::SeqCst), 3);
+
+    // The service goes down: past the ttl, the stale answer is served within the window...
+    behaviour.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (status, source, body) = call(&a, "price").await;
+    assert_eq!((status, source.as_deref()), (200, Some("stale")));
+    assert_eq!(body["path"], "price");
+    // ...and the service's own failure after it.
+    tokio::time::sleep(Duration::from_millis(3800)).await;
+    let (status, _, _) = call(&a, "price").await;
+    assert_eq!(status, 503);
 }
