@@ -117,14 +117,9 @@ mod tests {
 
     fn component(kind: &str, version: &str) -> Component {
         Component {
-            name: "orders".into(),
-            namespace: None,
-            kind: kind.into(),
             version: version.into(),
-            metadata: Vec::new(),
-            secret_store: None,
-            scopes: Vec::new(),
             file: Some("components/pubsub.yaml".into()),
+            ..Component::new("orders", kind)
         }
     }
 

@@ -15,16 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tandem_testkit::RedisServer;
 
 async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn PubSub> {
-    let component = Component {
-        name: "test".into(),
-        namespace: None,
-        kind: kind.into(),
-        version: "v1".into(),
-        metadata: Vec::new(),
-        secret_store: None,
-        scopes: Vec::new(),
-        file: None,
-    };
+    let component = Component::new("test", kind);
     let values: BTreeMap<String, String> = values
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -332,14 +323,8 @@ async fn redis_authenticates_with_password_and_username() {
 async fn redis_reports_an_unreachable_server_at_start() {
     let port = tandem_testkit::free_port();
     let component = Component {
-        name: "down".into(),
-        namespace: None,
-        kind: "pubsub.redis".into(),
-        version: "v1".into(),
-        metadata: Vec::new(),
-        secret_store: None,
-        scopes: Vec::new(),
         file: Some("components/pubsub.yaml".into()),
+        ..Component::new("down", "pubsub.redis")
     };
     let values = [
         ("redisHost".to_owned(), format!("127.0.0.1:{port}")),

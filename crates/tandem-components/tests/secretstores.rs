@@ -9,14 +9,8 @@ async fn local_file(
     values: &[(&str, &str)],
 ) -> Result<std::sync::Arc<dyn secretstores::SecretStore>, String> {
     let component = Component {
-        name: "local-secret-store".into(),
-        namespace: None,
-        kind: "secretstores.local.file".into(),
-        version: "v1".into(),
-        metadata: Vec::new(),
-        secret_store: None,
-        scopes: Vec::new(),
         file: Some("components/secrets.yaml".into()),
+        ..Component::new("local-secret-store", "secretstores.local.file")
     };
     let values = values
         .iter()

@@ -21,16 +21,7 @@ async fn try_build(
     kind: &str,
     values: &[(&str, &str)],
 ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
-    let component = Component {
-        name: "statestore".into(),
-        namespace: None,
-        kind: kind.into(),
-        version: "v1".into(),
-        metadata: Vec::new(),
-        secret_store: None,
-        scopes: Vec::new(),
-        file: None,
-    };
+    let component = Component::new("statestore", kind);
     let values: BTreeMap<String, String> = values
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

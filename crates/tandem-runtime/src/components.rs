@@ -55,10 +55,6 @@ const NOT_YET_SERVED: &[&str] = &[
 pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
     let database = data_dir.join("tandem.db").display().to_string();
     let component = |name: &str, kind: &str, metadata: Vec<(&str, &str)>| Component {
-        name: name.into(),
-        namespace: None,
-        kind: kind.into(),
-        version: "v1".into(),
         metadata: metadata
             .into_iter()
             .map(|(name, value)| MetadataItem {
@@ -66,9 +62,7 @@ pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
                 source: MetadataSource::Value(value.into()),
             })
             .collect(),
-        secret_store: None,
-        scopes: Vec::new(),
-        file: None,
+        ..Component::new(name, kind)
     };
     vec![
         component(

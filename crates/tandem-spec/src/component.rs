@@ -82,6 +82,21 @@ pub trait SecretLookup {
 }
 
 impl Component {
+    /// A component of type `kind` (version `v1`) declared in code rather than in a
+    /// file, with no metadata yet: the embedded defaults, and tests.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            namespace: None,
+            kind: kind.into(),
+            version: "v1".into(),
+            metadata: Vec::new(),
+            secret_store: None,
+            scopes: Vec::new(),
+            file: None,
+        }
+    }
+
     /// How errors name this resource: `Component 'order_pub_sub'`.
     pub fn describe(&self) -> String {
         format!("Component '{}'", self.name)

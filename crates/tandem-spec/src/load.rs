@@ -198,25 +198,36 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Resources, ResourceE
     Ok(found)
 }
 
-fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, ResourceError> {
+/// How errors about one document name it: its kind and (when it has one) its name;
+/// fails with a message when `metadata.name` is missing.
+fn located<'a>(
+    file: &'a Path,
+    value: &yaml_serde::Value,
+    kind: &str,
+    noun: &str,
+) -> Result<impl Fn(&str, String) -> ResourceError + 'a, ResourceError> {
     let name = value
         .get("metadata")
         .and_then(|metadata| metadata.get("name"))
-        .and_then(|name| name.as_str())
-        .map(str::to_owned);
-    let resource = match &name {
-        Some(name) => format!("Component '{name}'"),
-        None => "Component".to_owned(),
+        .and_then(|name| name.as_str());
+    let resource = match name {
+        Some(name) => format!("{kind} '{name}'"),
+        None => kind.to_owned(),
     };
-    let error = |field: &str, message: String| {
+    let error = move |field: &str, message: String| {
         ResourceError::new(message)
             .in_file(file)
             .in_resource(resource.clone())
             .at_field(field)
     };
     if name.is_none() {
-        return Err(error("metadata.name", "a component needs a name".into()));
+        return Err(error("metadata.name", format!("{noun} needs a name")));
     }
+    Ok(error)
+}
+
+fn parse_component(file: &Path, value: yaml_serde::Value) -> Result<Component, ResourceError> {
+    let error = located(file, &value, "Component", "a component")?;
     match value.get("spec") {
         None => {
             let nested = value
@@ -333,27 +344,7 @@ fn parse_http_endpoint(
     file: &Path,
     value: yaml_serde::Value,
 ) -> Result<HttpEndpoint, ResourceError> {
-    let name = value
-        .get("metadata")
-        .and_then(|metadata| metadata.get("name"))
-        .and_then(|name| name.as_str())
-        .map(str::to_owned);
-    let resource = match &name {
-        Some(name) => format!("HTTPEndpoint '{name}'"),
-        None => "HTTPEndpoint".to_owned(),
-    };
-    let error = |field: &str, message: String| {
-        ResourceError::new(message)
-            .in_file(file)
-            .in_resource(resource.clone())
-            .at_field(field)
-    };
-    if name.is_none() {
-        return Err(error(
-            "metadata.name",
-            "an HTTP endpoint needs a name".into(),
-        ));
-    }
+    let error = located(file, &value, "HTTPEndpoint", "an HTTP endpoint")?;
     let base_url = value
         .get("spec")
         .and_then(|spec| spec.get("baseUrl"))
