@@ -45,8 +45,22 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+        .serve_with_incoming_shutdown(no_delay_stream(listener), stop.cancelled_owned())
         .await
+}
+
+/// Accepted connections with `TCP_NODELAY`: tonic's own setting does not reach
+/// connections from an incoming stream, and without it small answers wait for the
+/// peer's delayed ACK (tens of milliseconds).
+fn no_delay_stream(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            let _ = stream.set_nodelay(true);
+        })
+    })
 }
 
 fn metadata_text<T>(request: &Request<T>, name: &str) -> Option<String> {

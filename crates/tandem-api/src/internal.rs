@@ -44,7 +44,7 @@ pub async fn serve_on(
     runtime: Arc<Runtime>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(runtime))
+    axum::serve(crate::no_delay(listener), router(runtime))
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
 }

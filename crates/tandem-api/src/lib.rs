@@ -13,3 +13,15 @@ pub mod http;
 pub mod internal;
 
 pub use error::ApiError;
+
+use axum::serve::ListenerExt;
+
+/// Accepted connections with `TCP_NODELAY`, so small answers are sent at once instead
+/// of waiting for the peer's delayed ACK.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    })
+}

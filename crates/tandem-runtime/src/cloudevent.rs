@@ -47,16 +47,82 @@ fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Wraps a payload in a new envelope.
-pub fn wrap(origin: &Origin<'_>, data: &[u8], content_type: Option<&str>) -> Map<String, Value> {
+/// The envelope of a new event, serialised in one pass: the hot path of publishing,
+/// so the payload is embedded as it is (JSON checked, not parsed into a tree).
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    id: String,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    specversion: &'static str,
+    datacontenttype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Payload<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<String>,
+    topic: &'a str,
+    pubsubname: &'a str,
+    traceid: &'a str,
+    traceparent: &'a str,
+    tracestate: &'a str,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Json(&'a serde_json::value::RawValue),
+    Text(&'a str),
+}
+
+/// Wraps a payload in a new envelope, expiring `expires_in` seconds from now if given.
+pub fn wrap(
+    origin: &Origin<'_>,
+    data: &[u8],
+    content_type: Option<&str>,
+    expires_in: Option<u64>,
+) -> Vec<u8> {
     let content_type = content_type
         .filter(|content_type| !content_type.is_empty())
         .unwrap_or(DEFAULT_DATA_CONTENT_TYPE);
-    let mut event = Map::new();
-    event.insert("datacontenttype".into(), json!(content_type));
-    put_payload(&mut event, data, content_type);
-    fill(&mut event, origin);
-    event
+    let json = is_json(content_type);
+    let text = std::str::from_utf8(data).ok();
+    let raw_json = text
+        .filter(|_| json)
+        .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok());
+    let (payload, data_base64) = match (raw_json, text) {
+        (Some(raw), _) => (Some(Payload::Json(raw)), None),
+        (None, Some(text)) if json || is_text(content_type) => (Some(Payload::Text(text)), None),
+        _ => (None, Some(BASE64.encode(data))),
+    };
+    let generated;
+    let traceparent = match origin.traceparent {
+        Some(traceparent) => traceparent,
+        None => {
+            generated = new_traceparent();
+            &generated
+        }
+    };
+    let envelope = Envelope {
+        id: uuid::Uuid::new_v4().to_string(),
+        source: origin.app_id,
+        kind: "com.dapr.event.sent",
+        specversion: "1.0",
+        datacontenttype: content_type,
+        data: payload,
+        data_base64,
+        topic: origin.topic,
+        pubsubname: origin.pubsub,
+        traceid: traceparent,
+        traceparent,
+        tracestate: origin.tracestate.unwrap_or(""),
+        time: now_rfc3339(),
+        expiration: expires_in.map(expiration),
+    };
+    serde_json::to_vec(&envelope).expect("an envelope serialises")
 }
 
 /// Completes an event the publisher sent as `application/cloudevents+json`: fields it
@@ -74,23 +140,6 @@ pub fn complete(origin: &Origin<'_>, body: &[u8]) -> Result<Map<String, Value>, 
     }
     fill(&mut event, origin);
     Ok(event)
-}
-
-fn put_payload(event: &mut Map<String, Value>, data: &[u8], content_type: &str) {
-    if is_json(content_type)
-        && let Ok(value) = serde_json::from_slice::<Value>(data)
-    {
-        event.insert("data".into(), value);
-        return;
-    }
-    match std::str::from_utf8(data) {
-        Ok(text) if is_text(content_type) || is_json(content_type) => {
-            event.insert("data".into(), json!(text));
-        }
-        _ => {
-            event.insert("data_base64".into(), json!(BASE64.encode(data)));
-        }
-    }
 }
 
 fn fill(event: &mut Map<String, Value>, origin: &Origin<'_>) {
@@ -128,14 +177,18 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// Sets `expiration` to `ttl_seconds` from now, as Dapr does for `metadata.ttlInSeconds`:
-/// subscribers drop the event once that time has passed.
-pub fn expire_after(event: &mut Map<String, Value>, ttl_seconds: u64) {
+/// `ttl_seconds` from now, as Dapr writes an event's `expiration` for
+/// `metadata.ttlInSeconds`: subscribers drop the event once that time has passed.
+fn expiration(ttl_seconds: u64) -> String {
     let at = time::OffsetDateTime::now_utc()
         + time::Duration::seconds(ttl_seconds.min(i64::MAX as u64) as i64);
-    if let Ok(text) = at.format(&time::format_description::well_known::Rfc3339) {
-        event.insert("expiration".into(), json!(text));
-    }
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Sets `expiration` on an event the publisher sent whole.
+pub fn expire_after(event: &mut Map<String, Value>, ttl_seconds: u64) {
+    event.insert("expiration".into(), json!(expiration(ttl_seconds)));
 }
 
 /// Whether the event carries an `expiration` that has passed.
@@ -171,6 +224,10 @@ pub fn for_delivery(origin: &Origin<'_>, data: &[u8], raw_payload: bool) -> Map<
 mod tests {
     use super::*;
 
+    fn wrapped(data: &[u8], content_type: Option<&str>) -> Map<String, Value> {
+        serde_json::from_slice(&wrap(&origin(), data, content_type, None)).unwrap()
+    }
+
     fn origin() -> Origin<'static> {
         Origin {
             app_id: "publisher",
@@ -183,11 +240,7 @@ mod tests {
 
     #[test]
     fn json_payloads_are_embedded_as_json() {
-        let event = wrap(
-            &origin(),
-            br#"{"product": "falafel"}"#,
-            Some("application/json"),
-        );
+        let event = wrapped(br#"{"product": "falafel"}"#, Some("application/json"));
         assert_eq!(event["data"], json!({"product": "falafel"}));
         assert_eq!(event["datacontenttype"], "application/json");
         assert_eq!(event["source"], "publisher");
@@ -205,21 +258,17 @@ mod tests {
 
     #[test]
     fn text_is_a_string_and_the_default_content_type_is_text_plain() {
-        let event = wrap(&origin(), b"hello", None);
+        let event = wrapped(b"hello", None);
         assert_eq!(event["data"], "hello");
         assert_eq!(event["datacontenttype"], "text/plain");
         // JSON content that does not parse still arrives, as a string.
-        let event = wrap(&origin(), b"{not json", Some("application/json"));
+        let event = wrapped(b"{not json", Some("application/json"));
         assert_eq!(event["data"], "{not json");
     }
 
     #[test]
     fn binary_payloads_travel_as_base64() {
-        let event = wrap(
-            &origin(),
-            &[0, 159, 146, 150],
-            Some("application/octet-stream"),
-        );
+        let event = wrapped(&[0, 159, 146, 150], Some("application/octet-stream"));
         assert_eq!(event["data_base64"], BASE64.encode([0, 159, 146, 150]));
         assert!(!event.contains_key("data"));
     }
@@ -246,18 +295,20 @@ mod tests {
 
     #[test]
     fn expiration_follows_the_ttl() {
-        let mut event = wrap(&origin(), b"x", None);
+        let event = wrapped(b"x", None);
         assert!(!has_expired(&event));
-        expire_after(&mut event, 60);
+        let event: Map<String, Value> =
+            serde_json::from_slice(&wrap(&origin(), b"x", None, Some(60))).unwrap();
+        assert!(event.contains_key("expiration"));
         assert!(!has_expired(&event));
+        let mut event = event;
         event.insert("expiration".into(), json!("2020-01-01T00:00:00Z"));
         assert!(has_expired(&event));
     }
 
     #[test]
     fn deliveries_pass_envelopes_through_and_wrap_raw_bytes() {
-        let envelope =
-            serde_json::to_vec(&wrap(&origin(), b"{}", Some("application/json"))).unwrap();
+        let envelope = wrap(&origin(), b"{}", Some("application/json"), None);
         let event = for_delivery(&origin(), &envelope, false);
         assert_eq!(event["data"], json!({}));
         let raw = for_delivery(&origin(), b"raw bytes", false);

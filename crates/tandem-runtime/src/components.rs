@@ -20,6 +20,8 @@ use crate::state::StateStoreHandle;
 /// The live components of one sidecar, by name.
 pub(crate) struct Components {
     pub pubsubs: HashMap<String, Arc<dyn PubSub>>,
+    /// Each pub/sub's outbound resiliency policy, worked out once: publishing is hot.
+    pub publish_policies: HashMap<String, tandem_resiliency::Policy>,
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
     pub state_stores: HashMap<String, StateStoreHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
@@ -109,6 +111,7 @@ pub(crate) async fn load(
     let state_registry = state::registry();
     let mut components = Components {
         pubsubs: HashMap::new(),
+        publish_policies: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
         http_endpoints: HashMap::new(),
@@ -159,6 +162,12 @@ pub(crate) async fn load(
                 .with_default("consumerID", config.app_id.clone());
             let broker = pubsub_registry.build(&metadata).await?;
             tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
+            let policy = components
+                .resiliency
+                .for_component_outbound(&component.name, &component.kind);
+            components
+                .publish_policies
+                .insert(component.name.clone(), policy);
             pubsubs.insert(component.name.clone(), broker);
             registered.push(ComponentInfo::of(&component));
             continue;

@@ -52,45 +52,56 @@ impl Runtime {
                 tracestate: request.tracestate.as_deref(),
             };
             let content_type = request.content_type.as_deref();
-            let mut event = if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE))
-            {
-                cloudevent::complete(&origin, &request.data).map_err(|reason| {
+            let expires_in = match request.metadata.get("ttlInSeconds") {
+                None => None,
+                Some(ttl) => Some(ttl.parse().map_err(|_| {
+                    Error::Malformed(format!(
+                        "metadata.ttlInSeconds must be a whole number of seconds, not '{ttl}'"
+                    ))
+                })?),
+            };
+            if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE)) {
+                let mut event = cloudevent::complete(&origin, &request.data).map_err(|reason| {
                     Error::CloudEvent {
                         pubsub: request.pubsub.clone(),
                         topic: request.topic.clone(),
                         reason,
                     }
-                })?
-            } else {
-                cloudevent::wrap(&origin, &request.data, content_type)
-            };
-            if let Some(ttl) = request.metadata.get("ttlInSeconds") {
-                let seconds = ttl.parse().map_err(|_| {
-                    Error::Malformed(format!(
-                        "metadata.ttlInSeconds must be a whole number of seconds, not '{ttl}'"
-                    ))
                 })?;
-                cloudevent::expire_after(&mut event, seconds);
+                if let Some(seconds) = expires_in {
+                    cloudevent::expire_after(&mut event, seconds);
+                }
+                Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"))
+            } else {
+                Bytes::from(cloudevent::wrap(
+                    &origin,
+                    &request.data,
+                    content_type,
+                    expires_in,
+                ))
             }
-            Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"))
         };
         let message = Message {
             topic: request.topic.clone(),
             data,
             metadata: request.metadata,
         };
-        // The broker call runs under the component's outbound policy; every broker
-        // failure may be retried.
-        let policy = self
-            .resiliency()
-            .for_component_outbound(&request.pubsub, self.component_kind(&request.pubsub));
-        policy
-            .run(|| broker.publish(message.clone()), |_| Verdict::Retryable)
-            .await
-            .map_err(|failure| Error::Publish {
-                pubsub: request.pubsub,
-                topic: request.topic,
-                reason: failure.to_string(),
-            })
+        // The broker call runs under the component's outbound policy, when it has one;
+        // every broker failure may be retried.
+        let published = match self.publish_policy(&request.pubsub) {
+            None => broker
+                .publish(message)
+                .await
+                .map_err(|error| error.to_string()),
+            Some(policy) => policy
+                .run(|| broker.publish(message.clone()), |_| Verdict::Retryable)
+                .await
+                .map_err(|failure| failure.to_string()),
+        };
+        published.map_err(|reason| Error::Publish {
+            pubsub: request.pubsub,
+            topic: request.topic,
+            reason,
+        })
     }
 }

@@ -120,6 +120,14 @@ impl Runtime {
         &self.components
     }
 
+    /// The outbound resiliency policy of pub/sub `name`.
+    pub(crate) fn publish_policy(&self, name: &str) -> Option<&tandem_resiliency::Policy> {
+        self.components
+            .publish_policies
+            .get(name)
+            .filter(|policy| !policy.is_none())
+    }
+
     pub(crate) fn pubsub(&self, name: &str) -> Option<&Arc<dyn PubSub>> {
         self.components.pubsubs.get(name)
     }
