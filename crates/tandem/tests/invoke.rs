@@ -397,3 +397,28 @@ async fn a_cached_http_endpoint_answers_from_both_levels_and_stale_when_down() {
     let (status, _, _) = call(&a, "price").await;
     assert_eq!(status, 503);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_of_one_app_share_calls_and_a_dead_one_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = dir.path().join("resources");
+    std::fs::create_dir_all(&resources).unwrap();
+    let (first, second) = (Behaviour::default(), Behaviour::default());
+    let (first_port, second_port) = (app(first.clone()).await, app(second.clone()).await);
+    let one = sidecar(dir.path(), "pool", &resources, Some(first_port)).await;
+    let _two = sidecar(dir.path(), "pool", &resources, Some(second_port)).await;
+    let caller = sidecar(dir.path(), "caller", &resources, None).await;
+    let call = || reqwest::get(caller.url("/v1.0/invoke/pool/method/work"));
+    for _ in 0..4 {
+        assert_eq!(call().await.unwrap().status(), 200);
+    }
+    assert_eq!(first.calls.load(Ordering::SeqCst), 2, "round robin");
+    assert_eq!(second.calls.load(Ordering::SeqCst), 2, "round robin");
+
+    // One instance dies without a word: every call still succeeds, on the other one.
+    drop(one); // SIGKILL: its registry entry stays behind
+    for _ in 0..4 {
+        assert_eq!(call().await.unwrap().status(), 200);
+    }
+    assert_eq!(second.calls.load(Ordering::SeqCst), 6);
+}
