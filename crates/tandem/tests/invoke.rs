@@ -422,3 +422,38 @@ async fn instances_of_one_app_share_calls_and_a_dead_one_is_skipped() {
     }
     assert_eq!(second.calls.load(Ordering::SeqCst), 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_policy_names_itself_when_it_gives_up() {
+    let mut redis = tandem_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let resources = dir.path().join("resources");
+    std::fs::create_dir_all(&resources).unwrap();
+    std::fs::write(
+        resources.join("pubsub.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: orders}}\nspec:\n  type: pubsub.redis\n  metadata:\n  - name: redisHost\n    value: \"{}\"\n---\nkind: Resiliency\nmetadata: {{name: outbound}}\nspec:\n  policies:\n    retries:\n      twice: {{policy: constant, duration: 20ms, maxRetries: 2}}\n  targets:\n    components:\n      orders:\n        outbound: {{retry: twice}}\n",
+            redis.address()
+        ),
+    )
+    .unwrap();
+    let publisher = sidecar(dir.path(), "publisher", &resources, None).await;
+    let http = reqwest::Client::new();
+    let publish = || {
+        http.post(publisher.url("/v1.0/publish/orders/new"))
+            .body("x")
+            .send()
+    };
+    assert_eq!(publish().await.unwrap().status(), 204);
+
+    redis.stop();
+    let failed = publish().await.unwrap();
+    assert_eq!(failed.status(), 500);
+    let error: Value = failed.json().await.unwrap();
+    assert_eq!(error["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("retry policy 'twice' gave up after 3 attempts"),
+        "{message}"
+    );
+}
