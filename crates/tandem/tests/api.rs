@@ -243,18 +243,17 @@ async fn errors_carry_daprs_codes_over_http_and_grpc() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(status.message(), "pubsub nope is not found");
 
-    let bad_event = http
-        .post(sidecar.url("/v1.0/publish/events/orders"))
-        .header("content-type", "application/cloudevents+json")
-        .body("not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad_event.status(), 400);
-    assert_eq!(
-        bad_event.json::<Value>().await.unwrap()["errorCode"],
-        "ERR_PUBSUB_CLOUD_EVENTS_SER"
-    );
+    common::assert_error(
+        http.post(sidecar.url("/v1.0/publish/events/orders"))
+            .header("content-type", "application/cloudevents+json")
+            .body("not json")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "ERR_PUBSUB_CLOUD_EVENTS_SER",
+    )
+    .await;
 
     let secret: Value = http
         .get(sidecar.url("/v1.0/secrets/vault/db:password"))
@@ -274,26 +273,24 @@ async fn errors_carry_daprs_codes_over_http_and_grpc() {
         .await
         .unwrap();
     assert_eq!(bulk, json!({"db:password": {"db:password": "hunter2"}}));
-    let no_store = http
-        .get(sidecar.url("/v1.0/secrets/other/x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_store.status(), 401);
-    assert_eq!(
-        no_store.json::<Value>().await.unwrap()["errorCode"],
-        "ERR_SECRET_STORE_NOT_FOUND"
-    );
-    let no_secret = http
-        .get(sidecar.url("/v1.0/secrets/vault/x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(no_secret.status(), 500);
-    assert_eq!(
-        no_secret.json::<Value>().await.unwrap()["errorCode"],
-        "ERR_SECRET_GET"
-    );
+    common::assert_error(
+        http.get(sidecar.url("/v1.0/secrets/other/x"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "ERR_SECRET_STORE_NOT_FOUND",
+    )
+    .await;
+    common::assert_error(
+        http.get(sidecar.url("/v1.0/secrets/vault/x"))
+            .send()
+            .await
+            .unwrap(),
+        500,
+        "ERR_SECRET_GET",
+    )
+    .await;
     let grpc_secret = grpc
         .get_secret(GetSecretRequest {
             store_name: "vault".into(),

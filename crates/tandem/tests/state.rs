@@ -192,16 +192,15 @@ async fn http_and_grpc_see_the_same_values_etags_and_transactions() {
     assert_eq!(bulk, json!([{"key": "a"}, {"key": "missing"}]));
     let unknown = save(&http, &sidecar, json!([])).await;
     assert_eq!(unknown.status(), 204);
-    let missing_store = http
-        .get(sidecar.url("/v1.0/state/nope/a"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing_store.status(), 400);
-    assert_eq!(
-        missing_store.json::<Value>().await.unwrap()["errorCode"],
-        "ERR_STATE_STORE_NOT_FOUND"
-    );
+    common::assert_error(
+        http.get(sidecar.url("/v1.0/state/nope/a"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "ERR_STATE_STORE_NOT_FOUND",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -119,3 +119,15 @@ pub fn get_status(url: &str) -> Option<u16> {
     stream.read_to_string(&mut answer).ok()?;
     answer.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Checks a Dapr error answer: its status and `errorCode`; returns its body.
+pub async fn assert_error(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], code, "{body}");
+    body
+}
