@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tandem_proto::runtime::PublishEventRequest;
 use tandem_proto::runtime::dapr_client::DaprClient;
+use tandem_proto::runtime::{GetStateRequest, PublishEventRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
@@ -42,6 +42,22 @@ pub enum Target {
         topic: String,
         event: Arc<Vec<u8>>,
     },
+    /// A fixed, complete HTTP/1.1 request over keep-alive, one connection per client;
+    /// succeeds when the answer has status `expect`.
+    Raw {
+        port: u16,
+        request: Arc<Vec<u8>>,
+        expect: u16,
+    },
+    /// `Dapr/GetState` over gRPC, one channel per client; succeeds on a non-empty value.
+    GrpcGetState {
+        port: u16,
+        store: String,
+        key: String,
+    },
+    /// `HGET key data` straight to Redis, one multiplexed connection per client;
+    /// succeeds on a non-empty value.
+    Hget { port: u16, key: String },
 }
 
 /// The shape of one run.
@@ -122,11 +138,35 @@ enum Client {
         topic: String,
         event: Arc<Vec<u8>>,
     },
+    GetState {
+        client: Box<DaprClient<Channel>>,
+        request: GetStateRequest,
+    },
+    Hget {
+        connection: redis::aio::MultiplexedConnection,
+        key: String,
+    },
 }
 
 impl Client {
-    async fn publish(&mut self) -> Result<(), String> {
+    /// One request; `Ok` when it got the expected answer.
+    pub async fn publish(&mut self) -> Result<(), String> {
         match self {
+            Client::GetState { client, request } => match client.get_state(request.clone()).await {
+                Ok(answer) if !answer.get_ref().data.is_empty() => Ok(()),
+                Ok(_) => Err("GetState: empty value".into()),
+                Err(status) => Err(format!("gRPC {:?}: {}", status.code(), status.message())),
+            },
+            Client::Hget { connection, key } => match redis::cmd("HGET")
+                .arg(key.as_str())
+                .arg("data")
+                .query_async::<Option<Vec<u8>>>(connection)
+                .await
+            {
+                Ok(Some(value)) if !value.is_empty() => Ok(()),
+                Ok(_) => Err(format!("HGET {key} data: no value")),
+                Err(error) => Err(format!("HGET: {error}")),
+            },
             Client::Http(connection) => connection.publish().await,
             Client::Grpc(grpc) => grpc
                 .client
@@ -151,22 +191,27 @@ impl Client {
     }
 }
 
-/// A minimal HTTP/1.1 keep-alive client for one fixed POST: one write per request, and
-/// a read of the status line, headers and `Content-Length` body of the answer.
-struct HttpConnection {
+/// A minimal HTTP/1.1 keep-alive client for one fixed request: one write per request,
+/// and a read of the status line, headers and body (`Content-Length` or chunked) of the
+/// answer, which must have status `expect`.
+pub struct HttpConnection {
     address: SocketAddr,
     stream: Option<TcpStream>,
     request: Arc<Vec<u8>>,
+    expect: u16,
     buffer: Vec<u8>,
+    head_end: usize,
 }
 
 impl HttpConnection {
-    async fn connect(address: SocketAddr, request: Arc<Vec<u8>>) -> Result<Self> {
+    pub async fn connect(address: SocketAddr, request: Arc<Vec<u8>>, expect: u16) -> Result<Self> {
         let mut connection = Self {
             address,
             stream: None,
             request,
+            expect,
             buffer: Vec::with_capacity(4096),
+            head_end: 0,
         };
         connection.stream = Some(connection.open().await?);
         Ok(connection)
@@ -180,7 +225,18 @@ impl HttpConnection {
         Ok(stream)
     }
 
-    async fn publish(&mut self) -> Result<(), String> {
+    /// The value of header `name` (lower case) in the last answer.
+    pub fn last_header(&self, name: &str) -> Option<String> {
+        let head = std::str::from_utf8(&self.buffer[..self.head_end]).ok()?;
+        head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+
+    pub async fn publish(&mut self) -> Result<(), String> {
         let result = self.exchange().await;
         if result.is_err() {
             // Start afresh on the next request.
@@ -213,9 +269,11 @@ impl HttpConnection {
             }
             self.buffer.extend_from_slice(&chunk[..n]);
         };
+        self.head_end = head_end;
         let head = &self.buffer[..head_end];
         let status = procs::parse_status(head).ok_or("bad status line")?;
         let mut body_len = 0usize;
+        let mut chunked = false;
         let mut close = false;
         for line in head.split(|&b| b == b'\n').skip(1) {
             let line = std::str::from_utf8(line).unwrap_or("").trim_end();
@@ -224,11 +282,29 @@ impl HttpConnection {
                 if name.eq_ignore_ascii_case("content-length") {
                     body_len = value.parse().map_err(|_| "bad Content-Length")?;
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err("chunked answers are not expected".into());
+                    chunked = value.eq_ignore_ascii_case("chunked");
                 } else if name.eq_ignore_ascii_case("connection") {
                     close = value.eq_ignore_ascii_case("close");
                 }
             }
+        }
+        if chunked {
+            // Read until the last chunk's `0\r\n\r\n`; the body is not inspected.
+            loop {
+                let body = &self.buffer[head_end..];
+                if body.starts_with(b"0\r\n\r\n") || find(body, b"\r\n0\r\n\r\n").is_some() {
+                    break;
+                }
+                let n = stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    return Err("the server closed the connection mid-body".into());
+                }
+                self.buffer.extend_from_slice(&chunk[..n]);
+            }
+            body_len = self.buffer.len() - head_end;
         }
         while self.buffer.len() < head_end + body_len {
             let n = stream
@@ -243,7 +319,7 @@ impl HttpConnection {
         if close {
             self.stream = None;
         }
-        if status == 204 {
+        if status == self.expect {
             Ok(())
         } else {
             let body = String::from_utf8_lossy(&self.buffer[head_end..head_end + body_len]);
@@ -291,8 +367,45 @@ async fn connect_all(target: &Target, clients: usize) -> Result<Vec<Client>> {
             let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
             for _ in 0..clients {
                 all.push(Client::Http(
-                    HttpConnection::connect(address, request.clone()).await?,
+                    HttpConnection::connect(address, request.clone(), 204).await?,
                 ));
+            }
+        }
+        Target::Raw {
+            port,
+            request,
+            expect,
+        } => {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+            for _ in 0..clients {
+                all.push(Client::Http(
+                    HttpConnection::connect(address, request.clone(), *expect).await?,
+                ));
+            }
+        }
+        Target::GrpcGetState { port, store, key } => {
+            let request = GetStateRequest {
+                store_name: store.clone(),
+                key: key.clone(),
+                ..Default::default()
+            };
+            for _ in 0..clients {
+                all.push(Client::GetState {
+                    client: Box::new(DaprClient::new(grpc_channel(*port).await?)),
+                    request: request.clone(),
+                });
+            }
+        }
+        Target::Hget { port, key } => {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+            for _ in 0..clients {
+                all.push(Client::Hget {
+                    connection: client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .context("cannot connect to Redis")?,
+                    key: key.clone(),
+                });
             }
         }
         Target::Grpc {
@@ -474,4 +587,143 @@ fn cpu_snapshot(watch: Watch) -> ([Option<u64>; 3], Option<procs::MachineTicks>)
         ],
         procs::machine_ticks(),
     )
+}
+
+/// What one open-loop (paced) run measured.
+pub struct Paced {
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// From the moment each request was actually written to its answer.
+    pub from_send: Latencies,
+    /// From the moment each request was scheduled to its answer (includes the timer's
+    /// lateness and any queueing behind a slow answer on the same connection).
+    pub from_schedule: Latencies,
+    pub window: Duration,
+}
+
+/// Open-loop load: `clients` connections share `rate` requests/s, each sending on its
+/// own fixed schedule (every `clients / rate` s, staggered by `1 / rate` s); a late
+/// answer delays that connection's next send but not the schedule.
+pub async fn run_paced(
+    target: &Target,
+    clients: usize,
+    rate: f64,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<Paced> {
+    let all = connect_all(target, clients).await?;
+    let start = Instant::now() + Duration::from_millis(20);
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let tasks: Vec<_> = all
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut client)| {
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut scheduled_nanos = Vec::new();
+                let mut errors = 0u64;
+                let mut first_error = None;
+                for k in 0u64.. {
+                    let offset = (index as f64 + (k * clients as u64) as f64) / rate;
+                    let scheduled = start + Duration::from_secs_f64(offset);
+                    if scheduled >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    let actual = Instant::now();
+                    let answer = client.publish().await;
+                    let finished = Instant::now();
+                    if scheduled < measure_from {
+                        continue;
+                    }
+                    match answer {
+                        Ok(()) => {
+                            sent.push((finished - actual).as_nanos() as u64);
+                            scheduled_nanos.push((finished - scheduled).as_nanos() as u64);
+                        }
+                        Err(error) => {
+                            errors += 1;
+                            first_error.get_or_insert(error);
+                        }
+                    }
+                }
+                (sent, scheduled_nanos, errors, first_error)
+            })
+        })
+        .collect();
+    let mut from_send = Vec::new();
+    let mut from_schedule = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let (sent, scheduled, e, first) = task.await.context("a client task panicked")?;
+        from_send.extend(sent);
+        from_schedule.extend(scheduled);
+        errors += e;
+        if first_error.is_none() {
+            first_error = first;
+        }
+    }
+    Ok(Paced {
+        ok: from_send.len() as u64,
+        errors,
+        first_error,
+        from_send: Latencies::from_nanos(from_send),
+        from_schedule: Latencies::from_nanos(from_schedule),
+        window: duration,
+    })
+}
+
+/// CPU used by each of `pids` between `from` and `to`, and their peak VmRSS sampled
+/// every 100 ms from now until `to`.
+pub struct ProcUsage {
+    pub cpu_seconds: Vec<Option<f64>>,
+    pub rss_peak_kib: Vec<Option<u64>>,
+}
+
+/// Samples `pids` in the background; await the handle after `to`.
+pub fn watch_procs(
+    pids: Vec<u32>,
+    from: Instant,
+    to: Instant,
+) -> tokio::task::JoinHandle<ProcUsage> {
+    tokio::spawn(async move {
+        let mut peaks: Vec<Option<u64>> = vec![None; pids.len()];
+        let mut before: Option<Vec<Option<u64>>> = None;
+        loop {
+            let now = Instant::now();
+            if before.is_none() && now >= from {
+                before = Some(pids.iter().map(|&p| procs::cpu_ticks(Some(p))).collect());
+            }
+            for (peak, &pid) in peaks.iter_mut().zip(&pids) {
+                if let Some(kib) = procs::rss_kib(pid) {
+                    *peak = Some(peak.map_or(kib, |p| p.max(kib)));
+                }
+            }
+            if now >= to {
+                break;
+            }
+            let mut next = (now + Duration::from_millis(100)).min(to);
+            if before.is_none() {
+                next = next.min(from);
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let after: Vec<Option<u64>> = pids.iter().map(|&p| procs::cpu_ticks(Some(p))).collect();
+        let per_second = procs::clock_ticks_per_second() as f64;
+        let before = before.unwrap_or_else(|| vec![None; pids.len()]);
+        ProcUsage {
+            cpu_seconds: before
+                .iter()
+                .zip(&after)
+                .map(|(a, b)| match (a, b) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(*a) as f64 / per_second),
+                    _ => None,
+                })
+                .collect(),
+            rss_peak_kib: peaks,
+        }
+    })
 }

@@ -5,10 +5,12 @@
 //! `scripts/bench` builds the release binaries and runs it.
 #![forbid(unsafe_code)]
 
+mod invoke;
 mod load;
 mod procs;
 mod report;
 mod startup;
+mod state;
 mod stats;
 
 use std::path::PathBuf;
@@ -70,6 +72,24 @@ pub struct Args {
     /// Also write a JSON summary to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Skip the state GET section (cache off/on, HTTP/gRPC, vs. direct HGET).
+    #[arg(long)]
+    skip_state: bool,
+    /// Skip the service invocation section (paced, full speed, cached slow call).
+    #[arg(long)]
+    skip_invoke: bool,
+    /// Measured time per path of the state GET and invocation sections, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    section_secs: f64,
+    /// Warm-up before each measured window of those sections, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    section_warmup: f64,
+    /// Fixed request rate of the paced invocation run, requests/s.
+    #[arg(long, default_value_t = 1000.0)]
+    invoke_rate: f64,
+    /// Sequential first-level hits timed in the cached slow call.
+    #[arg(long, default_value_t = 1000)]
+    cache_hits: usize,
     /// Keep the scratch directory (logs, resources) and print its path.
     #[arg(long)]
     keep_scratch: bool,
@@ -87,6 +107,8 @@ pub struct Results {
     pub direct: Phase,
     pub single: Option<[Phase; 3]>,
     pub event_bytes: usize,
+    pub state: Option<state::StateResults>,
+    pub invoke: Option<invoke::InvokeResults>,
 }
 
 /// One publish run and what was seen around it.
@@ -212,6 +234,7 @@ fn run(args: &Args) -> Result<()> {
         home,
         log: scratch.path.join("sidecar.log"),
         app_id: "bench".into(),
+        extra_args: Vec::new(),
     };
 
     progress(&format!("start-to-ready: {} starts", args.starts));
@@ -364,6 +387,40 @@ fn run(args: &Args) -> Result<()> {
     http_sidecar.stop();
     grpc_sidecar.stop();
 
+    let section_warmup = seconds(args.section_warmup, "--section-warmup")?;
+    let section = seconds(args.section_secs, "--section-secs")?;
+    let state = if args.skip_state {
+        None
+    } else {
+        Some(state::run(
+            &runtime,
+            &spec.binary,
+            &scratch.path,
+            redis.port,
+            redis.pid(),
+            args.clients,
+            section_warmup,
+            section,
+            poll,
+        )?)
+    };
+    let invoke = if args.skip_invoke {
+        None
+    } else {
+        Some(invoke::run(
+            &runtime,
+            &spec.binary,
+            &scratch.path,
+            payload.clone(),
+            args.clients,
+            args.invoke_rate,
+            section_warmup,
+            section,
+            args.cache_hits,
+            poll,
+        )?)
+    };
+
     let results = Results {
         background_cpu: background,
         starts,
@@ -374,6 +431,8 @@ fn run(args: &Args) -> Result<()> {
         direct,
         single,
         event_bytes: event.len(),
+        state,
+        invoke,
     };
     let config = report::Config {
         starts: args.starts.max(1),

@@ -135,6 +135,8 @@ pub struct SidecarSpec {
     pub home: PathBuf,
     pub log: PathBuf,
     pub app_id: String,
+    /// More `tandem sidecar` arguments (e.g. `--app-port N`).
+    pub extra_args: Vec<String>,
 }
 
 impl SidecarSpec {
@@ -154,6 +156,7 @@ impl SidecarSpec {
             .args(["--dapr-grpc-port", &grpc_port.to_string()])
             .arg("--resources-path")
             .arg(&self.resources)
+            .args(&self.extra_args)
             .env("TANDEM_HOME", &self.home)
             .env_remove("DAPR_API_TOKEN")
             .env_remove("APP_API_TOKEN")

@@ -56,14 +56,14 @@ pub struct Config {
 }
 
 /// One target's verdict.
-struct Verdict {
-    name: String,
-    value: f64,
-    unit: &'static str,
-    limit: String,
-    pass: bool,
+pub struct Verdict {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub limit: String,
+    pub pass: bool,
     /// Shown for context; not one of the targets.
-    informational: bool,
+    pub informational: bool,
 }
 
 fn verdicts(results: &Results) -> Vec<Verdict> {
@@ -126,6 +126,12 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
             .is_some_and(|kib| kib <= IDLE_RSS_MAX_KIB),
         informational: false,
     });
+    if let Some(state) = &results.state {
+        all.extend(crate::state::verdicts(state));
+    }
+    if let Some(invoke) = &results.invoke {
+        all.extend(crate::invoke::verdicts(invoke));
+    }
     all
 }
 
@@ -283,12 +289,18 @@ pub fn table(machine: &Machine, config: &Config, results: &Results) -> String {
         publish_row(&mut out, "gRPC via sidecar", grpc, direct_rate);
         publish_row(&mut out, "XADD direct (redis-rs)", direct, direct_rate);
     }
+    if let Some(state) = &results.state {
+        crate::state::table(&mut out, state);
+    }
+    if let Some(invoke) = &results.invoke {
+        crate::invoke::table(&mut out, invoke);
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "Targets");
     for verdict in verdicts(results) {
         let _ = writeln!(
             out,
-            "  {:<36} {:>9.3} {:<4} (target {:<10}) {}{}",
+            "  {:<44} {:>9.3} {:<4} (target {:<10}) {}{}",
             verdict.name,
             verdict.value,
             verdict.unit,
@@ -390,6 +402,8 @@ pub fn json(machine: &Machine, config: &Config, results: &Results) -> Value {
             "direct": phase_json(&results.direct, direct_rate),
         },
         "single_client": single,
+        "state_get": results.state.as_ref().map(crate::state::json),
+        "invoke": results.invoke.as_ref().map(crate::invoke::json),
         "targets": targets,
         "all_targets_met": verdicts(results)
             .iter()
