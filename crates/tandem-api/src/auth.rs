@@ -12,6 +12,11 @@ impl ApiToken {
         Self(token.filter(|token| !token.is_empty()).map(Arc::from))
     }
 
+    /// Whether callers must present a token at all.
+    pub fn is_required(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Whether a caller presenting `given` may proceed.
     pub fn admits(&self, given: Option<&[u8]>) -> bool {
         match &self.0 {

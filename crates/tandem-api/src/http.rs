@@ -43,12 +43,18 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/shutdown", post(shutdown))
         .merge(state::routes())
         .merge(invoke::routes())
-        .layer(middleware::from_fn_with_state(token, require_token));
+        // The fallback is the `dapr-app-id` invocation form: it needs the token too.
+        .fallback(not_found);
+    // Checked only when a token is configured: no per-request cost otherwise.
+    let protected = if token.is_required() {
+        protected.layer(middleware::from_fn_with_state(token, require_token))
+    } else {
+        protected
+    };
     let router = Router::new()
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz_outbound))
         .merge(protected)
-        .fallback(not_found)
         .with_state(api);
     if log_calls {
         router.layer(middleware::from_fn(log_call))

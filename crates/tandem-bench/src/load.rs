@@ -260,14 +260,13 @@ impl HttpConnection {
             if let Some(at) = find(&self.buffer, b"\r\n\r\n") {
                 break at + 4;
             }
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("the server closed the connection".into());
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
+            read_more(
+                stream,
+                &mut chunk,
+                &mut self.buffer,
+                "the server closed the connection",
+            )
+            .await?;
         };
         self.head_end = head_end;
         let head = &self.buffer[..head_end];
@@ -295,26 +294,24 @@ impl HttpConnection {
                 if body.starts_with(b"0\r\n\r\n") || find(body, b"\r\n0\r\n\r\n").is_some() {
                     break;
                 }
-                let n = stream
-                    .read(&mut chunk)
-                    .await
-                    .map_err(|e| format!("read: {e}"))?;
-                if n == 0 {
-                    return Err("the server closed the connection mid-body".into());
-                }
-                self.buffer.extend_from_slice(&chunk[..n]);
+                read_more(
+                    stream,
+                    &mut chunk,
+                    &mut self.buffer,
+                    "the server closed the connection mid-body",
+                )
+                .await?;
             }
             body_len = self.buffer.len() - head_end;
         }
         while self.buffer.len() < head_end + body_len {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("the server closed the connection mid-body".into());
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
+            read_more(
+                stream,
+                &mut chunk,
+                &mut self.buffer,
+                "the server closed the connection mid-body",
+            )
+            .await?;
         }
         if close {
             self.stream = None;
@@ -326,6 +323,21 @@ impl HttpConnection {
             Err(format!("HTTP {status}: {body}"))
         }
     }
+}
+
+/// Reads what the server sent next onto `buffer`; `closed` says what an early end means.
+async fn read_more(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    buffer: &mut Vec<u8>,
+    closed: &str,
+) -> Result<(), String> {
+    let n = stream.read(chunk).await.map_err(|e| format!("read: {e}"))?;
+    if n == 0 {
+        return Err(closed.into());
+    }
+    buffer.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
