@@ -41,6 +41,11 @@ impl ApiError {
             message,
         )
     }
+
+    /// `ERR_BODY_READ`: the request body could not be read (too large, cut off).
+    pub fn body_read(reason: impl std::fmt::Display) -> Self {
+        Self::from(Error::BodyRead(reason.to_string()))
+    }
 }
 
 impl From<Error> for ApiError {
@@ -83,11 +88,12 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
-            Error::Malformed(_) => (
+            Error::Malformed(_) | Error::IllegalStateKey { .. } => (
                 "ERR_MALFORMED_REQUEST",
                 StatusCode::BAD_REQUEST,
                 InvalidArgument,
             ),
+            Error::BodyRead(_) => ("ERR_BODY_READ", StatusCode::BAD_REQUEST, InvalidArgument),
             Error::StateStoresNotConfigured => (
                 "ERR_STATE_STORE_NOT_CONFIGURED",
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,6 +111,16 @@ impl From<Error> for ApiError {
             Error::StateDelete { etag, .. } => with_etag("ERR_STATE_DELETE", *etag),
             Error::StateTransaction { etag, .. } => with_etag("ERR_STATE_TRANSACTION", *etag),
             Error::InvokeNoAppId => ("ERR_DIRECT_INVOKE", StatusCode::NOT_FOUND, NotFound),
+            Error::InvalidAppId { .. } => (
+                "ERR_DIRECT_INVOKE",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::PeerUnauthenticated(_) => (
+                "ERR_PEER_UNAUTHENTICATED",
+                StatusCode::UNAUTHORIZED,
+                Unauthenticated,
+            ),
             Error::Invoke { .. } => (
                 "ERR_DIRECT_INVOKE",
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,6 +158,13 @@ impl From<ApiError> for tonic::Status {
 mod tests {
     use super::*;
 
+    fn cause(text: &str) -> tandem_runtime::Cause {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Text(String);
+        std::sync::Arc::new(Text(text.to_owned()))
+    }
+
     #[test]
     fn runtime_errors_map_to_daprs_codes_and_statuses() {
         let cases = [
@@ -161,7 +184,7 @@ mod tests {
                 Error::Publish {
                     pubsub: "p".into(),
                     topic: "t".into(),
-                    reason: "down".into(),
+                    cause: cause("down"),
                 },
                 "ERR_PUBSUB_PUBLISH_MESSAGE",
                 500,
@@ -183,7 +206,7 @@ mod tests {
                 Error::SecretGet {
                     store: "s".into(),
                     key: "k".into(),
-                    reason: "secret 'k' not found".into(),
+                    cause: cause("secret 'k' not found"),
                 },
                 "ERR_SECRET_GET",
                 500,
@@ -203,7 +226,8 @@ mod tests {
             ),
             (
                 Error::StateSave {
-                    reason: "x".into(),
+                    store: "s".into(),
+                    cause: cause("x"),
                     etag: Some(EtagProblem::Mismatch),
                 },
                 "ERR_STATE_SAVE",
@@ -213,7 +237,7 @@ mod tests {
             (
                 Error::StateDelete {
                     key: "k".into(),
-                    reason: "x".into(),
+                    cause: cause("x"),
                     etag: Some(EtagProblem::Invalid),
                 },
                 "ERR_STATE_DELETE",
@@ -222,12 +246,35 @@ mod tests {
             ),
             (
                 Error::StateTransaction {
-                    reason: "x".into(),
+                    cause: cause("x"),
                     etag: None,
                 },
                 "ERR_STATE_TRANSACTION",
                 500,
                 Code::Internal,
+            ),
+            (
+                Error::IllegalStateKey {
+                    store: "s".into(),
+                    key: "a||b".into(),
+                },
+                "ERR_MALFORMED_REQUEST",
+                400,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::InvalidAppId {
+                    app_id: "..".into(),
+                },
+                "ERR_DIRECT_INVOKE",
+                400,
+                Code::InvalidArgument,
+            ),
+            (
+                Error::BodyRead("too large".into()),
+                "ERR_BODY_READ",
+                400,
+                Code::InvalidArgument,
             ),
         ];
         for (error, code, http, grpc) in cases {

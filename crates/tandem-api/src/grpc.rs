@@ -12,6 +12,7 @@ use tandem_runtime::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::auth::ApiToken;
@@ -29,7 +30,13 @@ pub async fn serve(
     token: ApiToken,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let service = DaprServer::with_interceptor(Service { runtime }, move |request: Request<()>| {
+    // Dapr's `--max-body-size` limits gRPC messages both ways; a larger one is
+    // refused with RESOURCE_EXHAUSTED, as grpc-go refuses it.
+    let max_body_size = runtime.config().max_body_size;
+    let server = DaprServer::new(Service { runtime })
+        .max_decoding_message_size(max_body_size)
+        .max_encoding_message_size(max_body_size);
+    let service = InterceptedService::new(server, move |request: Request<()>| {
         let given = request
             .metadata()
             .get("dapr-api-token")
@@ -44,9 +51,28 @@ pub async fn serve(
     });
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(tower::util::MapResponseLayer::new(daprs_size_status))
         .add_service(service)
         .serve_with_incoming_shutdown(no_delay_stream(listener), stop.cancelled_owned())
         .await
+}
+
+/// A message over `--max-body-size` is `RESOURCE_EXHAUSTED` in grpc-go (daprd), where
+/// tonic says `OUT_OF_RANGE`: clients that look at the code see Dapr's.
+fn daprs_size_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let too_large = headers.get("grpc-status").is_some_and(|code| code == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|message| message.to_str().ok())
+            .is_some_and(|message| message.contains("length%20too%20large"));
+    if too_large {
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
+    }
+    response
 }
 
 /// Accepted connections with `TCP_NODELAY`: tonic's own setting does not reach
@@ -129,6 +155,7 @@ impl Dapr for Service {
         }
         let response = self
             .runtime
+            .invoker()
             .invoke(InvokeRequest {
                 target: request.id,
                 method,
@@ -175,7 +202,8 @@ impl Dapr for Service {
         };
         let value = self
             .runtime
-            .get_state(&request.store_name, &request.key, consistency)
+            .state()
+            .get(&request.store_name, &request.key, consistency)
             .await
             .map_err(ApiError::from)?;
         let (data, etag) = value
@@ -196,7 +224,8 @@ impl Dapr for Service {
         let parallelism = usize::try_from(request.parallelism).unwrap_or(0).max(1);
         let items = self
             .runtime
-            .bulk_get_state(&request.store_name, request.keys, parallelism)
+            .state()
+            .bulk_get(&request.store_name, request.keys, parallelism)
             .await
             .map_err(ApiError::from)?;
         let items = items
@@ -225,7 +254,8 @@ impl Dapr for Service {
         let request = request.into_inner();
         let items = request.states.into_iter().map(state_item).collect();
         self.runtime
-            .save_state(&request.store_name, items)
+            .state()
+            .save(&request.store_name, items)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(()))
@@ -238,7 +268,8 @@ impl Dapr for Service {
         let request = request.into_inner();
         let first_write = first_write(request.options.as_ref());
         self.runtime
-            .delete_state(
+            .state()
+            .delete(
                 &request.store_name,
                 &request.key,
                 request.etag.map(|etag| etag.value),
@@ -256,7 +287,8 @@ impl Dapr for Service {
         let request = request.into_inner();
         let items = request.states.into_iter().map(state_item).collect();
         self.runtime
-            .delete_bulk_state(&request.store_name, items)
+            .state()
+            .delete_bulk(&request.store_name, items)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(()))
@@ -282,7 +314,8 @@ impl Dapr for Service {
             });
         }
         self.runtime
-            .transact_state(&request.store_name, operations)
+            .state()
+            .transact(&request.store_name, operations)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(()))
@@ -296,6 +329,7 @@ impl Dapr for Service {
         let tracestate = metadata_text(&request, "tracestate");
         let request = request.into_inner();
         self.runtime
+            .publisher()
             .publish(PublishRequest {
                 pubsub: request.pubsub_name,
                 topic: request.topic,
@@ -318,7 +352,8 @@ impl Dapr for Service {
         let metadata = request.metadata.into_iter().collect();
         let secret = self
             .runtime
-            .get_secret(&request.store_name, &request.key, &metadata)
+            .secrets()
+            .get(&request.store_name, &request.key, &metadata)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetSecretResponse {
@@ -334,7 +369,8 @@ impl Dapr for Service {
         let metadata = request.metadata.into_iter().collect();
         let secrets = self
             .runtime
-            .bulk_secrets(&request.store_name, &metadata)
+            .secrets()
+            .bulk(&request.store_name, &metadata)
             .await
             .map_err(ApiError::from)?;
         let data = secrets

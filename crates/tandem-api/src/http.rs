@@ -1,27 +1,32 @@
-//! Dapr's HTTP API (`/v1.0/...`) over axum. Each handler is one runtime call.
+//! Dapr's HTTP API (`/v1.0/...`) over axum. Each handler is one call to a building
+//! block's service. Every answer the API itself writes is Dapr's JSON error on
+//! failure: the extractors in [`extract`] refuse in that shape, and anything no route
+//! serves (an unknown path or method) is Dapr's fallback, the `dapr-app-id` form of
+//! invocation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) mod extract;
 mod invoke;
+mod state;
 
 pub(crate) use invoke::into_response as invoke_response;
-mod state;
 
 use crate::auth::ApiToken;
 use crate::error::ApiError;
+use extract::{Body, BodyLimit, Path, Query};
 
 #[derive(Clone)]
 struct Api {
@@ -30,6 +35,7 @@ struct Api {
 
 /// The HTTP API's routes.
 pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router {
+    let max_body_size = runtime.config().max_body_size;
     let api = Api { runtime };
     let protected = Router::new()
         .route(
@@ -43,8 +49,11 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/shutdown", post(shutdown))
         .merge(state::routes())
         .merge(invoke::routes())
-        // The fallback is the `dapr-app-id` invocation form: it needs the token too.
-        .fallback(not_found);
+        // As in daprd, whatever no route serves — an unknown path, or a known path
+        // with another method — is the `dapr-app-id` form of invocation; it needs the
+        // token too.
+        .fallback(fallback)
+        .method_not_allowed_fallback(fallback);
     // Checked only when a token is configured: no per-request cost otherwise.
     let protected = if token.is_required() {
         protected.layer(middleware::from_fn_with_state(token, require_token))
@@ -55,6 +64,9 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz_outbound))
         .merge(protected)
+        // The limit is applied by `extract::Body`, which answers in Dapr's shape.
+        .layer(DefaultBodyLimit::disable())
+        .layer(Extension(BodyLimit(max_body_size)))
         .with_state(api);
     if log_calls {
         router.layer(middleware::from_fn(log_call))
@@ -92,20 +104,18 @@ async fn log_call(request: Request, next: Next) -> Response {
     response
 }
 
-async fn not_found(State(api): State<Api>, request: Request) -> Result<Response, ApiError> {
+/// daprd's fallback: a request no route serves is an invocation of the app named by
+/// `dapr-app-id`; without that header, Dapr's "no app id" error.
+async fn fallback(State(api): State<Api>, request: Request) -> Result<Response, ApiError> {
     if request.headers().contains_key("dapr-app-id") {
         return invoke::invoke_by_header(&api, request).await;
     }
-    Err(ApiError::new(
-        "ERR_NOT_FOUND",
-        StatusCode::NOT_FOUND,
-        tonic::Code::NotFound,
-        format!(
-            "{} {} is not an API tandem serves (to call an app: /v1.0/invoke/<app-id>/method/<method>, or the dapr-app-id header)",
-            request.method(),
-            request.uri().path()
-        ),
-    ))
+    tracing::debug!(
+        "{} {} is not an API tandem serves, and has no dapr-app-id header",
+        request.method(),
+        request.uri().path()
+    );
+    Err(tandem_runtime::Error::InvokeNoAppId.into())
 }
 
 async fn healthz(State(api): State<Api>) -> Result<StatusCode, ApiError> {
@@ -157,12 +167,18 @@ async fn publish(
     Path((pubsub, topic)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     api.runtime
+        .publisher()
         .publish(PublishRequest {
             pubsub,
-            topic,
+            // `/v1.0/publish/pubsub//` names no topic, not the topic "/".
+            topic: if topic.trim_matches('/').is_empty() {
+                String::new()
+            } else {
+                topic
+            },
             data: body,
             content_type: header_text(&headers, header::CONTENT_TYPE),
             metadata: request_metadata(query),
@@ -180,7 +196,8 @@ async fn get_secret(
 ) -> Result<Response, ApiError> {
     let secret = api
         .runtime
-        .get_secret(&store, &key, &request_metadata(query))
+        .secrets()
+        .get(&store, &key, &request_metadata(query))
         .await?;
     Ok(axum::Json(secret).into_response())
 }
@@ -192,7 +209,8 @@ async fn bulk_secrets(
 ) -> Result<Response, ApiError> {
     let secrets = api
         .runtime
-        .bulk_secrets(&store, &request_metadata(query))
+        .secrets()
+        .bulk(&store, &request_metadata(query))
         .await?;
     Ok(axum::Json(secrets).into_response())
 }
@@ -245,7 +263,7 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
 async fn set_metadata(
     State(api): State<Api>,
     Path(key): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let value = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::malformed("the metadata value must be UTF-8 text"))?;

@@ -1,19 +1,21 @@
 //! The internal port: where other sidecars deliver invocations for this app, over
 //! HTTP/2 (cleartext, one multiplexed connection per peer). Every request is one
-//! `Runtime::serve_invocation` call; the app's answer goes back as it is.
+//! [`Invoker::serve`](tandem_runtime::Invoker::serve) call, which first checks that the
+//! caller is a sidecar holding the deployment's key; the app's answer goes back as it
+//! is. Bodies are limited like the public API's.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
-use tandem_runtime::Runtime;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use tandem_runtime::{Error, PEER_REFUSED_HEADER, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::http::extract::read_body;
 use crate::http::invoke_response;
 
 /// The internal API's routes: everything is a call for this app.
@@ -26,16 +28,28 @@ async fn serve(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+    body: axum::body::Body,
+) -> Response {
     let target = uri
         .path_and_query()
         .map(|target| target.as_str().trim_start_matches('/'))
         .unwrap_or_default();
-    let response = runtime
-        .serve_invocation(method, target, headers, body)
-        .await?;
-    Ok(invoke_response(response))
+    let body = match read_body(body, runtime.config().max_body_size).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    match runtime.invoker().serve(method, target, headers, body).await {
+        Ok(response) => invoke_response(response),
+        Err(Error::PeerUnauthenticated(reason)) => {
+            tracing::warn!("refused a call on the internal port: {reason}");
+            let mut response = ApiError::from(Error::PeerUnauthenticated(reason)).into_response();
+            response
+                .headers_mut()
+                .insert(PEER_REFUSED_HEADER, HeaderValue::from_static("1"));
+            response
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
 }
 
 /// Serves the internal API on `listener` until `stop` fires.

@@ -21,23 +21,55 @@ pub struct Backplane {
     channel: String,
 }
 
-impl Backplane {
-    /// Connects to the Redis at `address` (`host:port` or a `redis://` URL).
-    pub async fn connect(address: &str, channel: String) -> Result<Self, String> {
-        let url = if address.contains("://") {
-            address.to_owned()
-        } else {
-            format!("redis://{address}")
+/// Why the backplane could not be reached. Messages name the server by `host:port`
+/// only: a connection's password never appears in them.
+#[derive(Debug, thiserror::Error)]
+pub enum BackplaneError {
+    #[error("'{0}' is not a Redis address (host:port or redis://host:port/db)")]
+    Address(String),
+    #[error("cannot connect to the backplane at {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+/// A backplane address as a user writes it in `cacheBackplane`: `host:port` or a
+/// `redis://` URL. The error shows the address without its user and password.
+pub fn parse_address(address: &str) -> Result<redis::ConnectionInfo, BackplaneError> {
+    let url = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("redis://{address}")
+    };
+    redis::IntoConnectionInfo::into_connection_info(url.as_str()).map_err(|_| {
+        let shown = match address.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => address.to_owned(),
         };
-        let client =
-            redis::Client::open(url.as_str()).map_err(|error| format!("'{address}': {error}"))?;
+        BackplaneError::Address(shown)
+    })
+}
+
+impl Backplane {
+    /// Connects to the Redis `server`.
+    pub async fn connect(
+        server: redis::ConnectionInfo,
+        channel: String,
+    ) -> Result<Self, BackplaneError> {
+        let address = server.addr().to_string();
+        let client = redis::Client::open(server).map_err(|source| BackplaneError::Connect {
+            address: address.clone(),
+            source,
+        })?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1);
         let publisher = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|error| format!("cannot connect to the backplane at {address}: {error}"))?;
+            .map_err(|source| BackplaneError::Connect { address, source })?;
         Ok(Self {
             client,
             publisher,

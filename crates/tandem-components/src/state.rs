@@ -82,6 +82,28 @@ pub enum StateError {
     Store(String),
 }
 
+/// Something a store can do beyond reading and writing keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    /// Optimistic concurrency with ETags.
+    Etag,
+    /// All-or-nothing transactions.
+    Transactional,
+    /// Values that expire (`ttlInSeconds`).
+    Ttl,
+}
+
+impl Feature {
+    /// The name Dapr's metadata API gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::Etag => "ETAG",
+            Feature::Transactional => "TRANSACTIONAL",
+            Feature::Ttl => "TTL",
+        }
+    }
+}
+
 /// A state store.
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -96,6 +118,17 @@ pub trait StateStore: Send + Sync {
 
     /// Applies every operation, or none of them.
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError>;
+
+    /// What the store offers, as Dapr's metadata API lists it.
+    fn features(&self) -> &'static [Feature] {
+        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
+    }
+
+    /// A Redis the store can carry the first-level cache's invalidation notices over,
+    /// when it has one (`state.redis`: its own server, as configured).
+    fn notice_channel(&self) -> Option<::redis::ConnectionInfo> {
+        None
+    }
 
     /// Values of several keys; the default reads them one by one.
     async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<Stored>, StateError>> {

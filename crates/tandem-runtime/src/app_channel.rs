@@ -1,14 +1,17 @@
 //! The app channel: the sidecar's HTTP calls *into* the app (`/dapr/subscribe`, event
-//! deliveries), over pooled keep-alive connections.
+//! deliveries, invocations), over pooled keep-alive connections. Shared by the
+//! subscriptions and the invoker.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::body::{BodyError, read_limited};
 
 /// An answer from the app.
 #[derive(Debug, Clone)]
@@ -16,6 +19,25 @@ pub struct AppResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// Why a call into the app got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AppCallError {
+    #[error("invalid request to the app: {0}")]
+    Request(#[source] http::Error),
+    #[error("calling the app at {url} failed: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("reading the app's answer from {path} failed: {source}")]
+    Answer {
+        path: String,
+        #[source]
+        source: BodyError,
+    },
 }
 
 /// HTTP calls to the app at `http://{host}:{port}`.
@@ -27,10 +49,12 @@ pub struct AppChannel {
     port: u16,
     /// `APP_API_TOKEN`, sent as `dapr-api-token` so the app can tell the sidecar's calls.
     token: Option<HeaderValue>,
+    /// The largest answer read (`--max-body-size`).
+    max_body_size: usize,
 }
 
 impl AppChannel {
-    pub fn new(host: &str, port: u16, token: Option<&str>) -> Self {
+    pub fn new(host: &str, port: u16, token: Option<&str>, max_body_size: usize) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -43,6 +67,7 @@ impl AppChannel {
             host: host.to_owned(),
             port,
             token: token.and_then(|token| HeaderValue::from_str(token).ok()),
+            max_body_size,
         }
     }
 
@@ -61,7 +86,7 @@ impl AppChannel {
         path: &str,
         headers: HeaderMap,
         body: Bytes,
-    ) -> Result<AppResponse, String> {
+    ) -> Result<AppResponse, AppCallError> {
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {
@@ -71,7 +96,7 @@ impl AppChannel {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .body(Full::new(body))
-            .map_err(|error| format!("invalid request to the app: {error}"))?;
+            .map_err(AppCallError::Request)?;
         *request.headers_mut() = headers;
         if let Some(token) = &self.token {
             request
@@ -79,15 +104,17 @@ impl AppChannel {
                 .insert("dapr-api-token", token.clone());
         }
         let response =
-            self.client.request(request).await.map_err(|error| {
-                format!("calling the app at {}{path} failed: {error}", self.base)
-            })?;
+            self.client
+                .request(request)
+                .await
+                .map_err(|source| AppCallError::Unreachable {
+                    url: format!("{}{path}", self.base),
+                    source,
+                })?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
+        let body = read_limited(body, self.max_body_size)
             .await
-            .map_err(|error| format!("reading the app's answer from {path} failed: {error}"))?
-            .to_bytes();
+            .map_err(|source| AppCallError::Answer { path, source })?;
         Ok(AppResponse {
             status: parts.status,
             headers: parts.headers,

@@ -83,7 +83,7 @@ pub fn wrap(
     origin: &Origin<'_>,
     data: &[u8],
     content_type: Option<&str>,
-    expires_in: Option<u64>,
+    expires_in: Option<std::time::Duration>,
 ) -> Vec<u8> {
     let content_type = content_type
         .filter(|content_type| !content_type.is_empty())
@@ -177,18 +177,23 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-/// `ttl_seconds` from now, as Dapr writes an event's `expiration` for
-/// `metadata.ttlInSeconds`: subscribers drop the event once that time has passed.
-fn expiration(ttl_seconds: u64) -> String {
-    let at = time::OffsetDateTime::now_utc()
-        + time::Duration::seconds(ttl_seconds.min(i64::MAX as u64) as i64);
+/// `ttl` from now, as Dapr writes an event's `expiration` for
+/// `metadata.ttlInSeconds`: subscribers drop the event once that time has passed. A
+/// time past what a timestamp can hold is the last one it can (the event then never
+/// expires, which is what so long a TTL means).
+fn expiration(ttl: std::time::Duration) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let at = time::Duration::try_from(ttl)
+        .ok()
+        .and_then(|ttl| now.checked_add(ttl))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc());
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 /// Sets `expiration` on an event the publisher sent whole.
-pub fn expire_after(event: &mut Map<String, Value>, ttl_seconds: u64) {
-    event.insert("expiration".into(), json!(expiration(ttl_seconds)));
+pub fn expire_after(event: &mut Map<String, Value>, ttl: std::time::Duration) {
+    event.insert("expiration".into(), json!(expiration(ttl)));
 }
 
 /// Whether the event carries an `expiration` that has passed.
@@ -297,13 +302,28 @@ mod tests {
     fn expiration_follows_the_ttl() {
         let event = wrapped(b"x", None);
         assert!(!has_expired(&event));
-        let event: Map<String, Value> =
-            serde_json::from_slice(&wrap(&origin(), b"x", None, Some(60))).unwrap();
+        let event: Map<String, Value> = serde_json::from_slice(&wrap(
+            &origin(),
+            b"x",
+            None,
+            Some(std::time::Duration::from_secs(60)),
+        ))
+        .unwrap();
         assert!(event.contains_key("expiration"));
         assert!(!has_expired(&event));
         let mut event = event;
         event.insert("expiration".into(), json!("2020-01-01T00:00:00Z"));
         assert!(has_expired(&event));
+        // The longest TTL daprd accepts still makes a valid, far-away expiration.
+        let mut event = wrapped(b"x", None);
+        expire_after(
+            &mut event,
+            std::time::Duration::from_secs(i64::MAX as u64 / 1_000_000_000),
+        );
+        assert!(event["expiration"].as_str().unwrap().starts_with("23"));
+        expire_after(&mut event, std::time::Duration::MAX);
+        assert!(!event["expiration"].as_str().unwrap().is_empty());
+        assert!(!has_expired(&event));
     }
 
     #[test]

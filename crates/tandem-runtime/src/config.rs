@@ -1,9 +1,15 @@
 //! What a sidecar is told at start: the flags of `dapr run`/`daprd` that matter to it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::invoke::PeerKey;
+
+/// Dapr's default for `--max-body-size`: 4 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 << 20;
 
 /// The sidecar's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SidecarConfig {
     /// `--app-id`.
     pub app_id: String,
@@ -23,10 +29,16 @@ pub struct SidecarConfig {
     pub api_token: Option<String>,
     /// `APP_API_TOKEN`: sent to the app when set.
     pub app_api_token: Option<String>,
+    /// `--max-body-size`: the largest request body any API accepts, and the largest
+    /// answer read from the app, another sidecar or an outside service.
+    pub max_body_size: usize,
+    /// The secret sidecars prove themselves with on each other's internal port.
+    pub peer_key: Arc<PeerKey>,
 }
 
 impl SidecarConfig {
-    /// A configuration for `app_id` with everything else at its default.
+    /// A configuration for `app_id` with everything else at its default, and a fresh
+    /// random peer key (only sidecars sharing it can call each other).
     pub fn new(app_id: impl Into<String>) -> Self {
         Self {
             app_id: app_id.into(),
@@ -38,6 +50,29 @@ impl SidecarConfig {
             namespace: None,
             api_token: None,
             app_api_token: None,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            peer_key: Arc::new(PeerKey::generate()),
         }
+    }
+}
+
+impl std::fmt::Debug for SidecarConfig {
+    /// Tokens and the peer key are secrets: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarConfig")
+            .field("app_id", &self.app_id)
+            .field("app_port", &self.app_port)
+            .field("app_protocol", &self.app_protocol)
+            .field("app_host", &self.app_host)
+            .field("resources_paths", &self.resources_paths)
+            .field("data_dir", &self.data_dir)
+            .field("namespace", &self.namespace)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field(
+                "app_api_token",
+                &self.app_api_token.as_ref().map(|_| "<set>"),
+            )
+            .field("max_body_size", &self.max_body_size)
+            .finish_non_exhaustive()
     }
 }

@@ -1,7 +1,11 @@
 //! What can go wrong in an API call, in the runtime's terms. The API edge turns each
-//! variant into Dapr's error code and HTTP/gRPC status.
+//! variant into Dapr's error code and HTTP/gRPC status (one table, `tandem-api`'s
+//! `error.rs`); a variant says whose fault it is, so that table never looks at text.
 
-use tandem_components::state::StateError;
+use std::sync::Arc;
+
+/// Why an operation failed underneath, kept for the message and for `source()`.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// What was wrong with an ETag, when that is why a state write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,20 +17,31 @@ pub enum EtagProblem {
 }
 
 /// An API call's failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
+    /// The request itself is wrong (a field out of range, a missing name, ...): the
+    /// caller's fault, answered 400 `ERR_MALFORMED_REQUEST`.
+    #[error("{0}")]
+    Malformed(String),
+    /// A request body could not be read (too large, or the connection broke).
+    #[error("failed to read request body: {0}")]
+    BodyRead(String),
+
     #[error("pubsub name is empty")]
     PubSubEmpty,
     #[error("pubsub {0} is not found")]
     PubSubNotFound(String),
     #[error("topic is empty in pubsub {0}")]
     TopicEmpty(String),
-    #[error("error when publish to topic {topic} in pubsub {pubsub}: {reason}")]
+    #[error("error when publish to topic {topic} in pubsub {pubsub}: {cause}")]
     Publish {
         pubsub: String,
         topic: String,
-        reason: String,
+        #[source]
+        cause: Cause,
     },
+    /// The event could not be made into a CloudEvent (a published envelope that is not
+    /// one, a metadata value out of range): the caller's fault.
     #[error(
         "error when creating the cloud event envelope for topic {topic} in pubsub {pubsub}: {reason}"
     )]
@@ -35,80 +50,80 @@ pub enum Error {
         topic: String,
         reason: String,
     },
+
     #[error("secret store is not configured")]
     SecretStoresNotConfigured,
     #[error("failed finding secret store with key {0}")]
     SecretStoreNotFound(String),
-    #[error("failed getting secret with key {key} from secret store {store}: {reason}")]
+    #[error("failed getting secret with key {key} from secret store {store}: {cause}")]
     SecretGet {
         store: String,
         key: String,
-        reason: String,
+        #[source]
+        cause: Cause,
     },
-    #[error("failed getting secrets from secret store {store}: {reason}")]
-    BulkSecretGet { store: String, reason: String },
+    #[error("failed getting secrets from secret store {store}: {cause}")]
+    BulkSecretGet {
+        store: String,
+        #[source]
+        cause: Cause,
+    },
+
     #[error("state store is not configured")]
     StateStoresNotConfigured,
     #[error("state store {0} is not found")]
     StateStoreNotFound(String),
-    #[error("fail to get {key} from state store {store}: {reason}")]
+    /// A key Dapr refuses: it would collide with the `prefix||key` layout.
+    #[error("input key/keyPrefix '{key}' can't contain '||'")]
+    IllegalStateKey { store: String, key: String },
+    #[error("fail to get {key} from state store {store}: {cause}")]
     StateGet {
         store: String,
         key: String,
-        reason: String,
+        #[source]
+        cause: Cause,
     },
-    #[error("failed saving state in state store: {reason}")]
+    #[error("failed saving state in state store {store}: {cause}")]
     StateSave {
-        reason: String,
+        store: String,
         etag: Option<EtagProblem>,
+        #[source]
+        cause: Cause,
     },
-    #[error("failed deleting state with key {key}: {reason}")]
+    #[error("failed deleting state with key {key}: {cause}")]
     StateDelete {
         key: String,
-        reason: String,
         etag: Option<EtagProblem>,
+        #[source]
+        cause: Cause,
     },
-    #[error("error while executing state transaction: {reason}")]
+    #[error("error while executing state transaction: {cause}")]
     StateTransaction {
-        reason: String,
         etag: Option<EtagProblem>,
+        #[source]
+        cause: Cause,
     },
+
     #[error("failed getting app id either from the URL path or the header dapr-app-id")]
     InvokeNoAppId,
+    /// The target cannot be an app id (`a.b.c`, `..`, a slash): the caller's fault.
+    #[error("failed to invoke, id: {app_id}, err: invalid app id {app_id}")]
+    InvalidAppId { app_id: String },
     #[error("failed to invoke, id: {app_id}, err: {reason}")]
     Invoke { app_id: String, reason: String },
-    #[error("{0}")]
-    Malformed(String),
-}
-
-fn etag_problem(error: &StateError) -> Option<EtagProblem> {
-    match error {
-        StateError::EtagMismatch(_) => Some(EtagProblem::Mismatch),
-        StateError::InvalidEtag(_) => Some(EtagProblem::Invalid),
-        StateError::Store(_) => None,
-    }
+    /// Another sidecar's call on the internal port did not prove it is one of ours.
+    #[error("the caller is not an authenticated sidecar: {0}")]
+    PeerUnauthenticated(String),
 }
 
 impl Error {
-    pub(crate) fn state_save(error: &StateError) -> Self {
-        Self::StateSave {
-            reason: error.to_string(),
-            etag: etag_problem(error),
-        }
-    }
-
-    pub(crate) fn state_delete(key: &str, error: &StateError) -> Self {
-        Self::StateDelete {
-            key: key.to_owned(),
-            reason: error.to_string(),
-            etag: etag_problem(error),
-        }
-    }
-
-    pub(crate) fn state_transaction(error: &StateError) -> Self {
-        Self::StateTransaction {
-            reason: error.to_string(),
-            etag: etag_problem(error),
-        }
+    /// A failure of the layer below, as a cause.
+    pub(crate) fn cause(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Arc::new(error)
     }
 }
+
+/// A cause that is only a message: a resiliency policy gave up, a limit was reached.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Reason(pub String);

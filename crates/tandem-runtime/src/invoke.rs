@@ -1,37 +1,38 @@
 //! Service invocation: `/v1.0/invoke/{app-id}/method/{path}` and gRPC `InvokeService`.
 //!
-//! The calling sidecar finds the target's sidecars by app id (a [`Locate`]
-//! implementation: the machine's registry, or DNS on Kubernetes), picks one, and sends
-//! the request over its pooled HTTP/2 connection to that sidecar's internal port; the
-//! receiving sidecar calls its app over its app channel and the answer travels back
-//! unchanged — status, headers and body. Calling this sidecar's own app id goes
-//! straight to the app channel.
+//! [`Invoker`] finds the target's sidecars by app id (a [`Locate`] implementation: the
+//! machine's registry, or DNS on Kubernetes), picks one, and sends the request, signed
+//! with the deployment's [`PeerKey`], over a pooled HTTP/2 connection to that sidecar's
+//! internal port; the receiving sidecar checks the signature ([`Invoker::serve`]) and
+//! calls its app over its app channel, and the answer travels back unchanged — status,
+//! headers and body. Calling this sidecar's own app id goes straight to the app channel;
+//! an URL or an `HTTPEndpoint` name goes to that outside service. Cached calls
+//! ([`cache`]) and resiliency policies wrap it all.
 
+mod cache;
+mod peer_auth;
+mod peers;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
+use tandem_resiliency::{Resiliencies, Verdict};
 
-use tandem_resiliency::Verdict;
-
-pub(crate) use cache::ResponseCaches;
-
-use crate::app_channel::AppResponse;
+use crate::app_channel::{AppChannel, AppResponse};
 use crate::error::Error;
-use crate::runtime::Runtime;
-
-mod cache;
+use crate::state::StateService;
 
 pub use cache::CACHE_HEADER;
+pub use peer_auth::{MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerKey, PeerKeyError};
+
+use cache::ResponseCaches;
+use peer_auth::Claim;
+use peers::{PeerError, Peers};
 
 /// The header naming the app that made a call.
 pub const CALLER_HEADER: &str = "dapr-caller-app-id";
@@ -83,105 +84,41 @@ impl From<AppResponse> for InvokeResponse {
     }
 }
 
-/// Pooled connections: HTTP/2 to other sidecars' internal ports, and HTTP/1.1 or
-/// HTTP/2 (over TLS for `https://`) to outside services.
-#[derive(Clone)]
-pub(crate) struct Peers {
-    client: Client<HttpConnector, Full<Bytes>>,
-    outside: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+/// An `HTTPEndpoint` ready to call: its base URL and its resolved headers.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpEndpointTarget {
+    pub base_url: String,
+    pub headers: HeaderMap,
 }
 
-impl Peers {
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector.clone());
-        connector.enforce_http(false);
-        let https = HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(connector);
-        let outside = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
-        Self { client, outside }
-    }
+/// Service invocation for one sidecar: calls out, and calls in from other sidecars.
+pub struct Invoker {
+    app_id: String,
+    namespace: Option<String>,
+    app: Option<AppChannel>,
+    /// Finds other apps' sidecars; `None` where invocation is not set up.
+    locator: Option<Arc<dyn Locate>>,
+    peers: Peers,
+    endpoints: HashMap<String, HttpEndpointTarget>,
+    resiliency: Arc<Resiliencies>,
+    /// The first levels of cached calls, per target.
+    caches: ResponseCaches,
+    /// Where cached answers are shared between sidecars (a policy's `store`).
+    state: Arc<StateService>,
+    peer_key: Arc<PeerKey>,
+}
 
-    /// Calls an outside service at `url`.
-    async fn send_outside(
-        &self,
-        method: Method,
-        url: &str,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Result<InvokeResponse, String> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Full::new(body))
-            .map_err(|error| format!("'{url}' is not a valid URL: {error}"))?;
-        *request.headers_mut() = headers;
-        let response = self.outside.request(request).await.map_err(|error| {
-            let mut reason = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                reason = format!("{reason}: {cause}");
-                source = cause.source();
-            }
-            format!("calling {url}: {reason}")
-        })?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|error| format!("reading the answer of {url}: {error}"))?
-            .to_bytes();
-        Ok(InvokeResponse {
-            status: parts.status,
-            headers: forwardable(&parts.headers),
-            body,
-        })
-    }
-
-    async fn send(
-        &self,
-        address: SocketAddr,
-        method: Method,
-        path_and_query: &str,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Result<InvokeResponse, PeerError> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("http://{address}/{path_and_query}"))
-            .body(Full::new(body))
-            .map_err(|error| PeerError::Other(error.to_string()))?;
-        *request.headers_mut() = headers;
-        let response = self.client.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                PeerError::Unreachable(error.to_string())
-            } else {
-                PeerError::Other(error.to_string())
-            }
-        })?;
-        let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|error| PeerError::Other(error.to_string()))?
-            .to_bytes();
-        Ok(InvokeResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
+/// What an invoker needs to be made.
+pub(crate) struct InvokerParts {
+    pub app_id: String,
+    pub namespace: Option<String>,
+    pub app: Option<AppChannel>,
+    pub locator: Option<Arc<dyn Locate>>,
+    pub endpoints: HashMap<String, HttpEndpointTarget>,
+    pub resiliency: Arc<Resiliencies>,
+    pub state: Arc<StateService>,
+    pub peer_key: Arc<PeerKey>,
+    pub max_body_size: usize,
 }
 
 /// One invocation attempt that did not succeed.
@@ -216,14 +153,8 @@ impl Reach {
     }
 }
 
-#[derive(Debug)]
-enum PeerError {
-    /// Nothing accepted the connection: another instance may.
-    Unreachable(String),
-    Other(String),
-}
-
-/// Headers that belong to one connection, not to the call, and are never forwarded.
+/// Headers that belong to one connection or to the sidecars, not to the call, and are
+/// never forwarded.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -239,6 +170,8 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "content-length"
             | "dapr-app-id"
             | "dapr-api-token"
+            | PEER_AUTH_HEADER
+            | PEER_REFUSED_HEADER
     )
 }
 
@@ -267,7 +200,42 @@ fn split_namespace(target: &str) -> (&str, Option<&str>) {
     }
 }
 
-impl Runtime {
+/// Whether `target` can name an app: `app-id` or `app-id.namespace`, as daprd splits
+/// it, and nothing that would change the request's path when forwarded.
+fn is_app_id(target: &str) -> bool {
+    let mut parts = target.split('.');
+    let valid_part = |part: Option<&str>| {
+        part.is_some_and(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| !(c.is_control() || c.is_whitespace() || "/\\?#%".contains(c)))
+        })
+    };
+    let app = parts.next();
+    match (parts.next(), parts.next()) {
+        (None, _) => valid_part(app),
+        (Some(namespace), None) => valid_part(app) && valid_part(Some(namespace)),
+        _ => false,
+    }
+}
+
+impl Invoker {
+    pub(crate) fn new(parts: InvokerParts) -> Self {
+        Self {
+            app_id: parts.app_id,
+            namespace: parts.namespace,
+            app: parts.app,
+            locator: parts.locator,
+            peers: Peers::new(parts.max_body_size),
+            endpoints: parts.endpoints,
+            resiliency: parts.resiliency,
+            caches: ResponseCaches::default(),
+            state: parts.state,
+            peer_key: parts.peer_key,
+        }
+    }
+
     /// Invokes a method of another app (or an outside service) through its sidecar,
     /// under the target's resiliency policies: its retries, timeout and circuit breaker
     /// (`targets.apps`), and Dapr's built-in retries of unreachable sidecars.
@@ -275,13 +243,18 @@ impl Runtime {
         if request.target.is_empty() {
             return Err(Error::InvokeNoAppId);
         }
+        if self.outside_target(&request.target).is_none() && !is_app_id(&request.target) {
+            return Err(Error::InvalidAppId {
+                app_id: request.target,
+            });
+        }
         self.invoke_cached(request).await
     }
 
     /// An invocation without the response cache.
     async fn invoke_uncached(&self, request: InvokeRequest) -> Result<InvokeResponse, Error> {
         let (app_id, _) = split_namespace(&request.target);
-        let policy = self.resiliency().for_app(app_id);
+        let policy = self.resiliency.for_app(app_id);
         let attempt = || async {
             let response = self.invoke_once(&request).await.map_err(Attempt::Failed)?;
             // Dapr counts an answer below 200 or above 399 as a failed call: the retry
@@ -318,15 +291,11 @@ impl Runtime {
     /// One attempt: an outside service, this app, or another app's sidecar (with the
     /// built-in retries when none of its sidecars can be reached).
     async fn invoke_once(&self, request: &InvokeRequest) -> Result<InvokeResponse, Error> {
-        let (app_id, namespace) = split_namespace(&request.target);
-        let namespace = namespace.or(self.config().namespace.as_deref());
+        let failed = |reason: String| Error::Invoke {
+            app_id: request.target.clone(),
+            reason,
+        };
         let mut headers = forwardable(&request.headers);
-        if let Ok(caller) = HeaderValue::from_str(self.app_id()) {
-            headers.insert(CALLER_HEADER, caller);
-        }
-        if let Ok(callee) = HeaderValue::from_str(app_id) {
-            headers.insert(CALLEE_HEADER, callee);
-        }
         let target = path_and_query(&request.path, request.query.as_deref());
 
         if let Some((base_url, extra)) = self.outside_target(&request.target) {
@@ -334,18 +303,24 @@ impl Runtime {
             for (name, value) in extra.iter() {
                 headers.insert(name.clone(), value.clone());
             }
-            headers.remove(CALLEE_HEADER);
+            if let Ok(caller) = HeaderValue::from_str(&self.app_id) {
+                headers.insert(CALLER_HEADER, caller);
+            }
             let url = format!("{}/{target}", base_url.trim_end_matches('/'));
             return self
-                .peers()
+                .peers
                 .send_outside(request.method.clone(), &url, headers, request.body.clone())
                 .await
-                .map_err(|reason| Error::Invoke {
-                    app_id: request.target.clone(),
-                    reason,
-                });
+                .map_err(|error| failed(error.to_string()));
         }
-        if app_id == self.app_id() && namespace == self.config().namespace.as_deref() {
+
+        let (app_id, namespace) = split_namespace(&request.target);
+        let namespace = namespace.or(self.namespace.as_deref());
+        if app_id == self.app_id && namespace == self.namespace.as_deref() {
+            if let Ok(caller) = HeaderValue::from_str(&self.app_id) {
+                headers.insert(CALLER_HEADER, caller.clone());
+                headers.insert(CALLEE_HEADER, caller);
+            }
             return self
                 .call_own_app(
                     request.method.clone(),
@@ -355,13 +330,26 @@ impl Runtime {
                 )
                 .await;
         }
-        let failed = |reason: String| Error::Invoke {
-            app_id: request.target.clone(),
-            reason,
-        };
         let locate = self
-            .locator()
+            .locator
+            .as_ref()
             .ok_or_else(|| failed("service invocation is not set up in this sidecar".into()))?;
+        // The caller and callee travel as headers and are covered by the signature:
+        // the receiving sidecar can trust them.
+        for (name, value) in [(CALLER_HEADER, &self.app_id[..]), (CALLEE_HEADER, app_id)] {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| failed(format!("'{value}' cannot be sent as a header")))?;
+            headers.insert(name, value);
+        }
+        headers.insert(
+            PEER_AUTH_HEADER,
+            self.peer_key.sign(&Claim {
+                caller: &self.app_id,
+                callee: app_id,
+                method: request.method.as_str(),
+                path_and_query: &target,
+            }),
+        );
         let send = || async {
             let addresses = locate
                 .locate(app_id, namespace)
@@ -370,7 +358,7 @@ impl Runtime {
             let mut last_error = format!("no sidecar of app '{app_id}' is running");
             for address in addresses {
                 match self
-                    .peers()
+                    .peers
                     .send(
                         address,
                         request.method.clone(),
@@ -386,7 +374,7 @@ impl Runtime {
                         locate.unreachable(app_id, address);
                         last_error = format!("the sidecar at {address} is unreachable: {error}");
                     }
-                    Err(PeerError::Other(error)) => {
+                    Err(error) => {
                         return Err(Reach::Broken(format!(
                             "calling the sidecar at {address}: {error}"
                         )));
@@ -395,7 +383,7 @@ impl Runtime {
             }
             Err(Reach::Unreachable(last_error))
         };
-        let sent = match self.resiliency().built_in_service_retries(app_id) {
+        let sent = match self.resiliency.built_in_service_retries(app_id) {
             None => send().await.map_err(Reach::into_reason),
             Some(retries) => retries
                 .run(send, |reach| {
@@ -416,28 +404,42 @@ impl Runtime {
         if target.starts_with("http://") || target.starts_with("https://") {
             return Some((target.to_owned(), HeaderMap::new()));
         }
-        self.components()
-            .http_endpoints
+        self.endpoints
             .get(target)
             .map(|endpoint| (endpoint.base_url.clone(), endpoint.headers.clone()))
     }
 
-    /// The receiving side: a call from another sidecar for this app.
-    pub async fn serve_invocation(
+    /// The receiving side: a call from another sidecar for this app, which must prove
+    /// it holds the deployment's key before anything reaches the app.
+    pub async fn serve(
         &self,
         method: Method,
         path_and_query: &str,
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<InvokeResponse, Error> {
-        if let Some(callee) = headers
-            .get(CALLEE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            && callee != self.app_id()
-        {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+        };
+        let (caller, callee) = (text(CALLER_HEADER), text(CALLEE_HEADER));
+        self.peer_key
+            .verify(
+                headers.get(PEER_AUTH_HEADER),
+                &Claim {
+                    caller,
+                    callee,
+                    method: method.as_str(),
+                    path_and_query,
+                },
+            )
+            .map_err(Error::PeerUnauthenticated)?;
+        if callee != self.app_id {
             return Err(Error::Invoke {
                 app_id: callee.to_owned(),
-                reason: format!("this sidecar serves app '{}'", self.app_id()),
+                reason: format!("this sidecar serves app '{}'", self.app_id),
             });
         }
         self.call_own_app(method, path_and_query, forwardable(&headers), body)
@@ -451,25 +453,23 @@ impl Runtime {
         mut headers: HeaderMap,
         body: Bytes,
     ) -> Result<InvokeResponse, Error> {
-        let app = self.app_channel().ok_or_else(|| Error::Invoke {
-            app_id: self.app_id().to_owned(),
+        let app = self.app.as_ref().ok_or_else(|| Error::Invoke {
+            app_id: self.app_id.clone(),
             reason: "the app has no port (--app-port), so it cannot be called".into(),
         })?;
         headers.remove(header::HOST);
         let response = app
             .call(method, &format!("/{path_and_query}"), headers, body)
             .await
-            .map_err(|reason| Error::Invoke {
-                app_id: self.app_id().to_owned(),
-                reason,
+            .map_err(|error| Error::Invoke {
+                app_id: self.app_id.clone(),
+                reason: error.to_string(),
             })?;
         let mut response = InvokeResponse::from(response);
         response.headers = forwardable(&response.headers);
         Ok(response)
     }
 }
-
-pub(crate) type SharedLocator = Arc<dyn Locate>;
 
 #[cfg(test)]
 mod tests {
@@ -485,10 +485,23 @@ mod tests {
     }
 
     #[test]
+    fn app_ids_are_one_name_and_at_most_a_namespace() {
+        for good in ["orders", "order_processor-2", "orders.prod", "ünïcode"] {
+            assert!(is_app_id(good), "{good}");
+        }
+        for bad in [
+            "..", ".", "a.b.c", "orders.", ".orders", "a/b", "a b", "a%2F", "a\u{0}",
+        ] {
+            assert!(!is_app_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn hop_by_hop_headers_are_not_forwarded() {
         let mut headers = HeaderMap::new();
         headers.insert("connection", HeaderValue::from_static("keep-alive"));
         headers.insert("dapr-app-id", HeaderValue::from_static("orders"));
+        headers.insert(PEER_AUTH_HEADER, HeaderValue::from_static("v1 1 00"));
         headers.insert("x-request-id", HeaderValue::from_static("42"));
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         let forwarded = forwardable(&headers);

@@ -1,34 +1,46 @@
 //! tandem's building blocks as services.
 //!
-//! [`Runtime`] is what both front doors (HTTP and gRPC) call: one method per API
-//! operation — [`Runtime::publish`], [`Runtime::get_secret`], [`Runtime::metadata`], ...
-//! It owns the loaded components, the app channel (calls *into* the app) and the
-//! sidecar's lifecycle: components → APIs → outbound ready → app port → subscriptions →
-//! ready. Errors are [`Error`]s; the API edge maps them to Dapr's codes and statuses.
+//! [`Runtime`] holds one service per building block — [`Publisher`] and
+//! [`Subscriptions`] (pub/sub), [`StateService`] (state and its cache), [`Invoker`]
+//! (service invocation), [`Secrets`] — and the sidecar's lifecycle: components → APIs →
+//! outbound ready → app port → subscriptions → ready. Both front doors (HTTP and gRPC)
+//! call the services; errors are [`Error`]s, which the API edge maps to Dapr's codes.
+//!
+//! Services depend on each other in one direction only: subscriptions use the
+//! publisher's brokers, the invoker uses the state service for shared cached answers,
+//! and all of them use the app channel ([`AppChannel`]) and the resiliency policies.
 #![forbid(unsafe_code)]
 
 mod app_channel;
+mod body;
 pub mod cloudevent;
-mod components;
 mod config;
-mod deliver;
 mod error;
 mod invoke;
+mod loader;
 mod metadata;
 mod publish;
 mod runtime;
 mod secrets;
 mod state;
+mod subscriptions;
 
-pub use app_channel::AppChannel;
-pub use components::embedded_defaults;
-pub use config::SidecarConfig;
-pub use error::{Error, EtagProblem};
+pub use app_channel::{AppCallError, AppChannel, AppResponse};
+pub use body::BodyError;
+pub use config::{DEFAULT_MAX_BODY_SIZE, SidecarConfig};
+pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
-    CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Locate,
+    CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,
+    MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerKey, PeerKeyError,
 };
+pub use loader::embedded_defaults;
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
-pub use publish::PublishRequest;
+pub use publish::{PublishRequest, Publisher};
 pub use runtime::Runtime;
-pub use state::{BulkStateItem, Consistency, StateItem, StateOperation, StateValue};
+pub use secrets::Secrets;
+pub use state::{
+    BulkStateItem, Consistency, MAX_TTL_SECONDS, StateItem, StateOperation, StateService,
+    StateValue,
+};
+pub use subscriptions::Subscriptions;
 pub use tandem_components::secretstores::Secret;

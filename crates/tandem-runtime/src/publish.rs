@@ -1,15 +1,17 @@
-//! Publishing: wrap the payload in a CloudEvent (unless asked not to) and hand it to
-//! the named broker.
+//! The publishing half of pub/sub: [`Publisher`] owns the loaded brokers, wraps each
+//! payload in a CloudEvent (unless asked not to) and hands it to the named broker under
+//! the component's outbound resiliency policy. Subscriptions find their brokers here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use tandem_components::pubsub::Message;
-use tandem_resiliency::Verdict;
+use tandem_components::pubsub::{Message, PubSub};
+use tandem_resiliency::{Policy, Verdict};
 
 use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
-use crate::error::Error;
-use crate::runtime::Runtime;
+use crate::error::{Error, Reason};
 
 /// One publish call, as both front doors receive it.
 #[derive(Debug, Clone, Default)]
@@ -25,14 +27,54 @@ pub struct PublishRequest {
     pub tracestate: Option<String>,
 }
 
-impl Runtime {
+/// A loaded pub/sub component.
+pub(crate) struct Broker {
+    pub pubsub: Arc<dyn PubSub>,
+    /// Its `spec.type`, which picks Dapr's default inbound policies.
+    pub kind: String,
+    /// Its outbound resiliency policy, worked out once (publishing is hot); `None`
+    /// when it has none.
+    pub policy: Option<Policy>,
+}
+
+/// The brokers of one sidecar, by name, and publishing to them.
+pub struct Publisher {
+    app_id: String,
+    brokers: HashMap<String, Broker>,
+}
+
+/// The longest TTL Dapr can represent (Go's `time.Duration` in nanoseconds); a larger
+/// `ttlInSeconds` is capped to it, as daprd caps it.
+const MAX_EVENT_TTL: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
+
+impl Publisher {
+    pub(crate) fn new(app_id: &str, brokers: HashMap<String, Broker>) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            brokers,
+        }
+    }
+
+    /// The broker named `name`, for a subscription.
+    pub(crate) fn broker(&self, name: &str) -> Option<&Broker> {
+        self.brokers.get(name)
+    }
+
+    /// The names of the loaded brokers, sorted.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.brokers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Publishes one event.
     pub async fn publish(&self, request: PublishRequest) -> Result<(), Error> {
         if request.pubsub.is_empty() {
             return Err(Error::PubSubEmpty);
         }
         let broker = self
-            .pubsub(&request.pubsub)
+            .brokers
+            .get(&request.pubsub)
             .ok_or_else(|| Error::PubSubNotFound(request.pubsub.clone()))?;
         if request.topic.is_empty() {
             return Err(Error::TopicEmpty(request.pubsub));
@@ -44,64 +86,116 @@ impl Runtime {
         let data = if raw_payload {
             request.data
         } else {
-            let origin = Origin {
-                app_id: self.app_id(),
-                pubsub: &request.pubsub,
-                topic: &request.topic,
-                traceparent: request.traceparent.as_deref(),
-                tracestate: request.tracestate.as_deref(),
-            };
-            let content_type = request.content_type.as_deref();
-            let expires_in = match request.metadata.get("ttlInSeconds") {
-                None => None,
-                Some(ttl) => Some(ttl.parse().map_err(|_| {
-                    Error::Malformed(format!(
-                        "metadata.ttlInSeconds must be a whole number of seconds, not '{ttl}'"
-                    ))
-                })?),
-            };
-            if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE)) {
-                let mut event = cloudevent::complete(&origin, &request.data).map_err(|reason| {
-                    Error::CloudEvent {
-                        pubsub: request.pubsub.clone(),
-                        topic: request.topic.clone(),
-                        reason,
-                    }
-                })?;
-                if let Some(seconds) = expires_in {
-                    cloudevent::expire_after(&mut event, seconds);
-                }
-                Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"))
-            } else {
-                Bytes::from(cloudevent::wrap(
-                    &origin,
-                    &request.data,
-                    content_type,
-                    expires_in,
-                ))
-            }
+            self.envelope(&request)?
         };
         let message = Message {
             topic: request.topic.clone(),
             data,
             metadata: request.metadata,
         };
-        // The broker call runs under the component's outbound policy, when it has one;
-        // every broker failure may be retried.
-        let published = match self.publish_policy(&request.pubsub) {
-            None => broker
-                .publish(message)
-                .await
-                .map_err(|error| error.to_string()),
+        let published = match &broker.policy {
+            None => broker.pubsub.publish(message).await.map_err(Error::cause),
+            // Every broker failure may be retried: a publish is not applied twice by
+            // any broker tandem has (the message id is the broker's).
             Some(policy) => policy
-                .run(|| broker.publish(message.clone()), |_| Verdict::Retryable)
+                .run(
+                    || broker.pubsub.publish(message.clone()),
+                    |_| Verdict::Retryable,
+                )
                 .await
-                .map_err(|failure| failure.to_string()),
+                .map_err(|failure| Error::cause(Reason(failure.to_string()))),
         };
-        published.map_err(|reason| Error::Publish {
+        published.map_err(|cause| Error::Publish {
             pubsub: request.pubsub,
             topic: request.topic,
-            reason,
+            cause,
         })
+    }
+
+    /// The CloudEvent for `request`: a fresh envelope around the payload, or the
+    /// publisher's own envelope completed.
+    fn envelope(&self, request: &PublishRequest) -> Result<Bytes, Error> {
+        let origin = Origin {
+            app_id: &self.app_id,
+            pubsub: &request.pubsub,
+            topic: &request.topic,
+            traceparent: request.traceparent.as_deref(),
+            tracestate: request.tracestate.as_deref(),
+        };
+        let invalid = |reason: String| Error::CloudEvent {
+            pubsub: request.pubsub.clone(),
+            topic: request.topic.clone(),
+            reason,
+        };
+        let expires_in = match request.metadata.get("ttlInSeconds") {
+            None => None,
+            Some(text) => Some(event_ttl(text).map_err(invalid)?),
+        };
+        let content_type = request.content_type.as_deref();
+        if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE)) {
+            let mut event = cloudevent::complete(&origin, &request.data).map_err(invalid)?;
+            if let Some(ttl) = expires_in {
+                cloudevent::expire_after(&mut event, ttl);
+            }
+            Ok(Bytes::from(
+                serde_json::to_vec(&event).expect("a JSON map serialises"),
+            ))
+        } else {
+            Ok(Bytes::from(cloudevent::wrap(
+                &origin,
+                &request.data,
+                content_type,
+                expires_in,
+            )))
+        }
+    }
+}
+
+/// `metadata.ttlInSeconds` of a publish, read as daprd reads it: a whole number of
+/// seconds or a Go duration (`90s`, `1h`), more than zero; larger than Dapr can
+/// represent is capped.
+fn event_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let ttl = match text.parse::<i128>() {
+        Ok(seconds) if seconds <= 0 => {
+            return Err(format!(
+                "metadata ttlInSeconds must be higher than zero: actual is '{text}'"
+            ));
+        }
+        Ok(seconds) => Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX)),
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            // Digits only, but beyond i128: as long as daprd's cap.
+            MAX_EVENT_TTL
+        }
+        Err(_) => match tandem_spec::parse_duration(text) {
+            Some(ttl) if !ttl.is_zero() => ttl,
+            _ => {
+                return Err(format!(
+                    "metadata ttlInSeconds must be a whole number of seconds or a duration such as `90s`: actual is '{text}'"
+                ));
+            }
+        },
+    };
+    Ok(ttl.min(MAX_EVENT_TTL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ttls_are_read_as_daprd_reads_them() {
+        assert_eq!(event_ttl("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(event_ttl(" 90s "), Ok(Duration::from_secs(90)));
+        assert_eq!(event_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(event_ttl("9223372036854775807"), Ok(MAX_EVENT_TTL));
+        assert_eq!(
+            event_ttl("99999999999999999999999999999999999999999999"),
+            Ok(MAX_EVENT_TTL)
+        );
+        for bad in ["0", "-1", "-9223372036854775808", "soon", "", "1e3", "0s"] {
+            let error = event_ttl(bad).unwrap_err();
+            assert!(error.contains("ttlInSeconds"), "{bad}: {error}");
+        }
     }
 }

@@ -1,36 +1,39 @@
-//! The [`Runtime`]: one sidecar's components, app channel and lifecycle.
+//! The [`Runtime`]: one sidecar's building-block services, held together, and its
+//! lifecycle (loaded → APIs serving → app connected → ready → stopping).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tandem_components::pubsub::{PubSub, Subscribe};
-use tandem_components::secretstores::SecretStore;
+use parking_lot::Mutex;
 use tandem_spec::ResourceError;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app_channel::AppChannel;
-use crate::components::{self, Components};
 use crate::config::SidecarConfig;
-use crate::deliver;
 use crate::error::Error;
-use crate::invoke::{Peers, ResponseCaches, SharedLocator};
-use crate::metadata::{MetadataSnapshot, SubscriptionInfo};
+use crate::invoke::{Invoker, InvokerParts, Locate};
+use crate::loader;
+use crate::metadata::{ComponentInfo, MetadataSnapshot};
+use crate::publish::Publisher;
+use crate::secrets::Secrets;
+use crate::state::StateService;
+use crate::subscriptions::Subscriptions;
 
-/// One sidecar's building blocks.
+/// One sidecar: a service per building block, and its lifecycle. The front doors call
+/// the services ([`publisher`](Self::publisher), [`state`](Self::state), ...) directly.
 pub struct Runtime {
     config: SidecarConfig,
-    components: Components,
     app: Option<AppChannel>,
-    /// Finds other apps' sidecars; `None` where invocation is not set up.
-    locator: Option<SharedLocator>,
-    peers: Peers,
-    /// The first levels of cached calls, per target.
-    response_caches: ResponseCaches,
-    subscriptions: Mutex<Vec<SubscriptionInfo>>,
-    deliveries: Mutex<Vec<JoinHandle<()>>>,
+    publisher: Arc<Publisher>,
+    subscriptions: Subscriptions,
+    state: Arc<StateService>,
+    invoker: Invoker,
+    secrets: Secrets,
+    /// The loaded components, for the metadata API.
+    registered: Vec<ComponentInfo>,
+    /// Attributes apps set with `PUT /v1.0/metadata/{key}`.
     extended: Mutex<BTreeMap<String, String>>,
     outbound_ready: AtomicBool,
     ready: AtomicBool,
@@ -39,30 +42,55 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Loads the components of `config`; the first step of the sidecar's start.
+    /// Loads the components of `config` and makes the services; the first step of the
+    /// sidecar's start.
     pub async fn load(
         config: SidecarConfig,
         shutdown: CancellationToken,
-        locator: Option<SharedLocator>,
+        locator: Option<Arc<dyn Locate>>,
     ) -> Result<Arc<Self>, ResourceError> {
-        let components = components::load(&config, &shutdown).await?;
-
-        let app = config
-            .app_port
-            .map(|port| AppChannel::new(&config.app_host, port, config.app_api_token.as_deref()));
-        Ok(Arc::new(Self {
-            config,
-            components,
-            app,
+        let loaded = loader::load(&config, &shutdown).await?;
+        let app = config.app_port.map(|port| {
+            AppChannel::new(
+                &config.app_host,
+                port,
+                config.app_api_token.as_deref(),
+                config.max_body_size,
+            )
+        });
+        let resiliency = Arc::new(loaded.resiliency);
+        let publisher = Arc::new(Publisher::new(&config.app_id, loaded.brokers));
+        let state = Arc::new(StateService::new(loaded.state_stores));
+        let subscriptions = Subscriptions::new(
+            &config.app_id,
+            publisher.clone(),
+            resiliency.clone(),
+            shutdown.clone(),
+        );
+        let invoker = Invoker::new(InvokerParts {
+            app_id: config.app_id.clone(),
+            namespace: config.namespace.clone(),
+            app: app.clone(),
             locator,
-            peers: Peers::new(),
-            response_caches: ResponseCaches::default(),
-            subscriptions: Mutex::default(),
-            deliveries: Mutex::default(),
+            endpoints: loaded.http_endpoints,
+            resiliency,
+            state: state.clone(),
+            peer_key: config.peer_key.clone(),
+            max_body_size: config.max_body_size,
+        });
+        Ok(Arc::new(Self {
+            app,
+            publisher,
+            subscriptions,
+            state,
+            invoker,
+            secrets: Secrets::new(loaded.secret_stores),
+            registered: loaded.registered,
             extended: Mutex::default(),
             outbound_ready: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             shutdown,
+            config,
         }))
     }
 
@@ -74,6 +102,31 @@ impl Runtime {
         &self.config
     }
 
+    /// Pub/sub: publishing.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Pub/sub: the app's subscriptions.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
+    /// State management.
+    pub fn state(&self) -> &StateService {
+        &self.state
+    }
+
+    /// Service invocation.
+    pub fn invoker(&self) -> &Invoker {
+        &self.invoker
+    }
+
+    /// Secrets.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     /// The token fired when the sidecar stops.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
@@ -83,63 +136,6 @@ impl Runtime {
     pub fn shutdown(&self) {
         tracing::info!("shutdown requested through the API");
         self.shutdown.cancel();
-    }
-
-    pub(crate) fn app_channel(&self) -> Option<&AppChannel> {
-        self.app.as_ref()
-    }
-
-    pub(crate) fn locator(&self) -> Option<&SharedLocator> {
-        self.locator.as_ref()
-    }
-
-    /// The Resiliency resources' policies (and their circuit breakers' state).
-    pub(crate) fn resiliency(&self) -> &tandem_resiliency::Resiliencies {
-        &self.components.resiliency
-    }
-
-    /// The `spec.type` of component `name` (it picks Dapr's default policies).
-    pub(crate) fn component_kind(&self, name: &str) -> &str {
-        self.components
-            .registered
-            .iter()
-            .find(|component| component.name == name)
-            .map(|component| component.kind.as_str())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn response_caches(&self) -> &ResponseCaches {
-        &self.response_caches
-    }
-
-    pub(crate) fn peers(&self) -> &Peers {
-        &self.peers
-    }
-
-    pub(crate) fn components(&self) -> &Components {
-        &self.components
-    }
-
-    /// The outbound resiliency policy of pub/sub `name`.
-    pub(crate) fn publish_policy(&self, name: &str) -> Option<&tandem_resiliency::Policy> {
-        self.components
-            .publish_policies
-            .get(name)
-            .filter(|policy| !policy.is_none())
-    }
-
-    pub(crate) fn pubsub(&self, name: &str) -> Option<&Arc<dyn PubSub>> {
-        self.components.pubsubs.get(name)
-    }
-
-    pub(crate) fn secret_store(&self, name: &str) -> Result<&Arc<dyn SecretStore>, Error> {
-        if self.components.secret_stores.is_empty() {
-            return Err(Error::SecretStoresNotConfigured);
-        }
-        self.components
-            .secret_stores
-            .get(name)
-            .ok_or_else(|| Error::SecretStoreNotFound(name.to_owned()))
     }
 
     /// `GET /v1.0/healthz/outbound`: the APIs are up and components loaded.
@@ -181,93 +177,32 @@ impl Runtime {
                     }
                 }
             }
-            let subscriptions = deliver::discover(app).await.unwrap_or_else(|error| {
-                tracing::warn!("could not read the app's subscriptions: {error}");
-                Vec::new()
-            });
-            for subscription in subscriptions {
-                self.subscribe(app, subscription).await;
-            }
+            self.subscriptions.start(app).await;
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(app_id = %self.config.app_id, "sidecar ready");
     }
 
-    async fn subscribe(&self, app: &AppChannel, subscription: SubscriptionInfo) {
-        let Some(broker) = self.pubsub(&subscription.pubsub) else {
-            tracing::warn!(
-                "the app subscribes to topic '{}' of pubsub '{}', which is not loaded; loaded: {}",
-                subscription.topic,
-                subscription.pubsub,
-                self.components
-                    .pubsubs
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return;
-        };
-        let request = Subscribe {
-            topic: subscription.topic.clone(),
-            metadata: subscription.metadata.clone().into_iter().collect(),
-        };
-        let policy = self.resiliency().for_component_inbound(
-            &subscription.pubsub,
-            self.component_kind(&subscription.pubsub),
-        );
-        let delivery = deliver::delivery(app, &self.config.app_id, &subscription, policy);
-        match broker
-            .subscribe(request, delivery, self.shutdown.child_token())
-            .await
-        {
-            Ok(task) => {
-                tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, route = %subscription.route, "subscribed");
-                self.deliveries.lock().expect("deliveries lock").push(task);
-                self.subscriptions
-                    .lock()
-                    .expect("subscriptions lock")
-                    .push(subscription);
-            }
-            Err(error) => tracing::error!(
-                pubsub = %subscription.pubsub, topic = %subscription.topic,
-                "subscribing failed: {error}"
-            ),
-        }
-    }
-
     /// Waits for the deliveries in flight to finish after the shutdown token fired.
     pub async fn drain(&self) {
-        let tasks: Vec<_> = self
-            .deliveries
-            .lock()
-            .expect("deliveries lock")
-            .drain(..)
-            .collect();
-        for task in tasks {
-            let _ = task.await;
-        }
+        self.subscriptions.drain().await;
     }
 
     /// `GET /v1.0/metadata`.
     pub async fn metadata(&self) -> MetadataSnapshot {
-        let mut components = self.components.registered.clone();
+        let mut components = self.registered.clone();
         for info in &mut components {
-            if let Some(store) = self.components.state_stores.get(&info.name) {
-                info.capabilities = store.capabilities();
-                info.cache = store.cache_stats().await;
+            if let Some((capabilities, cache)) = self.state.describe(&info.name).await {
+                info.capabilities = capabilities;
+                info.cache = cache;
             }
         }
         MetadataSnapshot {
             app_id: self.config.app_id.clone(),
             runtime_version: concat!("tandem-", env!("CARGO_PKG_VERSION")).to_owned(),
             components,
-            subscriptions: self
-                .subscriptions
-                .lock()
-                .expect("subscriptions lock")
-                .clone(),
-            extended: self.extended.lock().expect("extended lock").clone(),
+            subscriptions: self.subscriptions.list(),
+            extended: self.extended.lock().clone(),
             app_port: self.config.app_port,
             app_protocol: self.config.app_protocol.clone(),
             app_host: self.config.app_host.clone(),
@@ -281,7 +216,6 @@ impl Runtime {
         }
         self.extended
             .lock()
-            .expect("extended lock")
             .insert(key.to_owned(), value.to_owned());
         Ok(())
     }

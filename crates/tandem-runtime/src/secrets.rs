@@ -1,44 +1,61 @@
-//! The secrets API: `GET /v1.0/secrets/{store}/{key}`, `.../bulk`, gRPC `GetSecret`.
+//! The secrets building block: `GET /v1.0/secrets/{store}/{key}`, `.../bulk`, gRPC
+//! `GetSecret`/`GetBulkSecret`. [`Secrets`] owns the loaded secret stores.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use tandem_components::secretstores::Secret;
+use tandem_components::secretstores::{Secret, SecretStore};
 
 use crate::error::Error;
-use crate::runtime::Runtime;
 
-impl Runtime {
+/// The secret stores of one sidecar, by name.
+pub struct Secrets {
+    stores: HashMap<String, Arc<dyn SecretStore>>,
+}
+
+impl Secrets {
+    pub(crate) fn new(stores: HashMap<String, Arc<dyn SecretStore>>) -> Self {
+        Self { stores }
+    }
+
+    fn store(&self, name: &str) -> Result<&Arc<dyn SecretStore>, Error> {
+        if self.stores.is_empty() {
+            return Err(Error::SecretStoresNotConfigured);
+        }
+        self.stores
+            .get(name)
+            .ok_or_else(|| Error::SecretStoreNotFound(name.to_owned()))
+    }
+
     /// The values of secret `key` in store `store`.
-    pub async fn get_secret(
+    pub async fn get(
         &self,
         store: &str,
         key: &str,
         metadata: &HashMap<String, String>,
     ) -> Result<Secret, Error> {
-        let secrets = self.secret_store(store)?;
-        secrets
+        self.store(store)?
             .get(key, metadata)
             .await
             .map_err(|error| Error::SecretGet {
                 store: store.to_owned(),
                 key: key.to_owned(),
-                reason: error.to_string(),
+                cause: Error::cause(error),
             })
     }
 
     /// Every secret of store `store`.
-    pub async fn bulk_secrets(
+    pub async fn bulk(
         &self,
         store: &str,
         metadata: &HashMap<String, String>,
     ) -> Result<BTreeMap<String, Secret>, Error> {
-        let secrets = self.secret_store(store)?;
-        secrets
+        self.store(store)?
             .bulk(metadata)
             .await
             .map_err(|error| Error::BulkSecretGet {
                 store: store.to_owned(),
-                reason: error.to_string(),
+                cause: Error::cause(error),
             })
     }
 }

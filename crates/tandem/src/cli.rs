@@ -81,4 +81,73 @@ pub struct SidecarArgs {
     /// The metrics port (accepted; metrics come later).
     #[arg(short = 'M', long = "metrics-port")]
     pub metrics_port: Option<u16>,
+    /// The largest request body the APIs accept, and the largest answer read from the
+    /// app or another sidecar, in Dapr's units: `4Mi`, `16Mi`, `512Ki`, `10M`, or bytes.
+    #[arg(long = "max-body-size", default_value = "4Mi", value_parser = parse_size)]
+    pub max_body_size: usize,
+    /// Addresses the internal port (where other sidecars call this one) listens on,
+    /// comma-separated. Default: loopback only; every address when name resolution is
+    /// by DNS (Kubernetes), where the callers are on other machines.
+    #[arg(long = "internal-listen-addresses", value_name = "ADDRESSES")]
+    pub internal_listen_addresses: Option<String>,
+}
+
+/// A size as Dapr's `--max-body-size` takes it (a Kubernetes quantity): a number with
+/// an optional suffix, binary (`Ki`, `Mi`, `Gi`, `Ti`) or decimal (`k`, `M`, `G`, `T`).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let unit: f64 = match suffix {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}': use a number of bytes or a suffix such as Ki, Mi, Gi (e.g. 4Mi)"
+            ));
+        }
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size such as 4Mi"))?;
+    let bytes = (number * unit).round();
+    if !(1.0..=usize::MAX as f64).contains(&bytes) {
+        return Err(format!("'{text}' is not a usable size: at least 1 byte"));
+    }
+    Ok(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_in_daprs_units() {
+        assert_eq!(parse_size("4Mi"), Ok(4 << 20));
+        assert_eq!(parse_size("16Mi"), Ok(16 << 20));
+        assert_eq!(parse_size("512Ki"), Ok(512 << 10));
+        assert_eq!(parse_size("10M"), Ok(10_000_000));
+        assert_eq!(parse_size("1.5Gi"), Ok(3 << 29));
+        assert_eq!(parse_size("4194304"), Ok(4194304));
+        for bad in [
+            "",
+            "Mi",
+            "4MB",
+            "-1",
+            "0",
+            "4 Mi",
+            "99999999999999999999999Ti",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tandem_api::auth::ApiToken;
 use tandem_nameresolution::{Entry, NameResolution, Registration, ResolverConfig};
-use tandem_runtime::{Locate, Runtime, SidecarConfig};
+use tandem_runtime::{Locate, PeerKey, Runtime, SidecarConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -78,8 +78,22 @@ fn env_text(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
+/// The key this sidecar proves itself with to other sidecars, and checks theirs with:
+/// `TANDEM_INTERNAL_KEY` (the same on every machine of a deployment), else the
+/// machine's own `~/.tandem/internal.key`, created on first use.
+fn peer_key(home: &std::path::Path) -> Result<PeerKey, String> {
+    match env_text("TANDEM_INTERNAL_KEY") {
+        Some(secret) => {
+            PeerKey::from_secret(&secret).map_err(|error| format!("TANDEM_INTERNAL_KEY: {error}"))
+        }
+        None => {
+            PeerKey::load_or_create(&home.join("internal.key")).map_err(|error| error.to_string())
+        }
+    }
+}
+
 /// The runtime's settings from the flags and the environment.
-pub fn config(args: &SidecarArgs) -> SidecarConfig {
+pub fn config(args: &SidecarArgs) -> Result<SidecarConfig, String> {
     let app_id = args.app_id.clone().unwrap_or_else(|| {
         std::env::current_dir()
             .ok()
@@ -102,7 +116,9 @@ pub fn config(args: &SidecarArgs) -> SidecarConfig {
     config.namespace = env_text("NAMESPACE");
     config.api_token = env_text("DAPR_API_TOKEN");
     config.app_api_token = env_text("APP_API_TOKEN");
-    config
+    config.max_body_size = args.max_body_size;
+    config.peer_key = std::sync::Arc::new(peer_key(&config.data_dir)?);
+    Ok(config)
 }
 
 fn listen_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
@@ -148,7 +164,7 @@ async fn bind(
 /// Starts a sidecar; it runs until `stop` fires.
 pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sidecar, String> {
     let started = Instant::now();
-    let config = config(args);
+    let config = config(args)?;
     if config.resources_paths.is_empty() {
         tracing::info!(
             "no resources path given and no {}/components: using the embedded defaults (pub/sub 'pubsub' in {})",
@@ -167,12 +183,31 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         }
         None => ResolverConfig::default(),
     };
+    // Other sidecars call the internal port. On one machine they are local, so it
+    // listens on loopback whatever the public APIs listen on; with DNS name resolution
+    // they are on other machines.
+    let internal_addresses = match &args.internal_listen_addresses {
+        Some(text) => listen_addresses(text)?,
+        None if resolver_config == ResolverConfig::Local => vec![IpAddr::from([127, 0, 0, 1])],
+        None => {
+            if env_text("TANDEM_INTERNAL_KEY").is_none() {
+                tracing::warn!(
+                    "name resolution by DNS: sidecars on other machines can call this one only if they share its key; \
+                     set TANDEM_INTERNAL_KEY to the same secret on every sidecar"
+                );
+            }
+            vec![IpAddr::from([0, 0, 0, 0])]
+        }
+    };
+    if internal_addresses.is_empty() {
+        return Err("--internal-listen-addresses names no address".into());
+    }
     // Bound before the components load so the internal port is known to name
     // resolution; nothing is served until they are loaded.
     let (grpc_port, grpc_listeners) = bind(&addresses, args.grpc_port, "gRPC").await?;
     let (http_port, http_listeners) = bind(&addresses, args.http_port, "HTTP").await?;
     let (internal_port, internal_listeners) =
-        bind(&addresses, args.internal_port, "internal").await?;
+        bind(&internal_addresses, args.internal_port, "internal").await?;
     let home = config.data_dir.clone();
     let (app_id, namespace, app_port) = (
         config.app_id.clone(),

@@ -326,3 +326,56 @@ async fn losing_the_backplane_empties_and_bypasses_the_cache_until_it_is_back() 
         "the cache is used again"
     );
 }
+
+/// A `state.redis` store whose own client does not retry, and a Resiliency resource
+/// giving it a patient outbound retry policy.
+fn write_redis_store_with_retries(dir: &Path, redis: &RedisServer) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("statestore.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"{}\"\n  - name: maxRetries\n    value: \"0\"\n  - name: dialTimeout\n    value: 200ms\n  - name: cacheTTL\n    value: 60s\n",
+            redis.address()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("resiliency.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: store-retries\nspec:\n  policies:\n    retries:\n      patient:\n        policy: constant\n        duration: 200ms\n        maxRetries: 50\n  targets:\n    components:\n      statestore:\n        outbound:\n          retry: patient\n",
+    )
+    .unwrap();
+}
+
+/// Stops `redis`, and starts it again (empty) on the same port after `down`.
+fn outage(mut redis: RedisServer, down: Duration) -> std::thread::JoinHandle<RedisServer> {
+    redis.stop();
+    std::thread::spawn(move || {
+        std::thread::sleep(down);
+        redis.restart();
+        redis
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saves_and_cold_reads_go_through_the_stores_outbound_policy() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_redis_store_with_retries(dir.path(), &redis);
+    let sidecar = start(dir.path()).await;
+    let http = reqwest::Client::new();
+
+    // Redis goes away for a second and a half: the save is retried until it is back.
+    let back = outage(redis, Duration::from_millis(1500));
+    let started = Instant::now();
+    let saved = save(&http, &sidecar, json!([{"key": "order", "value": 1}])).await;
+    assert_eq!(saved.status(), 204, "{}", saved.text().await.unwrap());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let redis = back.join().unwrap();
+
+    // Same for a read the first level does not have.
+    let back = outage(redis, Duration::from_millis(1500));
+    let (status, _, _) = read(&http, &sidecar, "never-cached").await;
+    assert_eq!(status, 204);
+    let redis = back.join().unwrap();
+    drop(redis);
+}

@@ -3,7 +3,6 @@
 //! the header names.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +10,7 @@ use axum::routing::any;
 use tandem_runtime::{InvokeRequest, InvokeResponse};
 
 use super::Api;
+use super::extract::{Body, BodyLimit, read_body};
 use crate::error::ApiError;
 
 pub(super) fn routes() -> Router<Api> {
@@ -29,7 +29,7 @@ async fn invoke(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let rest = uri.path().trim_start_matches("/v1.0/invoke/");
     let (target, path) = split_target(rest).ok_or_else(|| {
@@ -40,6 +40,7 @@ async fn invoke(
     })?;
     let response = api
         .runtime
+        .invoker()
         .invoke(InvokeRequest {
             target: target.to_owned(),
             method,
@@ -61,12 +62,15 @@ pub(super) async fn invoke_by_header(api: &Api, request: Request) -> Result<Resp
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(tandem_runtime::DEFAULT_MAX_BODY_SIZE, |limit| limit.0);
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|error| ApiError::malformed(format!("failed to read request body: {error}")))?;
+    let body = read_body(body, limit).await?;
     let response = api
         .runtime
+        .invoker()
         .invoke(InvokeRequest {
             target,
             method: parts.method,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tandem_runtime::{Consistency, StateItem, StateOperation};
 
 use super::Api;
+use super::extract::{Body, Path, Query};
 use crate::error::ApiError;
 
 pub(super) fn routes() -> Router<Api> {
@@ -122,7 +123,7 @@ async fn get_one(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let consistency = consistency(query.get("consistency").map(String::as_str))?;
-    let Some(value) = api.runtime.get_state(&store, &key, consistency).await? else {
+    let Some(value) = api.runtime.state().get(&store, &key, consistency).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&value.data).is_ok() {
@@ -142,14 +143,14 @@ async fn get_one(
 async fn save(
     State(api): State<Api>,
     Path(store): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let items: Vec<Item> = parse(&body)?;
     let items = items
         .into_iter()
         .map(Item::into_state_item)
         .collect::<Result<Vec<_>, _>>()?;
-    api.runtime.save_state(&store, items).await?;
+    api.runtime.state().save(&store, items).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -165,7 +166,8 @@ async fn delete_one(
         .map(|etag| etag.trim_matches('"').to_owned());
     let first_write = first_write(query.get("concurrency").map(String::as_str))?;
     api.runtime
-        .delete_state(&store, &key, etag, first_write)
+        .state()
+        .delete(&store, &key, etag, first_write)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -180,12 +182,13 @@ struct BulkRequest {
 async fn bulk_get(
     State(api): State<Api>,
     Path(store): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let request: BulkRequest = parse(&body)?;
     let items = api
         .runtime
-        .bulk_get_state(&store, request.keys, request.parallelism.unwrap_or(10))
+        .state()
+        .bulk_get(&store, request.keys, request.parallelism.unwrap_or(10))
         .await?;
     let answer: Vec<Value> = items
         .into_iter()
@@ -218,7 +221,7 @@ struct TransactionOperation {
 async fn transaction(
     State(api): State<Api>,
     Path(store): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<StatusCode, ApiError> {
     let request: TransactionRequest = parse(&body)?;
     let mut operations = Vec::with_capacity(request.operations.len());
@@ -234,7 +237,7 @@ async fn transaction(
             }
         });
     }
-    api.runtime.transact_state(&store, operations).await?;
+    api.runtime.state().transact(&store, operations).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -142,11 +142,14 @@ pub struct RedisState {
     /// `ttlInSeconds`: the TTL of writes that do not bring their own.
     default_ttl: Option<Duration>,
     host: String,
+    /// The server as configured, for the cache's notices.
+    server: redis::ConnectionInfo,
 }
 
 impl RedisState {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn StateStore>, ResourceError> {
         let (client, host) = redis_connection::client(metadata)?;
+        let server = client.get_connection_info().clone();
 
         // Dapr's defaults: 3 retries, backing off up to 2 s.
         let retries: usize = metadata.number_or("maxRetries", 3)?;
@@ -165,6 +168,7 @@ impl RedisState {
             apply: Script::new(APPLY),
             default_ttl,
             host,
+            server,
         }))
     }
 
@@ -262,6 +266,10 @@ fn stored(reply: Vec<Option<Vec<u8>>>) -> Option<Stored> {
 
 #[async_trait]
 impl StateStore for RedisState {
+    fn notice_channel(&self) -> Option<redis::ConnectionInfo> {
+        Some(self.server.clone())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Stored>, StateError> {
         let mut command = redis::cmd("HMGET");
         command.arg(key).arg("data").arg("version");

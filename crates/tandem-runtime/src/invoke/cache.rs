@@ -16,20 +16,19 @@
 //! the state API's ([`tandem_cache`]), not a second one.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tandem_cache::{Cache, Entry, Settings};
 use tandem_spec::CacheSpec;
 
-use super::{InvokeRequest, InvokeResponse};
+use super::{InvokeRequest, InvokeResponse, Invoker};
 use crate::error::Error;
-use crate::runtime::Runtime;
 
 /// The header that says where a cached call's answer came from.
 pub const CACHE_HEADER: &str = "x-tandem-cache";
@@ -133,7 +132,7 @@ pub(crate) struct ResponseCaches {
 
 impl ResponseCaches {
     fn first_level(&self, target: &str, spec: &CacheSpec) -> Cache {
-        let mut levels = self.first_levels.lock().expect("response caches lock");
+        let mut levels = self.first_levels.lock();
         levels
             .entry(target.to_owned())
             .or_insert_with(|| {
@@ -178,13 +177,13 @@ fn skips_cache(request: &InvokeRequest) -> bool {
         })
 }
 
-impl Runtime {
+impl Invoker {
     /// Invokes `request` through the target's cache policy, if it has one.
     pub(super) async fn invoke_cached(
         &self,
         request: InvokeRequest,
     ) -> Result<InvokeResponse, Error> {
-        let Some((name, spec)) = self.resiliency().cache_for(&request.target).cloned() else {
+        let Some((name, spec)) = self.resiliency.cache_for(&request.target).cloned() else {
             return self.invoke_uncached(request).await;
         };
         if !spec
@@ -195,16 +194,20 @@ impl Runtime {
             return self.invoke_uncached(request).await;
         }
         let key = cache_key(&request.target, &request, &spec);
-        let first_level = self.response_caches().first_level(&request.target, &spec);
+        let first_level = self.caches.first_level(&request.target, &spec);
         if skips_cache(&request) {
             first_level.invalidate(&key).await;
         }
         let second_level = match &spec.store {
-            Some(store) => Some(self.state_store(store).map_err(|_| Error::Invoke {
-                app_id: request.target.clone(),
-                reason: format!("cache policy '{name}' keeps answers in state store '{store}', which is not loaded"),
-            })?),
-            None => None,
+            Some(store) if !self.state.has(store) => {
+                return Err(Error::Invoke {
+                    app_id: request.target.clone(),
+                    reason: format!(
+                        "cache policy '{name}' keeps answers in state store '{store}', which is not loaded"
+                    ),
+                });
+            }
+            store => store.as_deref(),
         };
         let source = Mutex::new(Source::FirstLevel);
         let load = async {
@@ -212,11 +215,11 @@ impl Runtime {
             let mut stale = None;
             if let Some(store) = second_level
                 && !skips_cache(&request)
-                && let Ok(Some(stored)) = store.get_exact(&key).await
+                && let Ok(Some(stored)) = self.state.read_shared(store, &key).await
                 && let Some(kept) = Kept::decode(&stored.value)
             {
                 if kept.age() < spec.ttl {
-                    *source.lock().expect("source lock") = Source::SecondLevel;
+                    *source.lock() = Source::SecondLevel;
                     return Ok(Some(Entry {
                         value: stored.value,
                         etag: String::new(),
@@ -226,13 +229,17 @@ impl Runtime {
                     stale = kept.response();
                 }
             }
-            *source.lock().expect("source lock") = Source::Target;
+            *source.lock() = Source::Target;
             let failed = match self.invoke_uncached(request.clone()).await {
                 Ok(response) if response.status.is_success() => {
                     let kept = Kept::of(&response).encode();
                     if let Some(store) = second_level {
                         let keep_for = spec.ttl + spec.stale_if_error;
-                        if let Err(error) = store.set_exact(&key, kept.clone(), keep_for).await {
+                        if let Err(error) = self
+                            .state
+                            .write_shared(store, &key, kept.clone(), keep_for)
+                            .await
+                        {
                             tracing::warn!(target = %request.target, "keeping an answer in the second level failed: {error}");
                         }
                     }
@@ -247,14 +254,14 @@ impl Runtime {
             };
             match stale {
                 Some(response) => {
-                    *source.lock().expect("source lock") = Source::Stale;
+                    *source.lock() = Source::Stale;
                     Err(NotKept::Stale(response))
                 }
                 None => Err(failed),
             }
         };
         let loaded = first_level.get_or_load(&key, load).await;
-        let source = *source.lock().expect("source lock");
+        let source = *source.lock();
         let mut response = match loaded {
             Ok(Some(entry)) => match Kept::decode(&entry.value) {
                 // Taken from the second level part-way through its life, an entry may

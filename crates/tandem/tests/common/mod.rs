@@ -39,6 +39,22 @@ impl Sidecar {
         app_port: Option<u16>,
         token: Option<&str>,
     ) -> Self {
+        Self::start_with(home, app_id, resources, app_port, token, &[], None, &[])
+    }
+
+    /// A sidecar with `extra` flags and `env` variables, its log written to `log`
+    /// when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        home: &Path,
+        app_id: &str,
+        resources: &Path,
+        app_port: Option<u16>,
+        token: Option<&str>,
+        extra: &[&str],
+        log: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let (http, grpc) = (free_port(), free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
         command
@@ -50,10 +66,16 @@ impl Sidecar {
                 "--dapr-grpc-port",
                 &grpc.to_string(),
             ])
+            .args(extra)
             .env("TANDEM_HOME", home)
             .env_remove("DAPR_API_TOKEN")
+            .env_remove("TANDEM_INTERNAL_KEY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            });
         if let Some(port) = app_port {
             command.args(["--app-port", &port.to_string()]);
         }
@@ -130,4 +152,31 @@ pub async fn assert_error(
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["errorCode"], code, "{body}");
     body
+}
+
+/// Sends `method path` exactly as written (HTTP clients normalise `..` away) and
+/// returns the status and body.
+pub fn raw_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -20,9 +20,20 @@ use serde::Deserialize;
 use tandem_components::pubsub::{Deliver, Message, Outcome};
 use tandem_resiliency::{Policy, Verdict};
 
-use crate::app_channel::AppChannel;
+use crate::app_channel::{AppCallError, AppChannel};
 use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
 use crate::metadata::SubscriptionInfo;
+
+/// Why the app's subscriptions could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoverError {
+    #[error(transparent)]
+    Call(#[from] AppCallError),
+    #[error("GET /dapr/subscribe answered {0}")]
+    Status(StatusCode),
+    #[error("the app's /dapr/subscribe answer is not a list of subscriptions: {0}")]
+    NotAList(#[source] serde_json::Error),
+}
 
 /// One entry of the app's `/dapr/subscribe` answer.
 #[derive(Debug, Deserialize)]
@@ -58,7 +69,7 @@ struct Rule {
 
 /// Asks the app which topics it subscribes to. An app without `/dapr/subscribe`
 /// subscribes to nothing.
-pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, String> {
+pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
     let response = app
         .call(
             Method::GET,
@@ -71,15 +82,13 @@ pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, 
         return Ok(Vec::new());
     }
     if !response.status.is_success() {
-        return Err(format!("GET /dapr/subscribe answered {}", response.status));
+        return Err(DiscoverError::Status(response.status));
     }
     parse_subscriptions(&response.body)
 }
 
-fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, String> {
-    let declared: Vec<Declared> = serde_json::from_slice(body).map_err(|error| {
-        format!("the app's /dapr/subscribe answer is not a list of subscriptions: {error}")
-    })?;
+fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
+    let declared: Vec<Declared> = serde_json::from_slice(body).map_err(DiscoverError::NotAList)?;
     let mut subscriptions = Vec::new();
     for entry in declared {
         let routes = entry.routes.unwrap_or(Routes {
@@ -223,7 +232,7 @@ impl AppDelivery {
             .await;
         let (outcome, warning) = match answer {
             Ok(response) => outcome_of(response.status, &response.body),
-            Err(error) => (Outcome::Retry, Some(error)),
+            Err(error) => (Outcome::Retry, Some(error.to_string())),
         };
         if let Some(warning) = warning {
             tracing::warn!(

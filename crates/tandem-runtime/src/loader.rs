@@ -1,10 +1,13 @@
-//! Turning resource files into live components, one registry per building block.
+//! Turning resource files into live components, one registry per building block: each
+//! declared component is claimed by its block's registry (by `spec.type`), its metadata
+//! resolved (secrets, environment, templates) and built; the result, [`Loaded`], is
+//! what the building blocks' services are made from.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use tandem_components::pubsub::{self, PubSub};
+use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
 use tandem_components::state;
 use tandem_spec::{
@@ -14,26 +17,19 @@ use tandem_spec::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SidecarConfig;
+use crate::invoke::HttpEndpointTarget;
 use crate::metadata::ComponentInfo;
-use crate::state::StateStoreHandle;
+use crate::publish::Broker;
+use crate::state::StoreHandle;
 
-/// The live components of one sidecar, by name.
-pub(crate) struct Components {
-    pub pubsubs: HashMap<String, Arc<dyn PubSub>>,
-    /// Each pub/sub's outbound resiliency policy, worked out once: publishing is hot.
-    pub publish_policies: HashMap<String, tandem_resiliency::Policy>,
+/// The live components of one sidecar, by block and name.
+pub(crate) struct Loaded {
+    pub brokers: HashMap<String, Broker>,
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
-    pub state_stores: HashMap<String, StateStoreHandle>,
+    pub state_stores: HashMap<String, StoreHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
-}
-
-/// An `HTTPEndpoint` ready to call: its base URL and its resolved headers.
-#[derive(Debug, Clone)]
-pub(crate) struct HttpEndpointTarget {
-    pub base_url: String,
-    pub headers: http::HeaderMap,
 }
 
 /// Building blocks Dapr has and tandem does not serve yet: their components are
@@ -85,7 +81,7 @@ pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
 pub(crate) async fn load(
     config: &SidecarConfig,
     stop: &CancellationToken,
-) -> Result<Components, ResourceError> {
+) -> Result<Loaded, ResourceError> {
     let resources = if config.resources_paths.is_empty() {
         Resources {
             components: embedded_defaults(&config.data_dir),
@@ -109,9 +105,8 @@ pub(crate) async fn load(
     let secret_registry = secretstores::registry();
     let pubsub_registry = pubsub::registry();
     let state_registry = state::registry();
-    let mut components = Components {
-        pubsubs: HashMap::new(),
-        publish_policies: HashMap::new(),
+    let mut components = Loaded {
+        brokers: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
         http_endpoints: HashMap::new(),
@@ -131,7 +126,7 @@ pub(crate) async fn load(
         components.registered.push(ComponentInfo::of(&component));
     }
     let lookup = StoreLookup(&components.secret_stores);
-    let mut pubsubs = HashMap::new();
+    let mut brokers = HashMap::new();
     let mut state_stores = HashMap::new();
     let mut registered = Vec::new();
     for component in others {
@@ -141,7 +136,7 @@ pub(crate) async fn load(
             let policy = components
                 .resiliency
                 .for_component_outbound(&component.name, &component.kind);
-            let handle = StateStoreHandle::new(
+            let handle = StoreHandle::new(
                 store,
                 policy,
                 &metadata,
@@ -160,15 +155,19 @@ pub(crate) async fn load(
                 .resolve(&templates, &lookup)
                 .await?
                 .with_default("consumerID", config.app_id.clone());
-            let broker = pubsub_registry.build(&metadata).await?;
+            let pubsub = pubsub_registry.build(&metadata).await?;
             tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
             let policy = components
                 .resiliency
                 .for_component_outbound(&component.name, &component.kind);
-            components
-                .publish_policies
-                .insert(component.name.clone(), policy);
-            pubsubs.insert(component.name.clone(), broker);
+            brokers.insert(
+                component.name.clone(),
+                Broker {
+                    pubsub,
+                    kind: component.kind.clone(),
+                    policy: (!policy.is_none()).then_some(policy),
+                },
+            );
             registered.push(ComponentInfo::of(&component));
             continue;
         }
@@ -187,13 +186,14 @@ pub(crate) async fn load(
                 component.kind,
                 pubsub_registry
                     .kinds()
+                    .chain(state_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
         ));
     }
-    components.pubsubs = pubsubs;
+    components.brokers = brokers;
     components.state_stores = state_stores;
     for endpoint in resources.http_endpoints {
         let headers = endpoint.as_component().resolve(&templates, &lookup).await?;
