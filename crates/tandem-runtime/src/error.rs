@@ -85,7 +85,7 @@ fn etag_problem(error: &StateError) -> Option<EtagProblem> {
     match error {
         StateError::EtagMismatch(_) => Some(EtagProblem::Mismatch),
         StateError::InvalidEtag(_) => Some(EtagProblem::Invalid),
-        StateError::Store(_) => None,
+        StateError::Store(_) | StateError::Invalid(_) => None,
     }
 }
 

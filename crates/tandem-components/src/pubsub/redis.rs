@@ -12,13 +12,15 @@
 //! Redis restart) by itself, so delivery resumes without restarting the sidecar.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
+use tandem_resiliency::exponential_wait;
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -27,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::redis_connection;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
 
 pub const METADATA: &[&str] = &[
     "redisHost",
@@ -107,11 +109,10 @@ impl PubSub for RedisStreams {
             .query_async::<Value>(&mut connection)
             .await
             .map(|_| ())
-            .map_err(|error| {
-                PubSubError::Broker(format!(
-                    "Redis at {}: XADD {}: {error}",
-                    self.host, message.topic
-                ))
+            .map_err(|source| PubSubError::Redis {
+                host: self.host.clone(),
+                action: format!("XADD {}", message.topic),
+                source,
             })
     }
 
@@ -166,8 +167,9 @@ impl Reader {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|error| {
-                PubSubError::Broker(format!("cannot connect to Redis at {}: {error}", self.host))
+            .map_err(|source| PubSubError::RedisConnect {
+                host: self.host.clone(),
+                source,
             })
     }
 
@@ -187,10 +189,11 @@ impl Reader {
         match created {
             Ok(_) => Ok(()),
             Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(PubSubError::Broker(format!(
-                "Redis at {}: XGROUP CREATE {} {}: {error}",
-                self.host, self.stream, self.settings.group
-            ))),
+            Err(source) => Err(PubSubError::Redis {
+                host: self.host.clone(),
+                action: format!("XGROUP CREATE {} {}", self.stream, self.settings.group),
+                source,
+            }),
         }
     }
 
@@ -221,8 +224,11 @@ impl Reader {
                     } else {
                         tracing::warn!(stream = %self.stream, "reading from Redis at {} failed: {error}; retrying", self.host);
                     }
-                    let wait =
-                        backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
+                    let wait = exponential_wait(
+                        failures,
+                        Duration::from_millis(100),
+                        Duration::from_secs(5),
+                    );
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
@@ -283,10 +289,7 @@ impl Reader {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(id.clone());
+        self.in_flight.lock().insert(id.clone());
         let reader = self.clone();
         self.tasks.spawn(async move {
             let _slot = slot;
@@ -300,7 +303,7 @@ impl Reader {
                 // Left pending: the reclaimer redelivers it after `processingTimeout`.
                 Outcome::Retry => {}
             }
-            reader.in_flight.lock().expect("in-flight lock").remove(&id);
+            reader.in_flight.lock().remove(&id);
         });
     }
 
@@ -352,7 +355,7 @@ impl Reader {
             return Ok(());
         };
         let ids: Vec<String> = {
-            let in_flight = self.in_flight.lock().expect("in-flight lock");
+            let in_flight = self.in_flight.lock();
             rows.into_iter()
                 .filter_map(|row| match row {
                     Value::Array(fields) => fields.into_iter().next().and_then(value_to_string),

@@ -17,13 +17,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use tandem_resiliency::exponential_wait;
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
 use crate::sqlite::{Database, database_path, now_ms};
 
 pub const METADATA: &[&str] = &[
@@ -101,7 +102,7 @@ impl PubSub for SqlitePubSub {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)?;
+            .map_err(PubSubError::from)?;
         self.published.notify_waiters();
         Ok(())
     }
@@ -154,7 +155,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -183,7 +184,7 @@ impl Consumer {
                     tracing::warn!(topic = %self.topic, "reading the embedded broker failed: {error}");
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff(failures, Duration::from_millis(100), Duration::from_secs(5))) => {}
+                        _ = tokio::time::sleep(exponential_wait(failures, Duration::from_millis(100), Duration::from_secs(5))) => {}
                     }
                     continue;
                 }
@@ -284,7 +285,7 @@ impl Consumer {
                 Ok(claimed.into_iter().map(|(seq, data)| (seq, Bytes::from(data))).collect())
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
     }
 
     fn spawn_delivery(&self, seq: i64, data: Bytes) {
@@ -340,7 +341,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -355,7 +356,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -374,14 +375,14 @@ impl Consumer {
                     .optional()?;
                 // Someone else took the message over meanwhile: it is theirs to settle.
                 let Some(attempts) = attempts else { return Ok(0) };
-                let wait = backoff(attempts as u32, Duration::from_millis(200), Duration::from_secs(30));
+                let wait = exponential_wait(attempts as u32, Duration::from_millis(200), Duration::from_secs(30));
                 connection.execute(
                     "UPDATE pubsub_leases SET visible_ms = ?4 WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
                     params![topic, group, seq, now_ms() + wait.as_millis() as i64],
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -398,7 +399,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 }
