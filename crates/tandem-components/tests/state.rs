@@ -739,6 +739,74 @@ async fn redis_recovers_after_a_server_restart() {
     );
 }
 
+/// A password with `@`, `/` and `#` works (it never goes through a URL), the store
+/// hands the same connection to the cache's notices, and a wrong password is never
+/// repeated in the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_passwords_with_url_characters_work_and_are_never_shown() {
+    const PASSWORD: &str = "p@ss/w#rd?SENTINEL-8f3a%";
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "state-user",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .unwrap();
+    server
+        .cli(&["CONFIG", "SET", "requirepass", PASSWORD])
+        .unwrap();
+    let host = server.address();
+    for user in [Some("state-user"), None] {
+        let mut values = vec![
+            ("redisHost", host.as_str()),
+            ("redisPassword", PASSWORD),
+            ("redisDB", "3"),
+        ];
+        values.extend(user.map(|user| ("redisUsername", user)));
+        let store = build("state.redis", &values).await;
+        let etag = store.set(set("app||auth", b"ok")).await.unwrap();
+        assert_eq!(store.get("app||auth").await.unwrap().unwrap().etag, etag);
+
+        // The notice channel is the store's own connection: same user, password and db.
+        let info = store.notice_channel().expect("state.redis carries notices");
+        assert_eq!(info.redis_settings().db(), 3);
+        let client = redis::Client::open(info).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let data: Option<String> = redis::cmd("HGET")
+            .arg("app||auth")
+            .arg("data")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(data.as_deref(), Some("ok"));
+    }
+
+    for user in [Some("state-user"), None] {
+        let wrong = format!("{PASSWORD}-wrong");
+        let mut values = vec![
+            ("redisHost", host.as_str()),
+            ("redisPassword", wrong.as_str()),
+        ];
+        values.extend(user.map(|user| ("redisUsername", user)));
+        let error = try_build("state.redis", &values).await.err().unwrap();
+        let message = error.to_string();
+        assert!(message.contains("redisHost"), "{message}");
+        assert!(!message.contains("SENTINEL"), "{message}");
+    }
+    assert!(
+        build("state.in-memory", &[])
+            .await
+            .notice_channel()
+            .is_none()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_settings_errors_name_the_field() {
     let error = try_build(
