@@ -331,3 +331,76 @@ pub fn check_etag(
         (None, _) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_ttl_is_gos_largest_duration() {
+        assert_eq!(MAX_TTL, Duration::from_nanos(i64::MAX as u64));
+        assert_eq!(MAX_TTL.as_secs(), 9_223_372_036);
+        assert!(check_ttl("k", Some(MAX_TTL)).is_ok());
+        assert!(check_ttl("k", None).is_ok());
+        for ttl in [MAX_TTL + Duration::from_nanos(1), Duration::MAX] {
+            let error = check_ttl("k", Some(ttl)).unwrap_err();
+            assert!(matches!(error, StateError::Invalid(_)), "{error:?}");
+            assert!(!error.is_retryable());
+            assert!(
+                error.to_string().contains("ttl of key k is out of range"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_told_apart_by_kind_and_keep_their_source() {
+        fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+        assert_shareable::<StateError>();
+
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = StateError::from(StoreError::Redis {
+            host: "127.0.0.1:6379".into(),
+            action: "HMGET k".into(),
+            source: ::redis::RedisError::from(io),
+        });
+        assert!(error.is_retryable());
+        assert!(
+            error
+                .to_string()
+                .starts_with("Redis at 127.0.0.1:6379: HMGET k: ")
+        );
+        let StateError::Store(store) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(std::error::Error::source(store.as_ref()).is_some());
+        assert!(!StateError::EtagMismatch("k".into()).is_retryable());
+        assert!(!StateError::InvalidEtag("k".into()).is_retryable());
+        assert!(StateError::unavailable("timed out").is_retryable());
+    }
+
+    #[test]
+    fn etags_are_versions_that_fit_every_store() {
+        assert_eq!(parse_version("k", None).unwrap(), None);
+        assert_eq!(parse_version("k", Some("")).unwrap(), None);
+        assert_eq!(parse_version("k", Some("7")).unwrap(), Some(7));
+        for bad in ["x", "-1", "9223372036854775808", "1.5"] {
+            assert!(
+                matches!(
+                    parse_version("k", Some(bad)),
+                    Err(StateError::InvalidEtag(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn features_have_daprs_names() {
+        let names: Vec<&str> = [Feature::Etag, Feature::Transactional, Feature::Ttl]
+            .into_iter()
+            .map(Feature::as_str)
+            .collect();
+        assert_eq!(names, ["ETAG", "TRANSACTIONAL", "TTL"]);
+    }
+}

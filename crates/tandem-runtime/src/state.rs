@@ -171,7 +171,7 @@ impl StateStoreHandle {
             .await
             .map_err(|failure| match failure {
                 Failure::Failed { error, .. } => error,
-                other => StateError::unavailable(other.to_string()),
+                other => StateError::unavailable(other),
             })
     }
 
