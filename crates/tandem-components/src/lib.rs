@@ -15,3 +15,4 @@ mod sqlite;
 pub mod state;
 
 pub use registry::{Build, Entry, Registry};
+pub use sqlite::DatabaseError;

@@ -11,7 +11,6 @@ mod sqlite;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -55,10 +54,25 @@ pub struct Subscribe {
     pub metadata: HashMap<String, String>,
 }
 
+/// Why a broker could not do what was asked: it failed or could not be reached.
+/// Nothing was published by a failed publish; retrying may succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum PubSubError {
-    #[error("{0}")]
-    Broker(String),
+    #[error("cannot connect to Redis at {host}: {source}")]
+    RedisConnect {
+        host: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error("Redis at {host}: {action}: {source}")]
+    Redis {
+        host: String,
+        action: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::DatabaseError),
 }
 
 /// A broker.
@@ -103,12 +117,4 @@ pub fn registry() -> Registry<dyn PubSub> {
             },
         ],
     )
-}
-
-/// How long to wait before the `attempt`-th redelivery (1-based): doubling from
-/// `first`, never more than `max`.
-pub(crate) fn backoff(attempt: u32, first: Duration, max: Duration) -> Duration {
-    first
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
-        .min(max)
 }

@@ -13,13 +13,15 @@ use crate::registry::{Entry, Registry};
 /// name; multi-valued ones hold several.
 pub type Secret = BTreeMap<String, String>;
 
-/// Why a secret could not be read.
+/// Why a secret could not be read. Messages name the secret, never its value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("secret '{0}' not found")]
     NotFound(String),
-    #[error("{0}")]
-    Failed(String),
+    /// The secret exists but its value is not UTF-8 text. (The source error would
+    /// carry the value itself, so it is not kept.)
+    #[error("secret '{0}' is not valid UTF-8 text")]
+    NotText(String),
 }
 
 /// A place secrets are read from.

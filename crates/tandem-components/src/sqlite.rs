@@ -3,10 +3,25 @@
 //! share the file, and every call run on a blocking thread.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use rusqlite::Connection;
+
+/// Why a call to the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("SQLite database {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The blocking thread running the call panicked or was cancelled.
+    #[error("SQLite task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// One connection, used from blocking threads: SQLite calls are short but synchronous.
 #[derive(Clone)]
@@ -44,21 +59,35 @@ impl Database {
         })
     }
 
+    /// The database file, for error messages.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Runs `work` on a blocking thread; errors name the database file.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, DatabaseError> {
         let connection = self.connection.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().expect("sqlite connection lock");
+            // A panic in `work` unwinds through the guard without poisoning the lock:
+            // the next call still gets the connection.
+            let mut connection = connection.lock();
             work(&mut connection)
         })
-        .await
-        .map_err(|error| format!("SQLite task failed: {error}"))?
-        .map_err(|error| format!("SQLite database {}: {error}", path.display()))
+        .await?
+        .map_err(|source| DatabaseError::Sqlite { path, source })
     }
+}
+
+/// When a value written now with `ttl` expires, in [`now_ms`] terms; `None` when that
+/// is past what the column can hold (callers refuse such TTLs before writing).
+pub(crate) fn expiry_ms(ttl: Duration) -> Option<i64> {
+    i64::try_from(ttl.as_millis())
+        .ok()
+        .and_then(|ttl| now_ms().checked_add(ttl))
 }
 
 /// Milliseconds since the Unix epoch: how expiry and leases are stored.

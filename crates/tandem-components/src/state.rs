@@ -11,6 +11,7 @@ mod postgresql;
 mod redis;
 mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,7 +70,21 @@ impl Operation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The longest TTL a store accepts: Go's largest `time.Duration` (`i64::MAX`
+/// nanoseconds, about 292 years), the most daprd itself can represent. Every store
+/// refuses a longer one with [`InvalidRequest::TtlOutOfRange`] and writes nothing.
+pub const MAX_TTL: Duration = Duration::new(
+    (i64::MAX as u64) / 1_000_000_000,
+    ((i64::MAX as u64) % 1_000_000_000) as u32,
+);
+
+/// Why a state operation failed. Callers tell the kinds apart by variant: an ETag
+/// problem or an invalid request is the caller's to fix and never worth retrying; a
+/// [`StateError::Store`] failure may go away on its own.
+///
+/// Cheap to clone (the store's error is shared), so one failure can answer every key
+/// of a bulk request.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     /// The ETag given does not match the stored one (or, for `first-write` without an
     /// ETag, the key already exists).
@@ -78,12 +93,83 @@ pub enum StateError {
     /// The ETag given cannot be an ETag of this store.
     #[error("invalid etag value for key {0}")]
     InvalidEtag(String),
-    #[error("{0}")]
-    Store(String),
+    /// The request can never succeed as it is; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    /// The store failed or could not be reached; nothing was written by a failed
+    /// transaction, and retrying may succeed.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
 }
 
-/// Something a store can do beyond reading and writing keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl StateError {
+    /// A call stopped before the store answered (a resiliency timeout, an open
+    /// circuit breaker): reported like a store failure, and as retryable.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Unavailable(cause.into()).into()
+    }
+
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Store(_))
+    }
+}
+
+impl From<StoreError> for StateError {
+    fn from(error: StoreError) -> Self {
+        StateError::Store(Arc::new(error))
+    }
+}
+
+/// A request no store can carry out as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// The TTL is longer than [`MAX_TTL`].
+    #[error("ttl of key {key} is out of range: {}s is more than the largest TTL, {}s", ttl.as_secs(), MAX_TTL.as_secs())]
+    TtlOutOfRange { key: String, ttl: Duration },
+}
+
+/// A store that failed or could not be reached. Messages name the store and what it
+/// was doing, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis at {host}: {action}: {source}")]
+    Redis {
+        host: String,
+        action: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// A Redis key holds something that is not a state value (not a hash, or a
+    /// `version` that is not a number).
+    #[error("Redis at {host}: key {key} is not a state value: {problem}")]
+    RedisKey {
+        host: String,
+        key: String,
+        problem: &'static str,
+    },
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::DatabaseError),
+    #[error("PostgreSQL: {}", postgresql::describe(source))]
+    Postgres {
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot connect to PostgreSQL: {}", postgresql::describe_pool(source))]
+    PostgresPool {
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    #[error("PostgreSQL did not answer within {0:?}")]
+    PostgresTimeout(Duration),
+    /// The call was stopped before the store answered.
+    #[error(transparent)]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a store offers, as Dapr's metadata API lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Feature {
     /// Optimistic concurrency with ETags.
     Etag,
@@ -94,7 +180,7 @@ pub enum Feature {
 }
 
 impl Feature {
-    /// The name Dapr's metadata API gives it.
+    /// Dapr's name for it (`ETAG`, `TRANSACTIONAL`, `TTL`).
     pub fn as_str(self) -> &'static str {
         match self {
             Feature::Etag => "ETAG",
@@ -102,6 +188,37 @@ impl Feature {
             Feature::Ttl => "TTL",
         }
     }
+}
+
+/// Refuses a TTL longer than [`MAX_TTL`]: every store calls it for every write
+/// before it writes anything, so a refused request leaves the store untouched.
+pub fn check_ttl(key: &str, ttl: Option<Duration>) -> Result<(), StateError> {
+    match ttl {
+        Some(ttl) if ttl > MAX_TTL => Err(InvalidRequest::TtlOutOfRange {
+            key: key.to_owned(),
+            ttl,
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Checks what can be checked of `operations` without the store: every ETag is one
+/// this crate's stores hand out and every TTL is in range. Stores call it before
+/// their first write.
+pub(crate) fn validate(operations: &[Operation]) -> Result<(), StateError> {
+    for operation in operations {
+        match operation {
+            Operation::Upsert(set) => {
+                parse_version(&set.key, set.etag.as_deref())?;
+                check_ttl(&set.key, set.ttl)?;
+            }
+            Operation::Delete(delete) => {
+                parse_version(&delete.key, delete.etag.as_deref())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A state store.
@@ -119,17 +236,6 @@ pub trait StateStore: Send + Sync {
     /// Applies every operation, or none of them.
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError>;
 
-    /// What the store offers, as Dapr's metadata API lists it.
-    fn features(&self) -> &'static [Feature] {
-        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
-    }
-
-    /// A Redis the store can carry the first-level cache's invalidation notices over,
-    /// when it has one (`state.redis`: its own server, as configured).
-    fn notice_channel(&self) -> Option<::redis::ConnectionInfo> {
-        None
-    }
-
     /// Values of several keys; the default reads them one by one.
     async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<Stored>, StateError>> {
         let mut results = Vec::with_capacity(keys.len());
@@ -137,6 +243,16 @@ pub trait StateStore: Send + Sync {
             results.push(self.get(key).await);
         }
         results
+    }
+
+    /// What this store offers.
+    fn features(&self) -> &'static [Feature];
+
+    /// A Redis this store can carry cache-invalidation notices over, as configured
+    /// for the store itself (host, database, user, password, TLS); `None` for stores
+    /// that are not Redis.
+    fn notice_channel(&self) -> Option<::redis::ConnectionInfo> {
+        None
     }
 }
 
@@ -185,14 +301,17 @@ pub const RUNTIME_METADATA: &[&str] = &[
     "cacheBackplane",
 ];
 
-/// Reads an ETag this crate's stores hand out: a version number.
+/// Reads an ETag this crate's stores hand out: a version number, which every store
+/// keeps as a signed 64-bit integer.
 pub(crate) fn parse_version(key: &str, etag: Option<&str>) -> Result<Option<u64>, StateError> {
     match etag.filter(|etag| !etag.is_empty()) {
         None => Ok(None),
         Some(etag) => etag
-            .parse()
+            .parse::<i64>()
+            .ok()
+            .and_then(|version| u64::try_from(version).ok())
             .map(Some)
-            .map_err(|_| StateError::InvalidEtag(key.to_owned())),
+            .ok_or_else(|| StateError::InvalidEtag(key.to_owned())),
     }
 }
 
@@ -210,5 +329,78 @@ pub fn check_etag(
             Err(StateError::EtagMismatch(key.to_owned()))
         }
         (None, _) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_ttl_is_gos_largest_duration() {
+        assert_eq!(MAX_TTL, Duration::from_nanos(i64::MAX as u64));
+        assert_eq!(MAX_TTL.as_secs(), 9_223_372_036);
+        assert!(check_ttl("k", Some(MAX_TTL)).is_ok());
+        assert!(check_ttl("k", None).is_ok());
+        for ttl in [MAX_TTL + Duration::from_nanos(1), Duration::MAX] {
+            let error = check_ttl("k", Some(ttl)).unwrap_err();
+            assert!(matches!(error, StateError::Invalid(_)), "{error:?}");
+            assert!(!error.is_retryable());
+            assert!(
+                error.to_string().contains("ttl of key k is out of range"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_told_apart_by_kind_and_keep_their_source() {
+        fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+        assert_shareable::<StateError>();
+
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = StateError::from(StoreError::Redis {
+            host: "127.0.0.1:6379".into(),
+            action: "HMGET k".into(),
+            source: ::redis::RedisError::from(io),
+        });
+        assert!(error.is_retryable());
+        assert!(
+            error
+                .to_string()
+                .starts_with("Redis at 127.0.0.1:6379: HMGET k: ")
+        );
+        let StateError::Store(store) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(std::error::Error::source(store.as_ref()).is_some());
+        assert!(!StateError::EtagMismatch("k".into()).is_retryable());
+        assert!(!StateError::InvalidEtag("k".into()).is_retryable());
+        assert!(StateError::unavailable("timed out").is_retryable());
+    }
+
+    #[test]
+    fn etags_are_versions_that_fit_every_store() {
+        assert_eq!(parse_version("k", None).unwrap(), None);
+        assert_eq!(parse_version("k", Some("")).unwrap(), None);
+        assert_eq!(parse_version("k", Some("7")).unwrap(), Some(7));
+        for bad in ["x", "-1", "9223372036854775808", "1.5"] {
+            assert!(
+                matches!(
+                    parse_version("k", Some(bad)),
+                    Err(StateError::InvalidEtag(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn features_have_daprs_names() {
+        let names: Vec<&str> = [Feature::Etag, Feature::Transactional, Feature::Ttl]
+            .into_iter()
+            .map(Feature::as_str)
+            .collect();
+        assert_eq!(names, ["ETAG", "TRANSACTIONAL", "TTL"]);
     }
 }

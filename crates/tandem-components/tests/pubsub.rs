@@ -452,6 +452,143 @@ async fn sqlite_retries_with_backoff_and_recovers_a_dead_consumers_lease() {
     task.await.unwrap();
 }
 
+/// An app that was failing: it answers RETRY to the first delivery of every message
+/// and is done with every later one.
+struct FailsOnce {
+    seen: Mutex<std::collections::HashSet<Bytes>>,
+    done: Mutex<std::collections::HashSet<Bytes>>,
+    all_done: tokio::sync::Notify,
+    expected: usize,
+}
+
+#[async_trait]
+impl Deliver for FailsOnce {
+    async fn deliver(&self, message: Message) -> Outcome {
+        if self.seen.lock().await.insert(message.data.clone()) {
+            return Outcome::Retry;
+        }
+        let mut done = self.done.lock().await;
+        done.insert(message.data);
+        if done.len() == self.expected {
+            self.all_done.notify_one();
+        }
+        Outcome::Done
+    }
+}
+
+/// Publishes `count` messages, subscribes an app that fails each once, and answers how
+/// long it took until every message was done.
+async fn drain_backlog(broker: Arc<dyn PubSub>, topic: &str, count: usize) -> Duration {
+    for n in 0..count {
+        broker
+            .publish(message(topic, &format!("m{n}")))
+            .await
+            .unwrap();
+    }
+    let app = Arc::new(FailsOnce {
+        seen: Mutex::default(),
+        done: Mutex::default(),
+        all_done: tokio::sync::Notify::new(),
+        expected: count,
+    });
+    let stop = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let task = broker
+        .subscribe(subscription(topic), app.clone(), stop.clone())
+        .await
+        .unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(40), app.all_done.notified()).await;
+    let elapsed = started.elapsed();
+    let done = app.done.lock().await.len();
+    stop.cancel();
+    task.await.unwrap();
+    assert!(
+        finished.is_ok(),
+        "only {done} of {count} done after {elapsed:?}"
+    );
+    elapsed
+}
+
+/// After an outage, the pending backlog is redelivered as fast as the app takes it,
+/// not one `queueDepth` page per `redeliverInterval` (5,000 messages took ~50 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_drains_a_redelivery_backlog_at_full_speed() {
+    let redis = RedisServer::start();
+    let broker = redis_pubsub(
+        &redis,
+        &[("redeliverInterval", "1s"), ("processingTimeout", "1s")],
+    )
+    .await;
+    let elapsed = drain_backlog(broker, "backlog", 5000).await;
+    assert!(
+        elapsed < Duration::from_secs(12),
+        "5,000 redeliveries took {elapsed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(redis.pending("backlog", "group-a"), 0);
+}
+
+/// The same for the embedded broker: due retries are claimed as fast as deliveries
+/// finish, not one batch of `concurrency` per `pollInterval`.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_drains_a_retry_backlog_at_full_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tandem.db").display().to_string();
+    let broker = build(
+        "pubsub.sqlite",
+        &[
+            ("connectionString", &path),
+            ("consumerID", "workers"),
+            ("processingTimeout", "1s"),
+        ],
+    )
+    .await;
+    let elapsed = drain_backlog(broker, "backlog", 5000).await;
+    assert!(
+        elapsed < Duration::from_secs(12),
+        "5,000 retries took {elapsed:?}"
+    );
+}
+
+/// A delivery slower than `processingTimeout` is never redelivered by the process
+/// that is still delivering it.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_never_redelivers_a_message_still_in_flight() {
+    struct Slow(mpsc::UnboundedSender<Bytes>);
+    #[async_trait]
+    impl Deliver for Slow {
+        async fn deliver(&self, message: Message) -> Outcome {
+            let _ = self.0.send(message.data);
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Outcome::Done
+        }
+    }
+    let redis = RedisServer::start();
+    let broker = redis_pubsub(
+        &redis,
+        &[
+            ("redeliverInterval", "100ms"),
+            ("processingTimeout", "300ms"),
+        ],
+    )
+    .await;
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let task = broker
+        .subscribe(subscription("slow"), Arc::new(Slow(seen)), stop.clone())
+        .await
+        .unwrap();
+    broker.publish(message("slow", "once")).await.unwrap();
+    assert_eq!(
+        next(&mut received, Duration::from_secs(5)).await.as_deref(),
+        Some("once")
+    );
+    assert_eq!(next(&mut received, Duration::from_secs(2)).await, None);
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(redis.pending("slow", "group-a"), 0);
+}
+
 #[tokio::test]
 async fn in_memory_delivers_to_every_subscriber_and_retries() {
     let broker = build("pubsub.in-memory", &[]).await;

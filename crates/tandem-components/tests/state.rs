@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_components::state::{
-    self, Concurrency, DeleteRequest, Operation, SetRequest, StateError, StateStore,
+    self, Concurrency, DeleteRequest, Feature, InvalidRequest, MAX_TTL, Operation, SetRequest,
+    StateError, StateStore,
 };
 use tandem_spec::{Component, ComponentMetadata};
 use tandem_testkit::{PostgresServer, RedisServer};
@@ -258,6 +259,132 @@ async fn unusual_data(store: Arc<dyn StateStore>, p: &str) {
     assert_eq!(value(&store, &large).await.unwrap(), mebibyte);
 }
 
+/// The largest TTL works; anything longer is refused with a typed error and writes
+/// nothing — alone or in the middle of a transaction — and the store keeps working.
+async fn ttl_extremes(store: Arc<dyn StateStore>, p: &str) {
+    let far = key(p, "ttl-max");
+    let etag = store
+        .set(SetRequest {
+            ttl: Some(MAX_TTL),
+            ..set(&far, b"for centuries")
+        })
+        .await
+        .expect("MAX_TTL is accepted");
+    let stored = store.get(&far).await.unwrap().expect("the key is there");
+    assert_eq!(
+        (stored.value.as_ref(), stored.etag.as_str()),
+        (&b"for centuries"[..], etag.as_str())
+    );
+
+    let too_long = key(p, "ttl-too-long");
+    for ttl in [MAX_TTL + Duration::from_secs(1), Duration::MAX] {
+        let refused = store
+            .set(SetRequest {
+                ttl: Some(ttl),
+                ..set(&too_long, b"never written")
+            })
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(InvalidRequest::TtlOutOfRange { .. }))
+            ),
+            "{ttl:?}: {refused:?}"
+        );
+        assert_eq!(store.get(&too_long).await.unwrap(), None, "{ttl:?}");
+        // Overwriting an existing key with a bad TTL leaves the old value.
+        let refused = store
+            .set(SetRequest {
+                ttl: Some(ttl),
+                ..set(&far, b"overwritten")
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StateError::Invalid(_))),
+            "{refused:?}"
+        );
+        let kept = store.get(&far).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.value.as_ref(), kept.etag),
+            (&b"for centuries"[..], etag.clone())
+        );
+    }
+
+    let (x, y, z) = (key(p, "ttl-tx-x"), key(p, "ttl-tx-y"), key(p, "ttl-tx-z"));
+    store.set(set(&z, b"z before")).await.unwrap();
+    let refused = store
+        .transact(vec![
+            Operation::Upsert(set(&x, b"x")),
+            Operation::Upsert(SetRequest {
+                ttl: Some(MAX_TTL + Duration::from_secs(1)),
+                ..set(&y, b"y")
+            }),
+            Operation::Upsert(set(&z, b"z")),
+            Operation::Delete(delete(&far, None)),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StateError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        value(&store, &x).await,
+        None,
+        "nothing of the transaction is written"
+    );
+    assert_eq!(value(&store, &y).await, None);
+    assert_eq!(value(&store, &z).await.as_deref(), Some(&b"z before"[..]));
+    assert!(value(&store, &far).await.is_some());
+
+    // Still working, for writes with and without TTLs.
+    store
+        .transact(vec![
+            Operation::Upsert(set(&x, b"x")),
+            Operation::Upsert(SetRequest {
+                ttl: Some(Duration::from_secs(3600)),
+                ..set(&y, b"y")
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(value(&store, &x).await.as_deref(), Some(&b"x"[..]));
+    assert_eq!(value(&store, &y).await.as_deref(), Some(&b"y"[..]));
+}
+
+/// Values of a few megabytes, empty values, and unicode keys round-trip, alone and
+/// in transactions.
+async fn extreme_data(store: Arc<dyn StateStore>, p: &str) {
+    let big = key(p, "big");
+    let megabytes: Vec<u8> = (0..4 * 1024 * 1024).map(|n| (n % 253) as u8).collect();
+    store.set(set(&big, &megabytes)).await.unwrap();
+    assert_eq!(value(&store, &big).await.unwrap(), megabytes);
+
+    let empty = key(p, "empty");
+    let etag = store.set(set(&empty, b"")).await.unwrap();
+    let stored = store
+        .get(&empty)
+        .await
+        .unwrap()
+        .expect("an empty value exists");
+    assert_eq!((stored.value.len(), stored.etag), (0, etag));
+
+    let unicode = key(p, "日本語-ключ-🔑");
+    store
+        .transact(vec![
+            Operation::Upsert(set(&unicode, "🔑".as_bytes())),
+            Operation::Upsert(set(&empty, b"")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(value(&store, &unicode).await.unwrap(), "🔑".as_bytes());
+    assert_eq!(value(&store, &empty).await.unwrap(), b"");
+    assert!(
+        store.features().contains(&Feature::Etag),
+        "{:?}",
+        store.features()
+    );
+}
+
 async fn conformance(store: Arc<dyn StateStore>) {
     let p = format!("conformance-{}", uuid_like());
     crud(store.clone(), &p).await;
@@ -265,7 +392,9 @@ async fn conformance(store: Arc<dyn StateStore>) {
     etags(store.clone(), &p).await;
     transactions(store.clone(), &p).await;
     ttl(store.clone(), &p).await;
-    unusual_data(store, &p).await;
+    unusual_data(store.clone(), &p).await;
+    ttl_extremes(store.clone(), &p).await;
+    extreme_data(store, &p).await;
 }
 
 fn uuid_like() -> String {
@@ -340,10 +469,7 @@ async fn redis_uses_daprs_layout() {
         })
         .await
         .unwrap();
-    assert!(
-        etag.parse::<u64>().unwrap() > 3,
-        "versions only grow: {etag}"
-    );
+    assert_eq!(etag, "4", "the key's own version, plus one");
     assert_eq!(
         server.cli(&["HGET", "app||from-dapr", "data"]).as_deref(),
         Some("from tandem")
@@ -385,6 +511,182 @@ async fn redis_uses_daprs_layout() {
         value(&store, "app||twice").await.as_deref(),
         Some(&b"2"[..])
     );
+}
+
+/// Each key has its own version, counted as daprd counts it: `HINCRBY version 1` on
+/// every write, from 1 for a new key (also after a delete), in single writes and
+/// transactions alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_etags_are_daprs_per_key_versions() {
+    let server = RedisServer::start();
+    let store = build("state.redis", &[("redisHost", &server.address())]).await;
+    let mut etags = Vec::new();
+    for name in ["app||key_1", "app||key_2", "app||key_3"] {
+        etags.push(store.set(set(name, b"v1")).await.unwrap());
+    }
+    store
+        .transact(vec![Operation::Upsert(set("app||key_1", b"v2"))])
+        .await
+        .unwrap();
+    etags.push(store.get("app||key_1").await.unwrap().unwrap().etag);
+    assert_eq!(etags, ["1", "1", "1", "2"]);
+
+    // Several writes to one key in one transaction count one each.
+    store
+        .transact(vec![
+            Operation::Upsert(set("app||key_2", b"a")),
+            Operation::Upsert(SetRequest {
+                etag: Some("2".into()),
+                ..set("app||key_2", b"b")
+            }),
+        ])
+        .await
+        .unwrap();
+    let stored = store.get("app||key_2").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.value.as_ref(), stored.etag.as_str()),
+        (&b"b"[..], "3")
+    );
+
+    // A deleted key starts over at 1, as on Dapr.
+    store.delete(delete("app||key_3", Some("1"))).await.unwrap();
+    assert_eq!(store.set(set("app||key_3", b"again")).await.unwrap(), "1");
+
+    // What daprd's scripts would read: a hash with `data` and a numeric `version`.
+    assert_eq!(
+        server.cli(&["HGET", "app||key_1", "version"]).as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        server.cli(&["HGET", "app||key_1", "data"]).as_deref(),
+        Some("v2")
+    );
+}
+
+/// Hashes exactly as daprd leaves them — with a `first-write` field, or data without a
+/// version — are read and updated to the next version.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_reads_and_updates_what_daprd_wrote() {
+    let server = RedisServer::start();
+    let store = build("state.redis", &[("redisHost", &server.address())]).await;
+
+    // daprd's first-write save of a new key: data, version 1, first-write 0.
+    server
+        .cli(&[
+            "HSET",
+            "app||dapr-fw",
+            "data",
+            "\"hi\"",
+            "version",
+            "1",
+            "first-write",
+            "0",
+        ])
+        .unwrap();
+    let stored = store.get("app||dapr-fw").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.value.as_ref(), stored.etag.as_str()),
+        (&b"\"hi\""[..], "1")
+    );
+    // daprd refuses a write without an ETag to such a key; so does tandem.
+    let refused = store.set(set("app||dapr-fw", b"no etag")).await;
+    assert!(
+        matches!(refused, Err(StateError::EtagMismatch(_))),
+        "{refused:?}"
+    );
+    let etag = store
+        .set(SetRequest {
+            etag: Some("1".into()),
+            ..set("app||dapr-fw", b"with etag")
+        })
+        .await
+        .unwrap();
+    assert_eq!(etag, "2");
+    assert_eq!(
+        server.cli(&["HGET", "app||dapr-fw", "version"]).as_deref(),
+        Some("2")
+    );
+
+    // A hash with data and no version reads as version 0; its next write makes it 1.
+    server
+        .cli(&["HSET", "app||data-only", "data", "x"])
+        .unwrap();
+    assert_eq!(
+        store.get("app||data-only").await.unwrap().unwrap().etag,
+        "0"
+    );
+    assert_eq!(
+        store
+            .set(SetRequest {
+                etag: Some("0".into()),
+                ..set("app||data-only", b"y")
+            })
+            .await
+            .unwrap(),
+        "1"
+    );
+
+    // An ETag naming a key that does not exist is a mismatch, and creates nothing.
+    let missing = store
+        .set(SetRequest {
+            etag: Some("1".into()),
+            ..set("app||missing", b"x")
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StateError::EtagMismatch(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        server.cli(&["EXISTS", "app||missing"]).as_deref(),
+        Some("0")
+    );
+
+    // A version HINCRBY cannot increment is refused before anything is written.
+    server
+        .cli(&["HSET", "app||odd-version", "data", "x", "version", "v7"])
+        .unwrap();
+    let refused = store
+        .transact(vec![
+            Operation::Upsert(set("app||before-odd", b"1")),
+            Operation::Upsert(set("app||odd-version", b"2")),
+        ])
+        .await;
+    assert!(matches!(refused, Err(StateError::Store(_))), "{refused:?}");
+    assert_eq!(store.get("app||before-odd").await.unwrap(), None);
+}
+
+/// A TTL Redis would refuse (or any failure after the first write) must never leave
+/// half a transaction behind: Redis does not roll a script back.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_transactions_are_all_or_nothing() {
+    let server = RedisServer::start();
+    let store = build("state.redis", &[("redisHost", &server.address())]).await;
+    let refused = store
+        .transact(vec![
+            Operation::Upsert(set("app||x", b"x")),
+            Operation::Upsert(SetRequest {
+                ttl: Some(Duration::from_secs(u64::MAX / 2)),
+                ..set("app||y", b"y")
+            }),
+            Operation::Upsert(set("app||z", b"z")),
+        ])
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        server
+            .cli(&["EXISTS", "app||x", "app||y", "app||z"])
+            .as_deref(),
+        Some("0")
+    );
+    let refused = store
+        .set(SetRequest {
+            ttl: Some(Duration::from_secs(u64::MAX / 2)),
+            ..set("app||single", b"s")
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(server.cli(&["EXISTS", "app||single"]).as_deref(), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -434,6 +736,74 @@ async fn redis_recovers_after_a_server_restart() {
     assert_eq!(
         value(&store, "app||after").await.as_deref(),
         Some(&b"2"[..])
+    );
+}
+
+/// A password with `@`, `/` and `#` works (it never goes through a URL), the store
+/// hands the same connection to the cache's notices, and a wrong password is never
+/// repeated in the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_passwords_with_url_characters_work_and_are_never_shown() {
+    const PASSWORD: &str = "p@ss/w#rd?SENTINEL-8f3a%";
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "state-user",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .unwrap();
+    server
+        .cli(&["CONFIG", "SET", "requirepass", PASSWORD])
+        .unwrap();
+    let host = server.address();
+    for user in [Some("state-user"), None] {
+        let mut values = vec![
+            ("redisHost", host.as_str()),
+            ("redisPassword", PASSWORD),
+            ("redisDB", "3"),
+        ];
+        values.extend(user.map(|user| ("redisUsername", user)));
+        let store = build("state.redis", &values).await;
+        let etag = store.set(set("app||auth", b"ok")).await.unwrap();
+        assert_eq!(store.get("app||auth").await.unwrap().unwrap().etag, etag);
+
+        // The notice channel is the store's own connection: same user, password and db.
+        let info = store.notice_channel().expect("state.redis carries notices");
+        assert_eq!(info.redis_settings().db(), 3);
+        let client = redis::Client::open(info).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let data: Option<String> = redis::cmd("HGET")
+            .arg("app||auth")
+            .arg("data")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(data.as_deref(), Some("ok"));
+    }
+
+    for user in [Some("state-user"), None] {
+        let wrong = format!("{PASSWORD}-wrong");
+        let mut values = vec![
+            ("redisHost", host.as_str()),
+            ("redisPassword", wrong.as_str()),
+        ];
+        values.extend(user.map(|user| ("redisUsername", user)));
+        let error = try_build("state.redis", &values).await.err().unwrap();
+        let message = error.to_string();
+        assert!(message.contains("redisHost"), "{message}");
+        assert!(!message.contains("SENTINEL"), "{message}");
+    }
+    assert!(
+        build("state.in-memory", &[])
+            .await
+            .notice_channel()
+            .is_none()
     );
 }
 

@@ -1,4 +1,5 @@
-//! The waits between retries.
+//! The waits between retries: the policies' backoff, and a plain capped exponential
+//! wait for the components' own retry loops.
 
 use std::time::Duration;
 
@@ -52,16 +53,18 @@ fn scale(duration: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
-/// A number uniform in `[0, 1)`, for jitter. Each `RandomState` is seeded afresh by
-/// the standard library, which is random enough to spread retries apart and saves a
-/// dependency.
+/// A number uniform in `[0, 1)`, for jitter.
 pub(crate) fn random_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    rand::random::<f64>()
+}
+
+/// The wait before the `attempt`-th retry (from 1) of a plain capped exponential
+/// backoff: `first`, doubling with each attempt, never more than `max`. Without
+/// jitter, so that tests and logs can tell how long a retry waited. It never
+/// overflows, whatever the attempt.
+pub fn exponential_wait(attempt: u32, first: Duration, max: Duration) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    first.saturating_mul(1u32 << doublings).min(max)
 }
 
 #[cfg(test)]
@@ -123,6 +126,20 @@ mod tests {
         let forever = RetrySpec::DEFAULT;
         let mut backoff = Backoff::new(&forever);
         assert!((0..10_000).all(|_| backoff.next_delay(0.5) == Some(Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn exponential_waits_double_up_to_the_cap() {
+        let (first, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        let waits: Vec<u128> = (0..9)
+            .map(|attempt| exponential_wait(attempt, first, max).as_millis())
+            .collect();
+        assert_eq!(waits, [100, 100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(exponential_wait(u32::MAX, first, max), max);
+        assert_eq!(
+            exponential_wait(40, Duration::from_secs(u64::MAX), Duration::MAX),
+            Duration::MAX
+        );
     }
 
     #[test]

@@ -13,9 +13,9 @@
 //! finishes after its generation ended (say, a slow call that started before the
 //! breaker opened) is not counted.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tandem_spec::{BreakerCounts, CircuitBreakerSpec};
 use tokio::time::Instant;
 
@@ -279,8 +279,8 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // The state stays consistent across a panic elsewhere: every change is made
-        // under the lock in a few assignments.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        // No poisoning: the state stays consistent across a panic elsewhere, as every
+        // change is made under the lock in a few assignments.
+        self.inner.lock()
     }
 }

@@ -29,6 +29,7 @@ mod resiliencies;
 
 use std::time::Duration;
 
+pub use backoff::exponential_wait;
 pub use breaker::{BreakerState, CircuitBreaker, Refusal};
 pub use policy::{Failure, Policy, Verdict};
 pub use resiliencies::{BUILT_IN_SERVICE_RETRIES, Direction, Resiliencies};

@@ -15,9 +15,10 @@
 //! (`Default…CircuitBreakerPolicy`) follow the same pattern.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tandem_spec::{
     BackoffPolicy, CacheSpec, CircuitBreakerSpec, Resiliency, RetryMatching, RetrySpec,
     TargetPolicies,
@@ -260,7 +261,7 @@ impl Resiliencies {
             policy = policy.with_retry(name, retry);
         }
         if let Some((name, spec)) = resolved.circuit_breaker {
-            let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut breakers = self.breakers.lock();
             let breaker = breakers
                 .entry(target.clone())
                 .or_insert_with(|| Arc::new(CircuitBreaker::new(name, target, spec)));

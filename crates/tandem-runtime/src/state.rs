@@ -219,9 +219,14 @@ impl StateService {
         handle
             .transact(requests)
             .await
-            .map_err(|error| Error::StateTransaction {
-                etag: error.etag_problem(),
-                cause: Error::cause(error),
+            .map_err(|error| {
+                if error.is_invalid_request() {
+                    return Error::Malformed(error.to_string());
+                }
+                Error::StateTransaction {
+                    etag: error.etag_problem(),
+                    cause: Error::cause(error),
+                }
             })
     }
 
@@ -276,6 +281,9 @@ fn value(stored: Stored) -> StateValue {
 }
 
 fn save_failed(store: &str, error: StoreCallError) -> Error {
+    if error.is_invalid_request() {
+        return Error::Malformed(error.to_string());
+    }
     Error::StateSave {
         store: store.to_owned(),
         etag: error.etag_problem(),

@@ -4,16 +4,18 @@
 //! redelivered with backoff.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
+use tandem_resiliency::exponential_wait;
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
 
 pub const METADATA: &[&str] = &["consumerID", "concurrency"];
 
@@ -35,7 +37,7 @@ impl InMemory {
 #[async_trait]
 impl PubSub for InMemory {
     async fn publish(&self, message: Message) -> Result<(), PubSubError> {
-        let mut topics = self.topics.lock().expect("in-memory topics lock");
+        let mut topics = self.topics.lock();
         if let Some(subscribers) = topics.get_mut(&message.topic) {
             subscribers.retain(|subscriber| subscriber.send(message.clone()).is_ok());
         }
@@ -51,7 +53,6 @@ impl PubSub for InMemory {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Message>();
         self.topics
             .lock()
-            .expect("in-memory topics lock")
             .entry(subscription.topic)
             .or_default()
             .push(sender);
@@ -73,8 +74,11 @@ impl PubSub for InMemory {
                     let mut attempt = 0;
                     while deliver.deliver(message.clone()).await == Outcome::Retry {
                         attempt += 1;
-                        let wait =
-                            backoff(attempt, Duration::from_millis(100), Duration::from_secs(10));
+                        let wait = exponential_wait(
+                            attempt,
+                            Duration::from_millis(100),
+                            Duration::from_secs(10),
+                        );
                         tokio::select! {
                             _ = stop.cancelled() => return,
                             _ = tokio::time::sleep(wait) => {}

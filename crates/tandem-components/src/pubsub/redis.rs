@@ -7,27 +7,36 @@
 //! mid-delivery — are claimed again with `XPENDING`/`XCLAIM` once they have been
 //! pending for `processingTimeout`, checked every `redeliverInterval`.
 //!
+//! **Redelivery drains the backlog.** Each check walks the whole pending list, page
+//! after page, until nothing eligible is left — not one page per interval, which would
+//! take hours to redeliver what piled up while the app was down. It is paced by the
+//! delivery slots (`concurrency`): a page is only read once slots are free, and never
+//! asks for more entries than there are free slots. Messages still being delivered by
+//! this process are skipped, however long they take.
+//!
 //! Connections come and go: publishing goes through a reconnecting connection manager,
 //! and each subscription's reader reconnects and re-creates its group (`NOGROUP` after a
 //! Redis restart) by itself, so delivery resumes without restarting the sidecar.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
+use tandem_resiliency::exponential_wait;
 use tandem_spec::{ComponentMetadata, ResourceError};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::redis_connection;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
 
 pub const METADATA: &[&str] = &[
     "redisHost",
@@ -107,11 +116,10 @@ impl PubSub for RedisStreams {
             .query_async::<Value>(&mut connection)
             .await
             .map(|_| ())
-            .map_err(|error| {
-                PubSubError::Broker(format!(
-                    "Redis at {}: XADD {}: {error}",
-                    self.host, message.topic
-                ))
+            .map_err(|source| PubSubError::Redis {
+                host: self.host.clone(),
+                action: format!("XADD {}", message.topic),
+                source,
             })
     }
 
@@ -166,8 +174,9 @@ impl Reader {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|error| {
-                PubSubError::Broker(format!("cannot connect to Redis at {}: {error}", self.host))
+            .map_err(|source| PubSubError::RedisConnect {
+                host: self.host.clone(),
+                source,
             })
     }
 
@@ -187,10 +196,11 @@ impl Reader {
         match created {
             Ok(_) => Ok(()),
             Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(PubSubError::Broker(format!(
-                "Redis at {}: XGROUP CREATE {} {}: {error}",
-                self.host, self.stream, self.settings.group
-            ))),
+            Err(source) => Err(PubSubError::Redis {
+                host: self.host.clone(),
+                action: format!("XGROUP CREATE {} {}", self.stream, self.settings.group),
+                source,
+            }),
         }
     }
 
@@ -198,14 +208,20 @@ impl Reader {
         let reclaimer = tokio::spawn(self.clone().reclaim_forever(stop.clone()));
         let mut failures = 0u32;
         loop {
-            // Wait for a free slot before reading, so nothing read sits undelivered.
+            // Wait for a free slot before reading, and read no more than the free
+            // slots, so nothing read sits undelivered. (The slots are not held while
+            // the read blocks: the reclaimer may need them meanwhile.)
             let Ok(first_slot) = self.slots.clone().acquire_owned().await else {
                 break;
             };
             drop(first_slot);
+            let count = self
+                .slots
+                .available_permits()
+                .clamp(1, self.settings.queue_depth);
             let read = tokio::select! {
                 _ = stop.cancelled() => break,
-                read = self.read_new(&mut connection) => read,
+                read = self.read_new(&mut connection, count) => read,
             };
             match read {
                 Ok(entries) => {
@@ -215,14 +231,17 @@ impl Reader {
                     }
                 }
                 Err(error) => {
-                    failures += 1;
+                    failures = failures.saturating_add(1);
                     if error.code() == Some("NOGROUP") {
                         tracing::warn!(stream = %self.stream, group = %self.settings.group, "consumer group is gone (Redis restarted?); creating it again");
                     } else {
                         tracing::warn!(stream = %self.stream, "reading from Redis at {} failed: {error}; retrying", self.host);
                     }
-                    let wait =
-                        backoff(failures, Duration::from_millis(100), Duration::from_secs(5));
+                    let wait = exponential_wait(
+                        failures,
+                        Duration::from_millis(100),
+                        Duration::from_secs(5),
+                    );
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = tokio::time::sleep(wait) => {}
@@ -245,13 +264,14 @@ impl Reader {
     async fn read_new(
         &self,
         connection: &mut MultiplexedConnection,
+        count: usize,
     ) -> redis::RedisResult<Vec<(String, Option<Bytes>)>> {
         let reply: Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(&self.settings.group)
             .arg(&self.settings.group)
             .arg("COUNT")
-            .arg(self.settings.queue_depth)
+            .arg(count)
             .arg("BLOCK")
             .arg(2000)
             .arg("STREAMS")
@@ -274,19 +294,22 @@ impl Reader {
         Ok(entries)
     }
 
+    /// Delivers one entry once a delivery slot is free.
     async fn spawn_delivery(&self, id: String, data: Option<Bytes>) {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
+        self.deliver_in(slot, id, data).await;
+    }
+
+    /// Delivers one entry in `slot`, which it holds until the app has answered.
+    async fn deliver_in(&self, slot: OwnedSemaphorePermit, id: String, data: Option<Bytes>) {
         let Some(data) = data else {
             // The entry was trimmed away (or has no `data` field): nothing to deliver.
             self.ack(&id).await;
             return;
         };
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
-        self.in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(id.clone());
+        self.in_flight.lock().insert(id.clone());
         let reader = self.clone();
         self.tasks.spawn(async move {
             let _slot = slot;
@@ -300,7 +323,7 @@ impl Reader {
                 // Left pending: the reclaimer redelivers it after `processingTimeout`.
                 Outcome::Retry => {}
             }
-            reader.in_flight.lock().expect("in-flight lock").remove(&id);
+            reader.in_flight.lock().remove(&id);
         });
     }
 
@@ -328,63 +351,92 @@ impl Reader {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.settings.redeliver_interval) => {}
             }
-            if let Err(error) = self.reclaim_once().await {
+            if let Err(error) = self.reclaim_all().await {
                 tracing::debug!(stream = %self.stream, "checking pending messages failed: {error}");
             }
         }
     }
 
-    /// Claims and redelivers the messages pending for longer than `processingTimeout`.
-    async fn reclaim_once(&self) -> redis::RedisResult<()> {
+    /// Claims and redelivers every message pending for longer than
+    /// `processingTimeout`, page by page through the pending list, each page no larger
+    /// than the delivery slots free for it.
+    async fn reclaim_all(&self) -> redis::RedisResult<()> {
         let mut connection = self.acks.clone();
-        let min_idle = self.settings.processing_timeout.as_millis() as u64;
-        let pending: Value = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .arg("IDLE")
-            .arg(min_idle)
-            .arg("-")
-            .arg("+")
-            .arg(self.settings.queue_depth)
-            .query_async(&mut connection)
-            .await?;
-        let Value::Array(rows) = pending else {
-            return Ok(());
-        };
-        let ids: Vec<String> = {
-            let in_flight = self.in_flight.lock().expect("in-flight lock");
-            rows.into_iter()
+        let min_idle =
+            u64::try_from(self.settings.processing_timeout.as_millis()).unwrap_or(u64::MAX);
+        // Where the next page starts: the beginning, then just after the last entry seen.
+        let mut start = "-".to_owned();
+        loop {
+            // Wait for a free slot, then take every other free one (up to a page).
+            let Ok(first) = self.slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let mut slots = vec![first];
+            while slots.len() < self.settings.queue_depth {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slots.push(slot),
+                    Err(_) => break,
+                }
+            }
+            let page = slots.len();
+            let pending: Value = redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.settings.group)
+                .arg("IDLE")
+                .arg(min_idle)
+                .arg(&start)
+                .arg("+")
+                .arg(page)
+                .query_async(&mut connection)
+                .await?;
+            let Value::Array(rows) = pending else {
+                return Ok(());
+            };
+            let listed: Vec<String> = rows
+                .into_iter()
                 .filter_map(|row| match row {
                     Value::Array(fields) => fields.into_iter().next().and_then(value_to_string),
                     _ => None,
                 })
-                .filter(|id| !in_flight.contains(id))
-                .collect()
-        };
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let claimed: Value = redis::cmd("XCLAIM")
-            .arg(&self.stream)
-            .arg(&self.settings.group)
-            .arg(&self.settings.group)
-            .arg(min_idle)
-            .arg(&ids)
-            .query_async(&mut connection)
-            .await?;
-        let mut delivered = HashSet::new();
-        if let Value::Array(items) = claimed {
-            for (id, data) in items.into_iter().filter_map(parse_entry) {
-                delivered.insert(id.clone());
-                self.spawn_delivery(id, data).await;
+                .collect();
+            let Some(last) = listed.last() else {
+                return Ok(()); // nothing eligible is left
+            };
+            start = format!("({last}");
+            let end_reached = listed.len() < page;
+            let ids: Vec<String> = {
+                let in_flight = self.in_flight.lock();
+                listed
+                    .into_iter()
+                    .filter(|id| !in_flight.contains(id))
+                    .collect()
+            };
+            if !ids.is_empty() {
+                // Still idle that long: nobody else claimed them meanwhile.
+                let claimed: Value = redis::cmd("XCLAIM")
+                    .arg(&self.stream)
+                    .arg(&self.settings.group)
+                    .arg(&self.settings.group)
+                    .arg(min_idle)
+                    .arg(&ids)
+                    .query_async(&mut connection)
+                    .await?;
+                if let Value::Array(items) = claimed {
+                    for (id, data) in items.into_iter().filter_map(parse_entry) {
+                        let Some(slot) = slots.pop() else {
+                            // More entries than asked for: cannot happen, but never
+                            // deliver past the free slots.
+                            self.spawn_delivery(id, data).await;
+                            continue;
+                        };
+                        self.deliver_in(slot, id, data).await;
+                    }
+                }
+            }
+            if end_reached {
+                return Ok(());
             }
         }
-        // Claimed IDs whose entries were trimmed from the stream come back as nil:
-        // acknowledge them so they stop being pending.
-        for id in ids.into_iter().filter(|id| !delivered.contains(id)) {
-            self.ack(&id).await;
-        }
-        Ok(())
     }
 }
 

@@ -17,13 +17,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use tandem_resiliency::exponential_wait;
 use tandem_spec::{ComponentMetadata, ResourceError};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, backoff};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
 use crate::sqlite::{Database, database_path, now_ms};
 
 pub const METADATA: &[&str] = &[
@@ -101,7 +102,7 @@ impl PubSub for SqlitePubSub {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)?;
+            .map_err(PubSubError::from)?;
         self.published.notify_waiters();
         Ok(())
     }
@@ -129,6 +130,12 @@ impl PubSub for SqlitePubSub {
     }
 }
 
+/// A duration in milliseconds, as leases are stored (saturating: a `processingTimeout`
+/// of centuries is a lease that never runs out, not an overflow).
+fn lease_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[derive(Clone)]
 struct Consumer {
     database: Database,
@@ -154,7 +161,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -164,12 +171,15 @@ impl Consumer {
         loop {
             let wake = published.notified();
             let free = self.slots.available_permits();
-            let claimed = if free == 0 {
-                Ok(Vec::new())
-            } else {
-                self.claim(free).await
-            };
-            let idle = match claimed {
+            if free == 0 {
+                // Every slot is busy: claim again as soon as one delivery finishes.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    slot = self.slots.acquire() => drop(slot),
+                }
+                continue;
+            }
+            let idle = match self.claim(free).await {
                 Ok(messages) => {
                     failures = 0;
                     let idle = messages.is_empty();
@@ -179,11 +189,11 @@ impl Consumer {
                     idle
                 }
                 Err(error) => {
-                    failures += 1;
+                    failures = failures.saturating_add(1);
                     tracing::warn!(topic = %self.topic, "reading the embedded broker failed: {error}");
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(backoff(failures, Duration::from_millis(100), Duration::from_secs(5))) => {}
+                        _ = tokio::time::sleep(exponential_wait(failures, Duration::from_millis(100), Duration::from_secs(5))) => {}
                     }
                     continue;
                 }
@@ -194,7 +204,8 @@ impl Consumer {
                     tracing::debug!("cleaning the embedded broker failed: {error}");
                 }
             }
-            if idle || self.slots.available_permits() == 0 {
+            if idle {
+                // Nothing due: wait for a publish here, or poll for other processes'.
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = wake => {}
@@ -203,6 +214,8 @@ impl Consumer {
             } else if stop.is_cancelled() {
                 break;
             }
+            // Otherwise there may be more due right now: a backlog is drained at the
+            // pace deliveries finish, not one batch per poll.
         }
         self.tasks.close();
         self.tasks.wait().await;
@@ -211,11 +224,7 @@ impl Consumer {
     /// Leases up to `limit` messages: first those whose lease ran out or whose retry is
     /// due, then new ones after the group's cursor.
     async fn claim(&self, limit: usize) -> Result<Vec<(i64, Bytes)>, PubSubError> {
-        let (topic, group, lease) = (
-            self.topic.clone(),
-            self.group.clone(),
-            self.lease.as_millis() as i64,
-        );
+        let (topic, group, lease) = (self.topic.clone(), self.group.clone(), lease_ms(self.lease));
         let holder = self.holder.clone();
         self.database
             .run(move |connection| {
@@ -239,7 +248,7 @@ impl Consumer {
                          WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
                     )?;
                     for (seq, _) in &claimed {
-                        extend.execute(params![topic, group, seq, now + lease, holder])?;
+                        extend.execute(params![topic, group, seq, now.saturating_add(lease), holder])?;
                     }
                 }
                 let room = limit.saturating_sub(claimed.len());
@@ -268,7 +277,7 @@ impl Consumer {
                              VALUES (?1, ?2, ?3, 1, ?4, ?5)",
                         )?;
                         for (seq, _) in &fresh {
-                            lease_it.execute(params![topic, group, seq, now + lease, holder])?;
+                            lease_it.execute(params![topic, group, seq, now.saturating_add(lease), holder])?;
                         }
                     }
                     if let Some((last, _)) = fresh.last() {
@@ -284,7 +293,7 @@ impl Consumer {
                 Ok(claimed.into_iter().map(|(seq, data)| (seq, Bytes::from(data))).collect())
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
     }
 
     fn spawn_delivery(&self, seq: i64, data: Bytes) {
@@ -325,22 +334,18 @@ impl Consumer {
     }
 
     async fn extend_lease(&self, seq: i64) -> Result<(), PubSubError> {
-        let (topic, group, lease) = (
-            self.topic.clone(),
-            self.group.clone(),
-            self.lease.as_millis() as i64,
-        );
+        let (topic, group, lease) = (self.topic.clone(), self.group.clone(), lease_ms(self.lease));
         let holder = self.holder.clone();
         self.database
             .run(move |connection| {
                 connection.execute(
                     "UPDATE pubsub_leases SET visible_ms = ?4
                      WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3 AND holder = ?5",
-                    params![topic, group, seq, now_ms() + lease, holder],
+                    params![topic, group, seq, now_ms().saturating_add(lease), holder],
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -355,7 +360,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -374,14 +379,15 @@ impl Consumer {
                     .optional()?;
                 // Someone else took the message over meanwhile: it is theirs to settle.
                 let Some(attempts) = attempts else { return Ok(0) };
-                let wait = backoff(attempts as u32, Duration::from_millis(200), Duration::from_secs(30));
+                let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+                let wait = exponential_wait(attempts, Duration::from_millis(200), Duration::from_secs(30));
                 connection.execute(
                     "UPDATE pubsub_leases SET visible_ms = ?4 WHERE topic = ?1 AND consumer_group = ?2 AND seq = ?3",
-                    params![topic, group, seq, now_ms() + wait.as_millis() as i64],
+                    params![topic, group, seq, now_ms().saturating_add(lease_ms(wait))],
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 
@@ -398,7 +404,7 @@ impl Consumer {
                 )
             })
             .await
-            .map_err(PubSubError::Broker)
+            .map_err(PubSubError::from)
             .map(|_| ())
     }
 }

@@ -30,7 +30,10 @@ impl SecretStore for LocalEnv {
     async fn get(&self, name: &str, _: &HashMap<String, String>) -> Result<Secret, SecretError> {
         std::env::var(format!("{}{name}", self.prefix))
             .map(|value| BTreeMap::from([(name.to_owned(), value)]))
-            .map_err(|_| SecretError::NotFound(name.to_owned()))
+            .map_err(|error| match error {
+                std::env::VarError::NotPresent => SecretError::NotFound(name.to_owned()),
+                std::env::VarError::NotUnicode(_) => SecretError::NotText(name.to_owned()),
+            })
     }
 
     async fn bulk(

@@ -1,15 +1,17 @@
 //! `state.in-memory`: state in this sidecar's memory, for tests and demos.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tandem_spec::{ComponentMetadata, ResourceError};
 
 use super::{
-    DeleteRequest, Operation, SetRequest, StateError, StateStore, Stored, check_etag, parse_version,
+    DeleteRequest, Feature, InvalidRequest, Operation, SetRequest, StateError, StateStore, Stored,
+    check_etag, parse_version, validate,
 };
 
 pub const METADATA: &[&str] = &[];
@@ -54,6 +56,17 @@ impl Table {
         match operation {
             Operation::Upsert(set) => {
                 self.check(&set.key, set.etag.as_deref(), set.concurrency)?;
+                let expires = match set.ttl {
+                    None => None,
+                    // `validate` refused TTLs past MAX_TTL; this only guards against a
+                    // clock that cannot count that far.
+                    Some(ttl) => Some(Instant::now().checked_add(ttl).ok_or_else(|| {
+                        InvalidRequest::TtlOutOfRange {
+                            key: set.key.clone(),
+                            ttl,
+                        }
+                    })?),
+                };
                 self.last_version += 1;
                 let version = self.last_version;
                 self.entries.insert(
@@ -61,7 +74,7 @@ impl Table {
                     Entry {
                         value: set.value,
                         version,
-                        expires: set.ttl.map(|ttl| Instant::now() + ttl),
+                        expires,
                     },
                 );
                 Ok(Some(version.to_string()))
@@ -94,7 +107,7 @@ impl InMemory {
 #[async_trait]
 impl StateStore for InMemory {
     async fn get(&self, key: &str) -> Result<Option<Stored>, StateError> {
-        let mut table = self.table.lock().expect("state table lock");
+        let mut table = self.table.lock();
         Ok(table.live(key).map(|entry| Stored {
             value: entry.value.clone(),
             etag: entry.version.to_string(),
@@ -102,17 +115,20 @@ impl StateStore for InMemory {
     }
 
     async fn set(&self, request: SetRequest) -> Result<String, StateError> {
-        let mut table = self.table.lock().expect("state table lock");
-        Ok(table.apply(Operation::Upsert(request))?.unwrap_or_default())
+        let request = Operation::Upsert(request);
+        validate(std::slice::from_ref(&request))?;
+        let mut table = self.table.lock();
+        Ok(table.apply(request)?.unwrap_or_default())
     }
 
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
-        let mut table = self.table.lock().expect("state table lock");
+        let mut table = self.table.lock();
         table.apply(Operation::Delete(request)).map(|_| ())
     }
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError> {
-        let mut table = self.table.lock().expect("state table lock");
+        validate(&operations)?;
+        let mut table = self.table.lock();
         // Check everything first against a scratch copy of the touched keys, so a
         // failing operation leaves the table as it was.
         let mut scratch = Table {
@@ -134,9 +150,14 @@ impl StateStore for InMemory {
         for operation in operations.iter().cloned() {
             scratch.apply(operation)?;
         }
+        // The scratch run proved every operation applies: this cannot fail halfway.
         for operation in operations {
             table.apply(operation)?;
         }
         Ok(())
+    }
+
+    fn features(&self) -> &'static [Feature] {
+        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
     }
 }

@@ -23,28 +23,34 @@
 //! so the value is permanent again. Every read and ETag check ignores expired rows, so
 //! they vanish at once; a background task deletes them every `cleanupInterval`.
 //!
-//! **Connections.** A small pool of `tokio-postgres` connections (at most `maxConns`),
-//! each with its prepared statements. A connection that failed, closed or timed out is
-//! thrown away instead of going back to the pool, and the next request connects anew,
-//! so a restarted server is picked up without rebuilding the component. A request that
-//! finds its pooled connection dead (the server restarted while it sat idle) is retried
-//! once on a fresh connection.
+//! **All or nothing.** TTLs past [`MAX_TTL`](super::MAX_TTL) and malformed ETags are
+//! refused before anything is sent; a transaction that meets a mismatch or an error
+//! is rolled back, so an error answer means nothing was written.
+//!
+//! **Connections.** A `deadpool-postgres` pool of `tokio-postgres` connections (at
+//! most `maxConns`), each caching its prepared statements. A connection whose socket
+//! closed is discarded when it is next taken from the pool, and one that failed with a
+//! connection error is taken out of the pool at once, so a restarted server is picked
+//! up without rebuilding the component. A request that finds its pooled connection
+//! dead (the server restarted while it sat idle) is retried once on a fresh one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tandem_spec::{ComponentMetadata, ResourceError};
-use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
+use tokio_postgres::{Config, NoTls};
 
 use super::{
-    Concurrency, DeleteRequest, Operation, SetRequest, StateError, StateStore, Stored,
-    parse_version,
+    Concurrency, DeleteRequest, Feature, Operation, SetRequest, StateError, StateStore, StoreError,
+    Stored, parse_version, validate,
 };
 
 pub const METADATA: &[&str] = &[
@@ -68,6 +74,8 @@ struct Inner {
     sql: Sql,
     /// `timeout`: the longest one request may take, connecting included.
     timeout: Duration,
+    /// `connectionMaxIdleTime`: idle connections older than this are closed (zero: never).
+    max_idle: Duration,
 }
 
 impl PostgresState {
@@ -102,19 +110,30 @@ impl PostgresState {
             config.application_name("tandem");
         }
         let target = describe_target(&config);
-        let pool = Pool::new(config, max_connections, max_idle);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection is checked (`is_closed`) when taken, without a round trip.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|error| metadata.field_error("maxConns", error.to_string()))?;
 
         // Connect now, so a wrong address or password stops the sidecar with an error
         // naming the field (and never the password), and create the table.
-        let connect = tokio::time::timeout(timeout, pool.connect());
-        let mut connection = match connect.await {
+        let mut connection = match tokio::time::timeout(timeout, pool.get()).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => {
                 return Err(metadata.field_error(
                     "connectionString",
                     format!(
                         "cannot connect to PostgreSQL at {target}: {}",
-                        describe(&error)
+                        describe_pool(&error)
                     ),
                 ));
             }
@@ -127,7 +146,7 @@ impl PostgresState {
                 ));
             }
         };
-        create_schema(&mut connection.client, &table)
+        create_schema(&mut connection, &table)
             .await
             .map_err(|error| {
                 metadata.field_error(
@@ -139,12 +158,13 @@ impl PostgresState {
                     ),
                 )
             })?;
-        pool.put_back(connection);
+        drop(connection);
 
         let inner = Arc::new(Inner {
             pool,
             sql: Sql::new(&table),
             timeout,
+            max_idle,
         });
         if !cleanup.is_zero() {
             tokio::spawn(clean_up_forever(Arc::downgrade(&inner), cleanup));
@@ -217,13 +237,22 @@ fn seconds_or_duration(
 
 /// An error's text with its cause: `tokio-postgres` keeps the server's message (or
 /// the I/O error) in the source, not in its own `Display`.
-fn describe(error: &tokio_postgres::Error) -> String {
+pub(super) fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return db.to_string();
     }
     match std::error::Error::source(error) {
         Some(cause) => format!("{error}: {cause}"),
         None => error.to_string(),
+    }
+}
+
+/// A pool's error, with the cause of a failed connection attempt.
+pub(super) fn describe_pool(error: &PoolError) -> String {
+    match error {
+        PoolError::Backend(error) => describe(error),
+        PoolError::Timeout(_) => "no connection within the timeout".to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -289,7 +318,7 @@ impl Table {
     }
 }
 
-async fn create_schema(client: &mut Client, table: &Table) -> Result<(), tokio_postgres::Error> {
+async fn create_schema(client: &mut Object, table: &Table) -> Result<(), tokio_postgres::Error> {
     let name = table.name();
     let sequence = table.qualified(&format!("{}_version", table.name));
     let index = format!("\"{}_expires_at\"", table.name);
@@ -331,10 +360,8 @@ enum Query {
     CleanUp,
 }
 
-const QUERIES: usize = 7;
-
 struct Sql {
-    text: [String; QUERIES],
+    text: [String; 7],
 }
 
 impl Sql {
@@ -372,127 +399,9 @@ impl Sql {
             ],
         }
     }
-}
 
-/// One connection and the statements prepared on it.
-struct Connection {
-    client: Client,
-    statements: [Option<Statement>; QUERIES],
-}
-
-/// The prepared statement for `query`, preparing it on first use. (Prepared statements
-/// belong to the session, not to a transaction, so one prepared inside a transaction
-/// that rolls back stays usable.)
-async fn prepared(
-    client: &impl GenericClient,
-    statements: &mut [Option<Statement>; QUERIES],
-    sql: &Sql,
-    query: Query,
-) -> Result<Statement, tokio_postgres::Error> {
-    let slot = &mut statements[query as usize];
-    if let Some(statement) = slot {
-        return Ok(statement.clone());
-    }
-    let statement = client.prepare(&sql.text[query as usize]).await?;
-    *slot = Some(statement.clone());
-    Ok(statement)
-}
-
-/// Connections, at most `size` at once; idle ones wait in `idle`.
-struct Pool {
-    config: Config,
-    idle: Mutex<Vec<(Connection, Instant)>>,
-    slots: Semaphore,
-    /// `connectionMaxIdleTime`: idle connections older than this are closed (zero: never).
-    max_idle: Duration,
-}
-
-/// A connection lent by the pool; it goes back only if [`Lent::keep`] was called, so a
-/// connection whose request failed, panicked or timed out is never reused.
-struct Lent<'a> {
-    pool: &'a Pool,
-    connection: Option<Connection>,
-    keep: bool,
-    /// Whether it was idle in the pool (and so may have died unnoticed).
-    reused: bool,
-    _slot: SemaphorePermit<'a>,
-}
-
-impl Pool {
-    fn new(config: Config, size: usize, max_idle: Duration) -> Self {
-        Self {
-            config,
-            idle: Mutex::default(),
-            slots: Semaphore::new(size.max(1)),
-            max_idle,
-        }
-    }
-
-    async fn connect(&self) -> Result<Connection, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
-        // The connection task runs until the client is dropped or the socket fails;
-        // then the client reports `is_closed` and the pool drops it.
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!("PostgreSQL connection ended: {}", describe(&error));
-            }
-        });
-        Ok(Connection {
-            client,
-            statements: Default::default(),
-        })
-    }
-
-    fn put_back(&self, connection: Connection) {
-        if !connection.client.is_closed() {
-            self.idle
-                .lock()
-                .expect("pool lock")
-                .push((connection, Instant::now()));
-        }
-    }
-
-    /// An idle connection that still looks alive, if any.
-    fn take_idle(&self) -> Option<Connection> {
-        let mut idle = self.idle.lock().expect("pool lock");
-        while let Some((connection, since)) = idle.pop() {
-            let stale = !self.max_idle.is_zero() && since.elapsed() > self.max_idle;
-            if !stale && !connection.client.is_closed() {
-                return Some(connection);
-            }
-        }
-        None
-    }
-
-    async fn lend(&self) -> Result<Lent<'_>, tokio_postgres::Error> {
-        let slot = self.slots.acquire().await.expect("the pool never closes");
-        let (connection, reused) = match self.take_idle() {
-            Some(connection) => (connection, true),
-            None => (self.connect().await?, false),
-        };
-        Ok(Lent {
-            pool: self,
-            connection: Some(connection),
-            keep: false,
-            reused,
-            _slot: slot,
-        })
-    }
-}
-
-impl Lent<'_> {
-    fn connection(&mut self) -> &mut Connection {
-        self.connection.as_mut().expect("lent connection")
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        if let Some(connection) = self.connection.take()
-            && self.keep
-        {
-            self.pool.put_back(connection);
-        }
+    fn text(&self, query: Query) -> &str {
+        &self.text[query as usize]
     }
 }
 
@@ -529,19 +438,18 @@ impl From<StateError> for Failure {
     }
 }
 
-/// A version ETag as the `BIGINT` column holds it.
+/// A version ETag as the `BIGINT` column holds it (`parse_version` keeps it in range).
 fn version(key: &str, etag: Option<&str>) -> Result<Option<i64>, StateError> {
     parse_version(key, etag)?
         .map(|version| i64::try_from(version).map_err(|_| StateError::InvalidEtag(key.to_owned())))
         .transpose()
 }
 
-async fn perform(connection: &mut Connection, sql: &Sql, work: &Work<'_>) -> Result<Done, Failure> {
-    let Connection { client, statements } = connection;
+async fn perform(connection: &mut Object, sql: &Sql, work: &Work<'_>) -> Result<Done, Failure> {
     match work {
         Work::Read(keys) => {
-            let statement = prepared(client, statements, sql, Query::Read).await?;
-            let rows = client.query(&statement, &[keys]).await?;
+            let statement = connection.prepare_cached(sql.text(Query::Read)).await?;
+            let rows = connection.query(&statement, &[keys]).await?;
             let mut found = HashMap::with_capacity(rows.len());
             for row in rows {
                 let value: Vec<u8> = row.try_get(1)?;
@@ -557,15 +465,13 @@ async fn perform(connection: &mut Connection, sql: &Sql, work: &Work<'_>) -> Res
             Ok(Done::Read(found))
         }
         // One operation needs no explicit transaction: its statement is atomic.
-        Work::Write([operation]) => Ok(Done::Wrote(
-            apply(&*client, statements, sql, operation).await?,
-        )),
+        Work::Write([operation]) => Ok(Done::Wrote(apply(&*connection, sql, operation).await?)),
         Work::Write(operations) => {
-            let transaction = client.transaction().await?;
+            let transaction = connection.transaction().await?;
             let mut last = None;
             for operation in operations.iter() {
                 // An early return drops the transaction, which rolls it back.
-                if let Some(version) = apply(&transaction, statements, sql, operation).await? {
+                if let Some(version) = apply(&transaction, sql, operation).await? {
                     last = Some(version);
                 }
             }
@@ -573,8 +479,8 @@ async fn perform(connection: &mut Connection, sql: &Sql, work: &Work<'_>) -> Res
             Ok(Done::Wrote(last))
         }
         Work::CleanUp => {
-            let statement = prepared(client, statements, sql, Query::CleanUp).await?;
-            Ok(Done::CleanedUp(client.execute(&statement, &[]).await?))
+            let statement = connection.prepare_cached(sql.text(Query::CleanUp)).await?;
+            Ok(Done::CleanedUp(connection.execute(&statement, &[]).await?))
         }
     }
 }
@@ -582,7 +488,6 @@ async fn perform(connection: &mut Connection, sql: &Sql, work: &Work<'_>) -> Res
 /// Applies one operation; returns the version it wrote.
 async fn apply(
     client: &impl GenericClient,
-    statements: &mut [Option<Statement>; QUERIES],
     sql: &Sql,
     operation: &Operation,
 ) -> Result<Option<i64>, Failure> {
@@ -590,22 +495,24 @@ async fn apply(
         Operation::Upsert(set) => {
             let etag = version(&set.key, set.etag.as_deref())?;
             let value: &[u8] = &set.value;
+            // Seconds as a double: exact to the microsecond for any TTL up to MAX_TTL,
+            // which `validate` enforced and PostgreSQL's timestamps can hold.
             let ttl: Option<f64> = set.ttl.map(|ttl| ttl.as_secs_f64());
             let row = match (etag, set.concurrency) {
                 (Some(etag), _) => {
-                    let statement = prepared(client, statements, sql, Query::UpdateIf).await?;
+                    let statement = client.prepare_cached(sql.text(Query::UpdateIf)).await?;
                     client
                         .query_opt(&statement, &[&set.key, &value, &ttl, &etag])
                         .await?
                 }
                 (None, Concurrency::FirstWrite) => {
-                    let statement = prepared(client, statements, sql, Query::Create).await?;
+                    let statement = client.prepare_cached(sql.text(Query::Create)).await?;
                     client
                         .query_opt(&statement, &[&set.key, &value, &ttl])
                         .await?
                 }
                 (None, Concurrency::LastWrite) => {
-                    let statement = prepared(client, statements, sql, Query::Upsert).await?;
+                    let statement = client.prepare_cached(sql.text(Query::Upsert)).await?;
                     client
                         .query_opt(&statement, &[&set.key, &value, &ttl])
                         .await?
@@ -620,13 +527,13 @@ async fn apply(
         Operation::Delete(delete) => {
             match version(&delete.key, delete.etag.as_deref())? {
                 Some(etag) => {
-                    let statement = prepared(client, statements, sql, Query::DeleteIf).await?;
+                    let statement = client.prepare_cached(sql.text(Query::DeleteIf)).await?;
                     if client.execute(&statement, &[&delete.key, &etag]).await? == 0 {
                         return Err(StateError::EtagMismatch(delete.key.clone()).into());
                     }
                 }
                 None => {
-                    let statement = prepared(client, statements, sql, Query::Delete).await?;
+                    let statement = client.prepare_cached(sql.text(Query::Delete)).await?;
                     client.execute(&statement, &[&delete.key]).await?;
                 }
             }
@@ -638,28 +545,32 @@ async fn apply(
 impl Inner {
     /// Runs `work` on a pooled connection within `timeout`.
     async fn run(&self, work: Work<'_>) -> Result<Done, StateError> {
+        if let Work::Write(operations) = &work {
+            validate(operations)?;
+        }
+        if !self.max_idle.is_zero() {
+            let max_idle = self.max_idle;
+            self.pool
+                .retain(|_, metrics| metrics.last_used() <= max_idle);
+        }
         let attempt = async {
             let mut retried = false;
             loop {
-                let mut lent = self.pool.lend().await.map_err(|error| {
-                    StateError::Store(format!(
-                        "cannot connect to PostgreSQL: {}",
-                        describe(&error)
-                    ))
-                })?;
-                match perform(lent.connection(), &self.sql, &work).await {
-                    Ok(done) => {
-                        lent.keep = true;
-                        return Ok(done);
-                    }
-                    Err(Failure::State(error)) => {
-                        lent.keep = true;
-                        return Err(error);
-                    }
+                let mut connection = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|source| StoreError::PostgresPool { source })?;
+                let reused = Object::metrics(&connection).recycle_count > 0;
+                match perform(&mut connection, &self.sql, &work).await {
+                    Ok(done) => return Ok(done),
+                    Err(Failure::State(error)) => return Err(error),
                     Err(Failure::Database(error)) if is_broken(&error) => {
+                        // Never reuse it: take it out of the pool.
+                        drop(Object::take(connection));
                         // The connection sat idle while the server went away: try once
-                        // more on a new one. (`lent` is dropped, not kept.)
-                        if lent.reused && !retried {
+                        // more on a new one.
+                        if reused && !retried {
                             retried = true;
                             tracing::debug!(
                                 "pooled PostgreSQL connection is dead ({}); reconnecting",
@@ -667,30 +578,20 @@ impl Inner {
                             );
                             continue;
                         }
-                        return Err(StateError::Store(format!(
-                            "PostgreSQL: {}",
-                            describe(&error)
-                        )));
+                        return Err(StoreError::Postgres { source: error }.into());
                     }
                     Err(Failure::Database(error)) => {
-                        lent.keep = true;
-                        return Err(StateError::Store(format!(
-                            "PostgreSQL: {}",
-                            describe(&error)
-                        )));
+                        return Err(StoreError::Postgres { source: error }.into());
                     }
                 }
             }
         };
-        // On timeout the future is dropped with its connection, which is not kept.
+        // On timeout the request is dropped; its connection goes back to the pool,
+        // where `tokio-postgres` discards the late answer (and rolls back an open
+        // transaction).
         tokio::time::timeout(self.timeout, attempt)
             .await
-            .unwrap_or_else(|_| {
-                Err(StateError::Store(format!(
-                    "PostgreSQL did not answer within {:?}",
-                    self.timeout
-                )))
-            })
+            .unwrap_or_else(|_| Err(StoreError::PostgresTimeout(self.timeout).into()))
     }
 }
 
@@ -744,6 +645,10 @@ impl StateStore for PostgresState {
             return Ok(());
         }
         self.inner.run(Work::Write(&operations)).await.map(|_| ())
+    }
+
+    fn features(&self) -> &'static [Feature] {
+        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
     }
 
     /// One query for all keys.

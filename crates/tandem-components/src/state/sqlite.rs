@@ -12,10 +12,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tandem_spec::{ComponentMetadata, ResourceError};
 
 use super::{
-    Concurrency, DeleteRequest, Operation, SetRequest, StateError, StateStore, Stored, check_etag,
-    parse_version,
+    Concurrency, DeleteRequest, Feature, Operation, SetRequest, StateError, StateStore, StoreError,
+    Stored, check_etag, validate,
 };
-use crate::sqlite::{Database, database_path, now_ms};
+use crate::sqlite::{Database, DatabaseError, database_path, expiry_ms, now_ms};
 
 pub const METADATA: &[&str] = &[
     "connectionString",
@@ -62,15 +62,43 @@ impl SqliteState {
         Ok(Arc::new(Self { database }))
     }
 
+    /// Runs `work` on the database's thread. `work` answers the store's own errors
+    /// (ETag mismatches) and SQLite's, which are reported with the file's name.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StateError> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, StateError> {
-        // Carry the state error through rusqlite's error type and back out again.
-        self.database
+        let path = self.database.path().to_owned();
+        match self
+            .database
             .run(move |connection| Ok(work(connection)))
             .await
-            .map_err(StateError::Store)?
+            .map_err(StoreError::from)?
+        {
+            Ok(done) => Ok(done),
+            Err(Failure::State(error)) => Err(error),
+            Err(Failure::Sqlite(source)) => {
+                Err(StoreError::from(DatabaseError::Sqlite { path, source }).into())
+            }
+        }
+    }
+}
+
+/// Why a call failed: the store's answer, or SQLite's error.
+enum Failure {
+    State(StateError),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<StateError> for Failure {
+    fn from(error: StateError) -> Self {
+        Failure::State(error)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Failure::Sqlite(error)
     }
 }
 
@@ -91,27 +119,21 @@ async fn clean_up_forever(database: Database, every: Duration) {
     }
 }
 
-fn store_error(error: rusqlite::Error) -> StateError {
-    StateError::Store(error.to_string())
-}
-
 /// The live version of `key` inside a transaction.
-fn current_version(connection: &Connection, key: &str) -> Result<Option<u64>, StateError> {
-    connection
+fn current_version(connection: &Connection, key: &str) -> Result<Option<u64>, Failure> {
+    Ok(connection
         .query_row(
             "SELECT version FROM state WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)",
             params![key, now_ms()],
             |row| row.get::<_, i64>(0),
         )
         .optional()
-        .map(|version| version.map(|version| version as u64))
-        .map_err(store_error)
+        .map(|version| version.and_then(|version| u64::try_from(version).ok()))?)
 }
 
-fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String>, StateError> {
+fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String>, Failure> {
     match operation {
         Operation::Upsert(set) => {
-            parse_version(&set.key, set.etag.as_deref())?;
             let current = current_version(connection, &set.key)?;
             check_etag(
                 &set.key,
@@ -121,26 +143,33 @@ fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String
             )?;
             // One counter for the whole table: versions keep growing across a delete
             // and re-create, so an ETag read before the delete never matches again.
-            let version: i64 = connection
-                .query_row(
-                    "UPDATE state_versions SET last = last + 1 WHERE id = 0 RETURNING last",
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(store_error)?;
-            let expires = set.ttl.map(|ttl| now_ms() + ttl.as_millis() as i64);
-            connection
-                .execute(
+            let version: i64 = connection.query_row(
+                "UPDATE state_versions SET last = last + 1 WHERE id = 0 RETURNING last",
+                [],
+                |row| row.get(0),
+            )?;
+            // In range: `validate` refused TTLs past MAX_TTL, whose milliseconds fit
+            // the column for hundreds of years yet.
+            let expires = match set.ttl {
+                None => None,
+                Some(ttl) => Some(
+                    expiry_ms(ttl)
+                        .ok_or_else(|| super::InvalidRequest::TtlOutOfRange {
+                            key: set.key.clone(),
+                            ttl,
+                        })
+                        .map_err(StateError::from)?,
+                ),
+            };
+            connection.execute(
                     "INSERT INTO state (key, value, version, expires_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,
                                                      expires_ms = excluded.expires_ms",
-                    params![set.key, set.value.as_ref(), version, expires],
-                )
-                .map_err(store_error)?;
+                params![set.key, set.value.as_ref(), version, expires],
+            )?;
             Ok(Some(version.to_string()))
         }
         Operation::Delete(delete) => {
-            parse_version(&delete.key, delete.etag.as_deref())?;
             let current = current_version(connection, &delete.key)?;
             check_etag(
                 &delete.key,
@@ -148,27 +177,26 @@ fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String
                 current.map(|v| v.to_string()).as_deref(),
                 Concurrency::LastWrite,
             )?;
-            connection
-                .execute("DELETE FROM state WHERE key = ?1", params![delete.key])
-                .map_err(store_error)?;
+            connection.execute("DELETE FROM state WHERE key = ?1", params![delete.key])?;
             Ok(None)
         }
     }
 }
 
 /// Runs `operations` in one immediate transaction: all of them, or none.
+///
+/// An early return drops the transaction, which rolls it back: an error answer means
+/// nothing was written.
 fn in_transaction(
     connection: &mut Connection,
     operations: &[Operation],
-) -> Result<Option<String>, StateError> {
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(store_error)?;
+) -> Result<Option<String>, Failure> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut last = None;
     for operation in operations {
         last = apply(&transaction, operation)?;
     }
-    transaction.commit().map_err(store_error)?;
+    transaction.commit()?;
     Ok(last)
 }
 
@@ -189,26 +217,35 @@ impl StateStore for SqliteState {
                     },
                 )
                 .optional()
-                .map_err(store_error)
+                .map_err(Failure::from)
         })
         .await
     }
 
     async fn set(&self, request: SetRequest) -> Result<String, StateError> {
-        self.run(move |connection| in_transaction(connection, &[Operation::Upsert(request)]))
+        let request = Operation::Upsert(request);
+        validate(std::slice::from_ref(&request))?;
+        self.run(move |connection| in_transaction(connection, &[request]))
             .await
             .map(Option::unwrap_or_default)
     }
 
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
-        self.run(move |connection| in_transaction(connection, &[Operation::Delete(request)]))
+        let request = Operation::Delete(request);
+        validate(std::slice::from_ref(&request))?;
+        self.run(move |connection| in_transaction(connection, &[request]))
             .await
             .map(|_| ())
     }
 
     async fn transact(&self, operations: Vec<Operation>) -> Result<(), StateError> {
+        validate(&operations)?;
         self.run(move |connection| in_transaction(connection, &operations))
             .await
             .map(|_| ())
+    }
+
+    fn features(&self) -> &'static [Feature] {
+        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
     }
 }

@@ -46,6 +46,11 @@ pub(crate) enum StoreCallError {
 }
 
 impl StoreCallError {
+    /// Whether the request itself was at fault (a TTL beyond what the store takes).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self, StoreCallError::Store(StateError::Invalid(_)))
+    }
+
     /// What the ETag had to do with it, if anything.
     pub fn etag_problem(&self) -> Option<crate::error::EtagProblem> {
         use crate::error::EtagProblem;
@@ -57,11 +62,6 @@ impl StoreCallError {
     }
 }
 
-/// Whether trying a failed store call again may help: a store or connection failure
-/// may; an ETag answer or an invalid request never will.
-fn is_retryable(error: &StateError) -> bool {
-    matches!(error, StateError::Store(_))
-}
 
 impl StoreHandle {
     /// Wraps `store`, reading `keyPrefix`, `actorStateStore` and the cache settings
@@ -157,7 +157,9 @@ impl StoreHandle {
             return call().await.map_err(StoreCallError::Store);
         }
         self.policy
-            .run(call, |error| Verdict::retry_if(is_retryable(error)))
+            // A store or connection failure may pass; an ETag answer or an invalid
+            // request never will.
+            .run(call, |error| Verdict::retry_if(error.is_retryable()))
             .await
             .map_err(|failure| match failure {
                 Failure::Failed { error, .. } => StoreCallError::Store(error),
@@ -284,8 +286,9 @@ impl StoreHandle {
                 self.changed(&key, now).await;
             }
             // The write may or may not have happened (a lost reply): forget the key.
-            Err(StoreCallError::GaveUp(_)) | Err(StoreCallError::Store(StateError::Store(_))) => {
-                self.changed(&key, None).await;
+            Err(StoreCallError::GaveUp(_)) => self.changed(&key, None).await,
+            Err(StoreCallError::Store(error)) if error.is_retryable() => {
+                self.changed(&key, None).await
             }
             Err(_) => {}
         }
