@@ -210,14 +210,23 @@ impl App {
     }
 }
 
-/// This program, to start it again as the guard: `/proc/self/exe` still works when the
-/// file was replaced or deleted since `run` started (a rebuild, an upgrade).
+/// This program, to start it again as the guard: its path while that is still this very
+/// file (so that `ps` and `pgrep` name the guard `tandem`), else `/proc/self/exe`, which
+/// still reaches it when it was replaced or deleted since `run` started (a rebuild, an
+/// upgrade): the guard is always the same version as `run`.
 fn this_program() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
     let proc_self = PathBuf::from("/proc/self/exe");
-    if proc_self.exists() {
-        return proc_self;
-    }
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tandem"))
+    let Ok(running) = std::fs::metadata(&proc_self) else {
+        return std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tandem"));
+    };
+    std::env::current_exe()
+        .ok()
+        .filter(|path| {
+            std::fs::metadata(path)
+                .is_ok_and(|file| (file.dev(), file.ino()) == (running.dev(), running.ino()))
+        })
+        .unwrap_or(proc_self)
 }
 
 /// Copies the app's output line by line with the `== APP == ` prefix; the guard's own
