@@ -25,6 +25,16 @@ pub enum Command {
     List(crate::apps::ListArgs),
     /// Stop a running app and its sidecar by app id (like `dapr stop`).
     Stop(crate::apps::StopArgs),
+    /// Internal: started by `run` to start the app and stop it when `run` ends.
+    #[command(name = "__guard", hide = true)]
+    Guard(GuardArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct GuardArgs {
+    /// The app's command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Clone)]

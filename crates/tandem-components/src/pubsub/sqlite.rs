@@ -75,7 +75,7 @@ impl SqlitePubSub {
         let path = database_path(metadata.required("connectionString")?);
         let database = Database::open(path, SCHEMA)
             .await
-            .map_err(|error| metadata.field_error("connectionString", error))?;
+            .map_err(|error| metadata.field_error("connectionString", error.to_string()))?;
         Ok(Arc::new(Self {
             database,
             group: metadata.required("consumerID")?.to_owned(),

@@ -54,7 +54,7 @@ impl SqliteState {
         let path = database_path(metadata.required("connectionString")?);
         let database = Database::open(path, SCHEMA)
             .await
-            .map_err(|error| metadata.field_error("connectionString", error))?;
+            .map_err(|error| metadata.field_error("connectionString", error.to_string()))?;
         let cleanup = metadata.duration_or("cleanupInterval", Duration::from_secs(3600))?;
         if !cleanup.is_zero() {
             tokio::spawn(clean_up_forever(database.clone(), cleanup));
