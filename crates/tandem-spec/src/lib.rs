@@ -18,7 +18,7 @@ mod metadata;
 mod resiliency;
 
 pub use component::{Component, MetadataItem, MetadataSource, SecretLookup, Templates};
-pub use duration::parse_duration;
+pub use duration::{DurationError, MAX_DURATION, parse_duration};
 pub use error::ResourceError;
 pub use http_endpoint::HttpEndpoint;
 pub use load::{LoadOptions, Resources, load};

@@ -91,10 +91,10 @@ impl ComponentMetadata {
     pub fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ResourceError> {
         match self.get(name) {
             None => Ok(default),
-            Some(value) => parse_duration(value).ok_or_else(|| {
+            Some(value) => parse_duration(value).map_err(|why| {
                 self.field_error(
                     name,
-                    format!("'{value}' is not a duration (such as `500ms`, `10s`, `1m`)"),
+                    format!("'{value}' is not a duration (such as `500ms`, `10s`, `1m`): {why}"),
                 )
             }),
         }

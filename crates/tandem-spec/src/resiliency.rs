@@ -666,17 +666,15 @@ impl Parser<'_> {
     }
 
     fn duration(&self, value: &Value, field: &str) -> Result<Duration, ResourceError> {
-        scalar_to_string(value)
-            .and_then(|text| parse_duration(&text))
-            .ok_or_else(|| {
-                let shown = scalar_to_string(value).unwrap_or_else(|| "this value".into());
-                self.error(
-                    field,
-                    format!(
-                        "`{shown}` is not a duration: write one such as `500ms`, `5s` or `1m30s` (or a whole number of milliseconds)"
-                    ),
-                )
-            })
+        let text = scalar_to_string(value).unwrap_or_else(|| "this value".into());
+        parse_duration(&text).map_err(|why| {
+            self.error(
+                field,
+                format!(
+                    "`{text}` is not a duration: {why}; write one such as `500ms`, `5s` or `1m30s` (or a whole number of milliseconds)"
+                ),
+            )
+        })
     }
 
     fn whole_number(&self, value: &Value, field: &str) -> Result<i64, ResourceError> {

@@ -373,3 +373,52 @@ auth:
         "{error}"
     );
 }
+
+/// A resource file must never panic the sidecar: a duration far out of range is an
+/// error naming the file, the resource and the field.
+#[test]
+fn out_of_range_durations_in_a_file_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: extremes\nspec:\n  policies:\n    timeouts:\n      general: 99999999999999999999h\n";
+    let file = write(&dir, "resiliency.yaml", text);
+    let error = load(std::slice::from_ref(&file), &options("app")).unwrap_err();
+    assert_eq!(error.file.as_deref(), Some(file.as_path()), "{error}");
+    assert_eq!(error.resource.as_deref(), Some("Resiliency 'extremes'"));
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.policies.timeouts.general")
+    );
+    assert!(
+        error.message.contains("longer than the longest duration"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_out_of_range_metadata_duration_is_an_error_not_a_panic() {
+    let text = "kind: Component\nmetadata: {name: c}\nspec:\n  type: x\n  metadata:\n  - name: processingTimeout\n    value: 99999999999999999999h\n";
+    let component = parse_file("p.yaml".as_ref(), text)
+        .unwrap()
+        .components
+        .remove(0);
+    let metadata = ComponentMetadata::new(
+        component,
+        [(
+            "processingTimeout".to_owned(),
+            "99999999999999999999h".to_owned(),
+        )]
+        .into(),
+    );
+    let error = metadata
+        .duration_or("processingTimeout", std::time::Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.metadata[0] (processingTimeout)")
+    );
+    assert!(error.to_string().contains("p.yaml"), "{error}");
+    assert!(
+        error.message.contains("longer than the longest duration"),
+        "{error}"
+    );
+}
