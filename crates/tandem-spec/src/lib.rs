@@ -16,6 +16,7 @@ mod http_endpoint;
 mod load;
 mod metadata;
 mod resiliency;
+mod suggest;
 
 pub use component::{Component, MetadataItem, MetadataSource, SecretLookup, Templates};
 pub use duration::{DurationError, MAX_DURATION, parse_duration};
@@ -29,3 +30,4 @@ pub use resiliency::{
     RetryMatching, RetrySpec, TargetPolicies, Targets, TripCondition, TripExpression,
     parse_resiliency, parse_status_codes,
 };
+pub use suggest::closest;
