@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod component;
+mod configuration;
 mod duration;
 mod error;
 mod http_endpoint;
@@ -28,6 +29,10 @@ mod suggest;
 mod yaml;
 
 pub use component::{Component, MetadataItem, MetadataSource, SecretLookup, Templates};
+pub use configuration::{
+    Configuration, NameResolutionSpec, Setting, UnusedSection, load_configuration,
+    parse_configuration,
+};
 pub use duration::{DurationError, MAX_DURATION, parse_duration};
 pub use error::ResourceError;
 pub use http_endpoint::HttpEndpoint;

@@ -166,6 +166,8 @@ pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Resources, ResourceE
             Resource::Component(component) => found.components.push(component),
             Resource::HttpEndpoint(endpoint) => found.http_endpoints.push(endpoint),
             Resource::Resiliency(resiliency) => found.resiliencies.push(resiliency),
+            // Read from `--config`, as in Dapr; not asked for above.
+            Resource::Configuration(_) => {}
         }
     }
     Ok(found)

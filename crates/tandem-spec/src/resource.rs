@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::component::{self, Component};
+use crate::configuration::{self, Configuration};
 use crate::error::ResourceError;
 use crate::http_endpoint::{self, HttpEndpoint};
 use crate::resiliency::{self, Resiliency};
@@ -18,10 +19,16 @@ pub(crate) enum Kind {
     Component,
     HttpEndpoint,
     Resiliency,
+    Configuration,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Component, Kind::HttpEndpoint, Kind::Resiliency];
+    const ALL: [Kind; 4] = [
+        Kind::Component,
+        Kind::HttpEndpoint,
+        Kind::Resiliency,
+        Kind::Configuration,
+    ];
 
     /// The `kind:` as Dapr spells it.
     pub(crate) fn name(self) -> &'static str {
@@ -29,6 +36,7 @@ impl Kind {
             Kind::Component => "Component",
             Kind::HttpEndpoint => "HTTPEndpoint",
             Kind::Resiliency => "Resiliency",
+            Kind::Configuration => "Configuration",
         }
     }
 }
@@ -39,6 +47,7 @@ pub(crate) enum Resource {
     Component(Component),
     HttpEndpoint(HttpEndpoint),
     Resiliency(Resiliency),
+    Configuration(Configuration),
 }
 
 /// Reads a resource file's text.
@@ -78,6 +87,7 @@ pub(crate) fn parse_file(
             Kind::Component => Resource::Component(component::from_node(file, &node)?),
             Kind::HttpEndpoint => Resource::HttpEndpoint(http_endpoint::from_node(file, &node)?),
             Kind::Resiliency => Resource::Resiliency(resiliency::from_node(file, &node)?),
+            Kind::Configuration => Resource::Configuration(configuration::from_node(file, &node)?),
         });
     }
     Ok(found)
