@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// How long an address that refused a connection is passed over.
 pub const DEFAULT_QUARANTINE: Duration = Duration::from_secs(5);
@@ -57,10 +58,7 @@ impl Balancer {
             return sorted;
         }
         let now = Instant::now();
-        let mut apps = self
-            .apps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut apps = self.apps.lock();
         let turns = apps.entry(app_id.to_owned()).or_default();
         // Forget quarantines that are over, and addresses the app no longer has.
         turns
@@ -87,10 +85,7 @@ impl Balancer {
     /// `address` refused a connection: pass it over for the quarantine.
     pub fn report_dead(&self, app_id: &str, address: SocketAddr) {
         let until = Instant::now() + self.quarantine;
-        let mut apps = self
-            .apps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut apps = self.apps.lock();
         apps.entry(app_id.to_owned())
             .or_default()
             .dead
@@ -99,10 +94,7 @@ impl Balancer {
 
     /// `address` answered: end its quarantine early, if it was in one.
     pub fn report_alive(&self, app_id: &str, address: SocketAddr) {
-        let mut apps = self
-            .apps
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut apps = self.apps.lock();
         if let Some(turns) = apps.get_mut(app_id) {
             turns.dead.remove(&address);
         }

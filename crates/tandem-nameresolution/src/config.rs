@@ -23,9 +23,7 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
-use tandem_spec::ResourceError;
-use yaml_serde::Value;
+use tandem_spec::{Configuration, ResourceError, Setting};
 
 use crate::resolver::{DEFAULT_CLUSTER_DOMAIN, Dns, Local, Resolver, Template};
 
@@ -62,48 +60,14 @@ impl Default for KubernetesConfig {
 const NAME_RESOLUTION: &str = "spec.nameResolution";
 
 impl ResolverConfig {
-    /// Reads the Configuration resource in `file` (the `--config` flag). A file without
-    /// `spec.nameResolution` means the local resolver.
-    pub fn from_configuration(file: &Path) -> Result<Self, ResourceError> {
-        let text = std::fs::read_to_string(file).map_err(|error| {
-            ResourceError::new(format!("cannot read the file: {error}")).in_file(file)
-        })?;
-        Self::from_yaml(file, &text)
-    }
-
-    /// Like [`from_configuration`](Self::from_configuration), with the file's text
-    /// already read. The first `kind: Configuration` document counts; other kinds are
-    /// skipped.
-    pub fn from_yaml(file: &Path, text: &str) -> Result<Self, ResourceError> {
-        for document in yaml_serde::Deserializer::from_str(text) {
-            let value = Value::deserialize(document).map_err(|error| {
-                let mut located =
-                    ResourceError::new(format!("YAML syntax error: {error}")).in_file(file);
-                if let Some(location) = error.location() {
-                    located = located.at_line(location.line());
-                }
-                located
-            })?;
-            if value.is_null() {
-                continue;
-            }
-            match value.get("kind").and_then(Value::as_str) {
-                Some("Configuration") => return parse_configuration(file, &value),
-                Some(_) => continue,
-                None => {
-                    return Err(ResourceError::new(
-                        "this document has no `kind`: a configuration file holds a `kind: Configuration` resource",
-                    )
-                    .in_file(file)
-                    .at_field("kind"));
-                }
-            }
+    /// The resolver a Configuration resource (the `--config` file, read by
+    /// [`tandem_spec::load_configuration`]) asks for. Without `spec.nameResolution`
+    /// it is the local resolver.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Self, ResourceError> {
+        match &configuration.name_resolution {
+            None => Ok(ResolverConfig::Local),
+            Some(section) => choose(configuration, section),
         }
-        Err(
-            ResourceError::new("no `kind: Configuration` resource in this file")
-                .in_file(file)
-                .at_field("kind"),
-        )
     }
 
     /// The resolver. `home`: the tandem home, where the local registry lives.
@@ -124,56 +88,25 @@ impl ResolverConfig {
     }
 }
 
-fn parse_configuration(file: &Path, value: &Value) -> Result<ResolverConfig, ResourceError> {
-    let resource = match value
-        .get("metadata")
-        .and_then(|metadata| metadata.get("name"))
-        .and_then(Value::as_str)
-    {
-        Some(name) => format!("Configuration '{name}'"),
-        None => "Configuration".to_owned(),
-    };
-    let error = |field: &str, message: String| {
-        ResourceError::new(message)
-            .in_file(file)
-            .in_resource(resource.clone())
-            .at_field(field)
-    };
-    let Some(section) = value
-        .get("spec")
-        .and_then(|spec| spec.get("nameResolution"))
-    else {
-        return Ok(ResolverConfig::Local);
-    };
-    if section.is_null() {
-        return Ok(ResolverConfig::Local);
-    }
-    if !section.is_mapping() {
-        return Err(error(
-            NAME_RESOLUTION,
-            "must be a mapping with `component`, `version` and `configuration`".into(),
-        ));
-    }
-    let component = match section.get("component") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(component)) => component.trim().to_ascii_lowercase(),
-        Some(_) => {
-            return Err(error(
-                &format!("{NAME_RESOLUTION}.component"),
-                "must be a name such as `mdns` or `kubernetes`".into(),
-            ));
-        }
-    };
+fn choose(
+    configuration: &Configuration,
+    section: &tandem_spec::NameResolutionSpec,
+) -> Result<ResolverConfig, ResourceError> {
+    let error = |field: &str, message: String| configuration.error(field, message);
+    let component = section
+        .component
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let shown = if component.is_empty() {
         "mdns"
     } else {
         component.as_str()
     };
-    match section.get("version") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(version)) if version == "v1" || version.is_empty() => {}
-        Some(other) => {
-            let version = scalar(other).unwrap_or_else(|| "this".into());
+    match section.version.as_deref().map(str::trim) {
+        None | Some("v1" | "") => {}
+        Some(version) => {
             return Err(error(
                 &format!("{NAME_RESOLUTION}.version"),
                 format!("name resolver '{shown}' has no version '{version}'; the only one is `v1`"),
@@ -181,18 +114,19 @@ fn parse_configuration(file: &Path, value: &Value) -> Result<ResolverConfig, Res
         }
     }
     let configuration_field = format!("{NAME_RESOLUTION}.configuration");
-    let settings = settings(section.get("configuration"))
-        .map_err(|message| error(&configuration_field, message))?;
+    let settings = &section.configuration;
     let ignore = |names: &[&str], why: &str| {
-        for (name, _) in &settings {
+        for name in settings.keys() {
             if !names.contains(&name.as_str()) {
                 tracing::warn!(
-                    file = %file.display(),
-                    "{resource}: field `{configuration_field}.{name}` is ignored: {why}"
+                    file = %configuration.file.as_deref().unwrap_or(Path::new("")).display(),
+                    "{}: field `{configuration_field}.{name}` is ignored: {why}",
+                    configuration.describe()
                 );
             }
         }
     };
+    let lookup = |name: &str| settings.get(name).and_then(Setting::as_text);
     match component.as_str() {
         "" | "mdns" => {
             ignore(
@@ -214,8 +148,8 @@ fn parse_configuration(file: &Path, value: &Value) -> Result<ResolverConfig, Res
                 "the kubernetes resolver reads `clusterDomain` and `template`",
             );
             let mut config = KubernetesConfig::default();
-            let domain = lookup(&settings, "clusterDomain");
-            let template = lookup(&settings, "template");
+            let domain = lookup("clusterDomain");
+            let template = lookup("template");
             if domain.is_some() && template.is_some() {
                 return Err(error(
                     &format!("{configuration_field}.template"),
@@ -241,7 +175,7 @@ fn parse_configuration(file: &Path, value: &Value) -> Result<ResolverConfig, Res
         }
         "nameformat" => {
             ignore(&["format"], "the nameformat resolver reads `format`");
-            let format = lookup(&settings, "format").ok_or_else(|| {
+            let format = lookup("format").ok_or_else(|| {
                 error(
                     &format!("{configuration_field}.format"),
                     "the nameformat resolver needs a `format` such as `service-{appid}.default.svc.cluster.local`".into(),
@@ -266,52 +200,13 @@ fn parse_configuration(file: &Path, value: &Value) -> Result<ResolverConfig, Res
     }
 }
 
-/// `spec.nameResolution.configuration` as (name, text) pairs; values that are not
-/// scalars (lists, maps) are kept as `None` so that their names can still be reported.
-fn settings(value: Option<&Value>) -> Result<Vec<(String, Option<String>)>, String> {
-    let mapping = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Mapping(mapping)) => mapping,
-        Some(_) => {
-            return Err(
-                "must be a mapping of settings, e.g. `clusterDomain: cluster.local`".into(),
-            );
-        }
-    };
-    mapping
-        .iter()
-        .map(|(name, value)| {
-            let name = name
-                .as_str()
-                .ok_or("setting names must be text")?
-                .to_owned();
-            Ok((name, scalar(value)))
-        })
-        .collect()
-}
-
-fn lookup<'a>(settings: &'a [(String, Option<String>)], name: &str) -> Option<&'a str> {
-    settings
-        .iter()
-        .find(|(key, _)| key == name)
-        .and_then(|(_, value)| value.as_deref())
-}
-
-fn scalar(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<ResolverConfig, ResourceError> {
-        ResolverConfig::from_yaml(Path::new("config.yaml"), text)
+        let configuration = tandem_spec::parse_configuration(Path::new("config.yaml"), text)?;
+        ResolverConfig::from_configuration(&configuration)
     }
 
     const HEAD: &str =
@@ -460,18 +355,11 @@ mod tests {
             format!("---\n{HEAD}spec:\n  nameResolution:\n    component: kubernetes\n"),
         )
         .unwrap();
+        let configuration = tandem_spec::load_configuration(&file).unwrap();
         assert!(matches!(
-            ResolverConfig::from_configuration(&file).unwrap(),
+            ResolverConfig::from_configuration(&configuration).unwrap(),
             ResolverConfig::Kubernetes(_)
         ));
-        let missing =
-            ResolverConfig::from_configuration(&dir.path().join("none.yaml")).unwrap_err();
-        assert!(
-            missing
-                .to_string()
-                .contains("none.yaml: cannot read the file"),
-            "{missing}"
-        );
     }
 
     #[test]

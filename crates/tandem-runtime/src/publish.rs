@@ -168,7 +168,7 @@ fn event_ttl(text: &str) -> Result<Duration, String> {
             MAX_EVENT_TTL
         }
         Err(_) => match tandem_spec::parse_duration(text) {
-            Some(ttl) if !ttl.is_zero() => ttl,
+            Ok(ttl) if !ttl.is_zero() => ttl,
             _ => {
                 return Err(format!(
                     "metadata ttlInSeconds must be a whole number of seconds or a duration such as `90s`: actual is '{text}'"

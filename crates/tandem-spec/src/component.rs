@@ -1,12 +1,15 @@
 //! `kind: Component`: one configured instance of a building block.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::ResourceError;
 use crate::metadata::ComponentMetadata;
+use crate::resource::{Kind, ObjectMetaFile, Origin};
+use crate::yaml::Node;
+use crate::yaml::fields::Scalar;
 
 /// A component as written in its resource file, before its metadata is resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,68 +171,137 @@ impl Component {
 
 // ---- The file format, as serde reads it. ----
 
+/// Parses one `kind: Component` document.
+pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Component, ResourceError> {
+    let origin = Origin::of(file, Kind::Component, node);
+    let raw: ComponentFile = origin.read(node)?;
+    let name = raw.metadata.required_name(&origin, "a component")?;
+    let spec = raw
+        .metadata
+        .required_spec(raw.spec, &origin, "a component needs a `spec`")?;
+    let Some(kind) = spec.kind.filter(|kind| !kind.trim().is_empty()) else {
+        return Err(origin.error(
+            "spec.type",
+            "a component needs a `spec.type`, e.g. `pubsub.redis`",
+        ));
+    };
+    let version = match spec.version {
+        None => "v1".to_owned(),
+        Some(version) => version
+            .into_text()
+            .ok_or_else(|| origin.error("spec.version", "must be a string such as `v1`"))?,
+    };
+    Ok(Component {
+        name,
+        namespace: raw.metadata.namespace,
+        kind,
+        version,
+        metadata: metadata_items(spec.metadata, "spec.metadata", "metadata", &origin)?,
+        secret_store: raw.auth.and_then(|auth| auth.secret_store),
+        scopes: raw.scopes,
+        file: Some(file.to_owned()),
+    })
+}
+
+/// `spec.metadata` (or an HTTP endpoint's `spec.headers`): each entry a `value`, a
+/// `secretKeyRef` or an `envRef`. `noun` names them in messages (`metadata
+/// 'redisHost'`, `header 'Accept'`).
+pub(crate) fn metadata_items(
+    items: Vec<MetadataItemFile>,
+    at: &str,
+    noun: &str,
+    origin: &Origin,
+) -> Result<Vec<MetadataItem>, ResourceError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let field = format!("{at}[{index}]");
+        let source = match (item.value, item.secret_key_ref, item.env_ref) {
+            (Some(value), None, None) => {
+                MetadataSource::Value(value.into_text().ok_or_else(|| {
+                    origin.error(
+                        &format!("{field}.value"),
+                        format!(
+                            "{noun} '{}' must have a plain value (text, number or boolean)",
+                            item.name
+                        ),
+                    )
+                })?)
+            }
+            (None, Some(secret), None) => MetadataSource::Secret {
+                // Dapr's rule: without `key`, the key is the secret's name.
+                key: secret.key.unwrap_or_else(|| secret.name.clone()),
+                name: secret.name,
+            },
+            (None, None, Some(variable)) => MetadataSource::Env(variable),
+            (None, None, None) => MetadataSource::Value(String::new()),
+            _ => {
+                return Err(origin.error(
+                    &field,
+                    format!(
+                        "{noun} '{}' has more than one of `value`, `secretKeyRef` and `envRef`",
+                        item.name
+                    ),
+                ));
+            }
+        };
+        parsed.push(MetadataItem {
+            name: item.name,
+            source,
+        });
+    }
+    Ok(parsed)
+}
+
+/// A Component document. Fields tandem does not use (`spec.ignoreErrors`,
+/// `spec.initTimeout`, ...) are accepted, so Dapr's files load unchanged.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawComponent {
-    pub metadata: RawObjectMeta,
-    pub spec: RawComponentSpec,
+struct ComponentFile {
     #[serde(default)]
-    pub auth: Option<RawAuth>,
+    metadata: ObjectMetaFile,
     #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    spec: Option<ComponentSpecFile>,
+    #[serde(default)]
+    auth: Option<AuthFile>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RawObjectMeta {
+#[serde(expecting = "a mapping with `type`, `version` and `metadata`")]
+struct ComponentSpecFile {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    /// Text as written; a list or mapping is refused with a message.
+    #[serde(default)]
+    version: Option<Scalar>,
+    #[serde(default)]
+    metadata: Vec<MetadataItemFile>,
+}
+
+/// One `spec.metadata` entry (or `spec.headers` entry of an HTTP endpoint).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MetadataItemFile {
     pub name: String,
     #[serde(default)]
-    pub namespace: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawComponentSpec {
-    #[serde(rename = "type")]
-    pub kind: String,
+    pub value: Option<Scalar>,
     #[serde(default)]
-    pub version: Option<yaml_serde::Value>,
-    #[serde(default)]
-    pub metadata: Option<Vec<RawMetadataItem>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RawMetadataItem {
-    pub name: String,
-    #[serde(default)]
-    pub value: Option<yaml_serde::Value>,
-    #[serde(default)]
-    pub secret_key_ref: Option<RawSecretKeyRef>,
+    pub secret_key_ref: Option<SecretKeyRefFile>,
     #[serde(default)]
     pub env_ref: Option<String>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RawSecretKeyRef {
+pub(crate) struct SecretKeyRefFile {
     pub name: String,
     #[serde(default)]
     pub key: Option<String>,
 }
 
+/// `auth:` of a component or HTTP endpoint.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct RawAuth {
+pub(crate) struct AuthFile {
     #[serde(default)]
     pub secret_store: Option<String>,
-}
-
-/// Renders a YAML scalar the way it reads in the file (`5`, `true`, `text`).
-pub(crate) fn scalar_to_string(value: &yaml_serde::Value) -> Option<String> {
-    match value {
-        yaml_serde::Value::String(text) => Some(text.clone()),
-        yaml_serde::Value::Number(number) => Some(number.to_string()),
-        yaml_serde::Value::Bool(flag) => Some(flag.to_string()),
-        yaml_serde::Value::Null => Some(String::new()),
-        _ => None,
-    }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::component::Component;
 use crate::duration::parse_duration;
 use crate::error::ResourceError;
+use crate::suggest::closest;
 
 /// Resolved `spec.metadata` of one component. Names match case-insensitively, as in Dapr.
 #[derive(Debug, Clone)]
@@ -72,18 +73,18 @@ impl ComponentMetadata {
         }
     }
 
-    /// A whole number.
-    pub fn number_or<T: std::str::FromStr>(
-        &self,
-        name: &str,
-        default: T,
-    ) -> Result<T, ResourceError> {
+    /// A number, e.g. a whole number of the type asked for: out of that type's range
+    /// is an error saying so (`number too large to fit in target type`).
+    pub fn number_or<T>(&self, name: &str, default: T) -> Result<T, ResourceError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
         match self.get(name) {
             None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse()
-                .map_err(|_| self.field_error(name, format!("'{value}' is not a valid number"))),
+            Some(value) => value.trim().parse().map_err(|why| {
+                self.field_error(name, format!("'{value}' is not a valid number: {why}"))
+            }),
         }
     }
 
@@ -91,10 +92,10 @@ impl ComponentMetadata {
     pub fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ResourceError> {
         match self.get(name) {
             None => Ok(default),
-            Some(value) => parse_duration(value).ok_or_else(|| {
+            Some(value) => parse_duration(value).map_err(|why| {
                 self.field_error(
                     name,
-                    format!("'{value}' is not a duration (such as `500ms`, `10s`, `1m`)"),
+                    format!("'{value}' is not a duration (such as `500ms`, `10s`, `1m`): {why}"),
                 )
             }),
         }
@@ -122,19 +123,8 @@ impl ComponentMetadata {
             if known.iter().any(|known| known.eq_ignore_ascii_case(name)) {
                 continue;
             }
-            let closest = known
-                .iter()
-                .map(|known| {
-                    let score = strsim::jaro_winkler(
-                        &name.to_ascii_lowercase(),
-                        &known.to_ascii_lowercase(),
-                    );
-                    (score, *known)
-                })
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            let hint = match closest {
-                Some((_, known)) => format!("; did you mean '{known}'?"),
+            let hint = match closest(name, known.iter().copied()) {
+                Some(known) => format!("; did you mean '{known}'?"),
                 None => format!("; known names are: {}", known.join(", ")),
             };
             let where_ = match &self.component.file {

@@ -178,9 +178,9 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
     }
     let token = ApiToken::new(config.api_token.as_deref());
     let resolver_config = match &args.config {
-        Some(file) => {
-            ResolverConfig::from_configuration(file).map_err(|error| error.to_string())?
-        }
+        Some(file) => tandem_spec::load_configuration(file)
+            .and_then(|configuration| ResolverConfig::from_configuration(&configuration))
+            .map_err(|error| error.to_string())?,
         None => ResolverConfig::default(),
     };
     // Other sidecars call the internal port. On one machine they are local, so it

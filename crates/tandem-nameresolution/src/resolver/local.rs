@@ -8,8 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::ResolveError;
 use crate::registry::{self, Entry};
@@ -57,7 +59,7 @@ impl Local {
     }
 
     fn recent(&self) -> Option<Arc<Vec<Entry>>> {
-        let last_read = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        let last_read = self.last_read.lock();
         last_read
             .as_ref()
             .filter(|(at, _)| at.elapsed() < FRESH)
@@ -71,8 +73,7 @@ impl Local {
             .await
             .unwrap_or_default();
         let entries = Arc::new(entries);
-        *self.last_read.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((Instant::now(), entries.clone()));
+        *self.last_read.lock() = Some((Instant::now(), entries.clone()));
         entries
     }
 }

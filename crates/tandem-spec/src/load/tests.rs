@@ -373,3 +373,89 @@ auth:
         "{error}"
     );
 }
+
+/// A resource file must never panic the sidecar: durations and numbers far out of
+/// range are errors naming the file, the resource and the field.
+#[test]
+fn out_of_range_values_in_a_file_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "timeouts:\n      general: 99999999999999999999h\n",
+            "spec.policies.timeouts.general",
+        ),
+        (
+            "retries:\n      forever:\n        maxRetries: 99999999999999999999\n",
+            "spec.policies.retries.forever.maxRetries",
+        ),
+        (
+            "retries:\n      slow:\n        duration: 99999999999999999999\n",
+            "spec.policies.retries.slow.duration",
+        ),
+        (
+            "circuitBreakers:\n      cb:\n        maxRequests: -1\n",
+            "spec.policies.circuitBreakers.cb.maxRequests",
+        ),
+        (
+            "circuitBreakers:\n      cb:\n        interval: 9999999999999999h9999999999999999m\n",
+            "spec.policies.circuitBreakers.cb.interval",
+        ),
+        (
+            "caches:\n      answers:\n        ttl: 99999999999999999999.5s\n",
+            "spec.policies.caches.answers.ttl",
+        ),
+    ];
+    for (policies, field) in cases {
+        let text = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: extremes\nspec:\n  policies:\n    {policies}"
+        );
+        let file = write(&dir, "resiliency.yaml", &text);
+        let error = load(std::slice::from_ref(&file), &options("app")).unwrap_err();
+        assert_eq!(error.file.as_deref(), Some(file.as_path()), "{error}");
+        assert_eq!(
+            error.resource.as_deref(),
+            Some("Resiliency 'extremes'"),
+            "{error}"
+        );
+        assert_eq!(error.field.as_deref(), Some(field), "{error}");
+    }
+}
+
+#[test]
+fn an_out_of_range_metadata_duration_is_an_error_not_a_panic() {
+    let text = "kind: Component\nmetadata: {name: c}\nspec:\n  type: x\n  metadata:\n  - name: processingTimeout\n    value: 99999999999999999999h\n";
+    let component = parse_file("p.yaml".as_ref(), text)
+        .unwrap()
+        .components
+        .remove(0);
+    let metadata = ComponentMetadata::new(
+        component,
+        [(
+            "processingTimeout".to_owned(),
+            "99999999999999999999h".to_owned(),
+        )]
+        .into(),
+    );
+    let error = metadata
+        .duration_or("processingTimeout", std::time::Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.metadata[0] (processingTimeout)")
+    );
+    assert!(error.to_string().contains("p.yaml"), "{error}");
+    assert!(
+        error.message.contains("longer than the longest duration"),
+        "{error}"
+    );
+
+    let metadata = ComponentMetadata::new(
+        metadata.component().clone(),
+        [("maxLen".to_owned(), "99999999999999999999".to_owned())].into(),
+    );
+    let error = metadata.number_or("maxLen", 0u32).unwrap_err();
+    assert_eq!(
+        error.message,
+        "'99999999999999999999' is not a valid number: number too large to fit in target type"
+    );
+}

@@ -1,3 +1,6 @@
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
 
 /// Dapr's "complete example policy", plus status code matching and an exponential
@@ -81,9 +84,10 @@ spec:
           circuitBreaker: pubsubCB
 "#;
 
+/// Parses the first document of `text` the way `load` does.
 fn parse(text: &str) -> Result<Resiliency, ResourceError> {
-    let value: Value = yaml_serde::from_str(text).unwrap();
-    parse_resiliency(Path::new("resiliency.yaml"), value)
+    let file = Path::new("resiliency.yaml");
+    from_node(file, &crate::yaml::documents(file, text)?[0])
 }
 
 /// The full example with one line replaced, e.g. to break a field.
@@ -540,4 +544,176 @@ spec:
         error.to_string().contains("did you mean 'catalog'"),
         "{error}"
     );
+}
+
+/// Numbers and durations far out of range are refused with the field and a reason,
+/// never a panic or a wrapped-around value.
+#[test]
+fn out_of_range_numbers_and_durations_are_refused() {
+    for (old, new, field, why) in [
+        (
+            "general: 5s",
+            "general: 99999999999999999999h",
+            "spec.policies.timeouts.general",
+            "is longer than the longest duration",
+        ),
+        (
+            "largeResponse: 10000",
+            "largeResponse: 99999999999999999999",
+            "spec.policies.timeouts.largeResponse",
+            "is longer than the longest duration",
+        ),
+        (
+            "general: 5s",
+            "general: 2562048h",
+            "spec.policies.timeouts.general",
+            "is longer than the longest duration",
+        ),
+        (
+            "maxRetries: 10",
+            "maxRetries: 99999999999999999999",
+            "spec.policies.retries.pubsubRetry.maxRetries",
+            "must be -1 (retry forever), 0 (never retry) or a number of retries up to 4294967295, not `99999999999999999999`",
+        ),
+        (
+            "maxRetries: 10",
+            "maxRetries: 4294967296",
+            "spec.policies.retries.pubsubRetry.maxRetries",
+            "not `4294967296`",
+        ),
+        (
+            "maxRetries: 10",
+            "maxRetries: -99999999999999999999",
+            "spec.policies.retries.pubsubRetry.maxRetries",
+            "not `-99999999999999999999`",
+        ),
+        (
+            "maxRequests: 1\n        timeout: 30s",
+            "maxRequests: -1\n        timeout: 30s",
+            "spec.policies.circuitBreakers.simpleCB.maxRequests",
+            "not `-1`",
+        ),
+        (
+            "maxRequests: 1\n        timeout: 30s",
+            "maxRequests: 99999999999999999999\n        timeout: 30s",
+            "spec.policies.circuitBreakers.simpleCB.maxRequests",
+            "not `99999999999999999999`",
+        ),
+        (
+            "interval: 8s",
+            "interval: 9999999999999999h9999999999999999m",
+            "spec.policies.circuitBreakers.pubsubCB.interval",
+            "is longer than the longest duration",
+        ),
+        (
+            "trip: consecutiveFailures >= 5",
+            "trip: consecutiveFailures >= 99999999999999999999",
+            "spec.policies.circuitBreakers.simpleCB.trip",
+            "99999999999999999999 is too large",
+        ),
+        (
+            "circuitBreakerCacheSize: 5000",
+            "circuitBreakerCacheSize: 99999999999999999999",
+            "spec.targets.actors.myActorType.circuitBreakerCacheSize",
+            "not `99999999999999999999`",
+        ),
+        (
+            "circuitBreakerCacheSize: 5000",
+            "circuitBreakerCacheSize: 0",
+            "spec.targets.actors.myActorType.circuitBreakerCacheSize",
+            "not `0`",
+        ),
+        (
+            "\"429,500-599\"",
+            "\"99999999999999999999\"",
+            "spec.policies.retries.retry5xxOnly.matching.httpStatusCodes",
+            "is not a status code",
+        ),
+    ] {
+        let error = error(&full_with(old, new));
+        assert_eq!(error.field.as_deref(), Some(field), "{new}: {error}");
+        assert!(error.message.contains(why), "{new}: {error}");
+    }
+
+    let resiliency = parse(&full_with(
+        "general: 5s",
+        "general: 2562047h47m16.854775807s",
+    ))
+    .unwrap();
+    assert_eq!(
+        resiliency.policies.timeouts["general"],
+        crate::MAX_DURATION,
+        "the longest Go duration is accepted"
+    );
+    let resiliency = parse(&full_with("maxRetries: 10", "maxRetries: 4294967295")).unwrap();
+    assert_eq!(
+        resiliency.policies.retries["pubsubRetry"].max_retries,
+        Some(u32::MAX)
+    );
+}
+
+#[test]
+fn cache_extremes_are_refused() {
+    let text = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  policies:\n    caches:\n      c:\n        ttl: 30s\n";
+    for (line, field, why) in [
+        (
+            "ttl: 99999999999999999999.5s",
+            "spec.policies.caches.c.ttl",
+            "is longer than the longest duration",
+        ),
+        (
+            "ttl: 0s",
+            "spec.policies.caches.c.ttl",
+            "must be longer than zero",
+        ),
+        (
+            "ttl: 30s\n        staleIfError: 99999999999999999999m",
+            "spec.policies.caches.c.staleIfError",
+            "is longer than the longest duration",
+        ),
+        (
+            "ttl: 30s\n        maxEntries: 99999999999999999999999999999999999999999",
+            "spec.policies.caches.c.maxEntries",
+            "must be a number of entries, 1 or more",
+        ),
+        (
+            "ttl: 30s\n        maxEntries: 0",
+            "spec.policies.caches.c.maxEntries",
+            "not `0`",
+        ),
+    ] {
+        let error = error(&text.replace("ttl: 30s", line));
+        assert_eq!(error.field.as_deref(), Some(field), "{line}: {error}");
+        assert!(error.message.contains(why), "{line}: {error}");
+    }
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    let error = error(&full_with(
+        "      retry5xxOnly:\n        policy: constant",
+        "      retry5xxOnly: 5\n      unused:\n        policy: constant",
+    ));
+    assert_eq!(
+        error.field.as_deref(),
+        Some("spec.policies.retries.retry5xxOnly")
+    );
+    assert!(
+        error
+            .message
+            .starts_with("must be a retry policy: a mapping such as"),
+        "{error}"
+    );
+
+    let error = self::error(&full_with("general: 5s", "general: [5s]"));
+    assert_eq!(
+        error.message,
+        "must be a duration such as `500ms`, `5s` or `1m30s`, not a list"
+    );
+
+    let error = self::error(&full_with(
+        "circuitBreakerScope: both",
+        "circuitBreakerScope: all",
+    ));
+    assert_eq!(error.message, "must be `id`, `type` or `both`, not `all`");
 }
