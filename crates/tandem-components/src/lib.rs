@@ -7,6 +7,7 @@
 //! its block's registry.
 #![forbid(unsafe_code)]
 
+mod embedded;
 pub mod pubsub;
 mod redis_connection;
 mod registry;
@@ -14,5 +15,6 @@ pub mod secretstores;
 mod sqlite;
 pub mod state;
 
+pub use embedded::embedded_defaults;
 pub use registry::{Build, Entry, Registry};
 pub use sqlite::DatabaseError;

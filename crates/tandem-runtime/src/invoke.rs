@@ -28,7 +28,9 @@ use crate::error::Error;
 use crate::state::StateService;
 
 pub use cache::CACHE_HEADER;
-pub use peer_auth::{MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerKey, PeerKeyError};
+pub use peer_auth::{
+    MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey, PeerKeyError,
+};
 
 use cache::ResponseCaches;
 use peer_auth::Claim;
@@ -39,6 +41,9 @@ pub const CALLER_HEADER: &str = "dapr-caller-app-id";
 /// The header naming the app a call is for.
 pub const CALLEE_HEADER: &str = "dapr-callee-app-id";
 
+/// Why the sidecars of an app id could not be found.
+pub type LocateError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Finds the sidecars of an app id.
 #[async_trait]
 pub trait Locate: Send + Sync {
@@ -48,7 +53,7 @@ pub trait Locate: Send + Sync {
         &self,
         app_id: &str,
         namespace: Option<&str>,
-    ) -> Result<Vec<SocketAddr>, String>;
+    ) -> Result<Vec<SocketAddr>, LocateError>;
     /// `address` refused a connection: skip it for a while.
     fn unreachable(&self, app_id: &str, address: SocketAddr);
 }
@@ -354,7 +359,7 @@ impl Invoker {
             let addresses = locate
                 .locate(app_id, namespace)
                 .await
-                .map_err(Reach::Unreachable)?;
+                .map_err(|error| Reach::Unreachable(error.to_string()))?;
             let mut last_error = format!("no sidecar of app '{app_id}' is running");
             for address in addresses {
                 match self
@@ -435,7 +440,7 @@ impl Invoker {
                     path_and_query,
                 },
             )
-            .map_err(Error::PeerUnauthenticated)?;
+            .map_err(|error| Error::PeerUnauthenticated(error.to_string()))?;
         if callee != self.app_id {
             return Err(Error::Invoke {
                 app_id: callee.to_owned(),

@@ -4,15 +4,13 @@
 //! what the building blocks' services are made from.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
 use tandem_components::state;
 use tandem_spec::{
-    Component, LoadOptions, MetadataItem, MetadataSource, ResourceError, Resources, SecretLookup,
-    Templates,
+    LoadOptions, ResourceError, Resources, SecretLookup, SecretLookupError, Templates,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -46,36 +44,6 @@ const NOT_YET_SERVED: &[&str] = &[
     "conversation",
 ];
 
-/// The components used when no resources path is given and `~/.tandem/components`
-/// does not exist: a durable pub/sub named `pubsub` and a state store named
-/// `statestore` (the actor state store), both in `{data_dir}/tandem.db`, shared by every
-/// sidecar on the machine.
-pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
-    let database = data_dir.join("tandem.db").display().to_string();
-    let component = |name: &str, kind: &str, metadata: Vec<(&str, &str)>| Component {
-        metadata: metadata
-            .into_iter()
-            .map(|(name, value)| MetadataItem {
-                name: name.into(),
-                source: MetadataSource::Value(value.into()),
-            })
-            .collect(),
-        ..Component::new(name, kind)
-    };
-    vec![
-        component(
-            "pubsub",
-            "pubsub.sqlite",
-            vec![("connectionString", &database)],
-        ),
-        component(
-            "statestore",
-            "state.sqlite",
-            vec![("connectionString", &database), ("actorStateStore", "true")],
-        ),
-    ]
-}
-
 /// Loads and initialises every component this sidecar may use. Secret stores come
 /// first, since the others' `secretKeyRef`s are read through them.
 pub(crate) async fn load(
@@ -84,7 +52,7 @@ pub(crate) async fn load(
 ) -> Result<Loaded, ResourceError> {
     let resources = if config.resources_paths.is_empty() {
         Resources {
-            components: embedded_defaults(&config.data_dir),
+            components: tandem_components::embedded_defaults(&config.data_dir),
             ..Resources::default()
         }
     } else {
@@ -222,38 +190,54 @@ pub(crate) async fn load(
     Ok(components)
 }
 
+/// Why a `secretKeyRef` could not be read.
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    #[error("a secret store's own metadata cannot come from a secret store")]
+    FromSecretStore,
+    #[error("no secret store is loaded")]
+    NoStores,
+    #[error("no secret store of that name is loaded (loaded: {0})")]
+    UnknownStore(String),
+    #[error(transparent)]
+    Store(#[from] tandem_components::secretstores::SecretError),
+    #[error("secret '{name}' has no key '{key}'")]
+    NoKey { name: String, key: String },
+}
+
 /// Secret stores cannot read their own settings from another store.
 struct NoSecrets;
 
 impl SecretLookup for NoSecrets {
-    async fn lookup(&self, _: &str, _: &str, _: &str) -> Result<String, String> {
-        Err("a secret store's own metadata cannot come from a secret store".into())
+    async fn lookup(&self, _: &str, _: &str, _: &str) -> Result<String, SecretLookupError> {
+        Err(LookupError::FromSecretStore.into())
     }
 }
 
 struct StoreLookup<'a>(&'a HashMap<String, Arc<dyn SecretStore>>);
 
 impl SecretLookup for StoreLookup<'_> {
-    async fn lookup(&self, store: &str, name: &str, key: &str) -> Result<String, String> {
+    async fn lookup(&self, store: &str, name: &str, key: &str) -> Result<String, SecretLookupError> {
         let Some(secrets) = self.0.get(store) else {
             let mut known: Vec<_> = self.0.keys().map(String::as_str).collect();
             known.sort_unstable();
             return Err(if known.is_empty() {
-                "no secret store is loaded".to_owned()
+                LookupError::NoStores
             } else {
-                format!(
-                    "no secret store of that name is loaded (loaded: {})",
-                    known.join(", ")
-                )
-            });
+                LookupError::UnknownStore(known.join(", "))
+            }
+            .into());
         };
         let secret = secrets
             .get(name, &HashMap::new())
             .await
-            .map_err(|error| error.to_string())?;
-        secret
-            .get(key)
-            .cloned()
-            .ok_or_else(|| format!("secret '{name}' has no key '{key}'"))
+            .map_err(LookupError::from)?;
+        secret.get(key).cloned().ok_or_else(|| {
+            LookupError::NoKey {
+                name: name.to_owned(),
+                key: key.to_owned(),
+            }
+            .into()
+        })
     }
 }

@@ -129,7 +129,7 @@ impl Publisher {
         };
         let expires_in = match request.metadata.get("ttlInSeconds") {
             None => None,
-            Some(text) => Some(event_ttl(text).map_err(invalid)?),
+            Some(text) => Some(event_ttl(text).map_err(|error| invalid(error.to_string()))?),
         };
         let content_type = request.content_type.as_deref();
         if content_type.is_some_and(|t| t.starts_with(CLOUDEVENT_CONTENT_TYPE)) {
@@ -151,17 +151,24 @@ impl Publisher {
     }
 }
 
+/// Why a publish's `ttlInSeconds` was refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum EventTtlError {
+    #[error("metadata ttlInSeconds must be higher than zero: actual is '{0}'")]
+    NotPositive(String),
+    #[error(
+        "metadata ttlInSeconds must be a whole number of seconds or a duration such as `90s`: actual is '{0}'"
+    )]
+    NotADuration(String),
+}
+
 /// `metadata.ttlInSeconds` of a publish, read as daprd reads it: a whole number of
 /// seconds or a Go duration (`90s`, `1h`), more than zero; larger than Dapr can
 /// represent is capped.
-fn event_ttl(text: &str) -> Result<Duration, String> {
+fn event_ttl(text: &str) -> Result<Duration, EventTtlError> {
     let text = text.trim();
     let ttl = match text.parse::<i128>() {
-        Ok(seconds) if seconds <= 0 => {
-            return Err(format!(
-                "metadata ttlInSeconds must be higher than zero: actual is '{text}'"
-            ));
-        }
+        Ok(seconds) if seconds <= 0 => return Err(EventTtlError::NotPositive(text.to_owned())),
         Ok(seconds) => Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX)),
         Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
             // Digits only, but beyond i128: as long as daprd's cap.
@@ -169,11 +176,7 @@ fn event_ttl(text: &str) -> Result<Duration, String> {
         }
         Err(_) => match tandem_spec::parse_duration(text) {
             Ok(ttl) if !ttl.is_zero() => ttl,
-            _ => {
-                return Err(format!(
-                    "metadata ttlInSeconds must be a whole number of seconds or a duration such as `90s`: actual is '{text}'"
-                ));
-            }
+            _ => return Err(EventTtlError::NotADuration(text.to_owned())),
         },
     };
     Ok(ttl.min(MAX_EVENT_TTL))
@@ -194,7 +197,7 @@ mod tests {
             Ok(MAX_EVENT_TTL)
         );
         for bad in ["0", "-1", "-9223372036854775808", "soon", "", "1e3", "0s"] {
-            let error = event_ttl(bad).unwrap_err();
+            let error = event_ttl(bad).unwrap_err().to_string();
             assert!(error.contains("ttlInSeconds"), "{bad}: {error}");
         }
     }

@@ -216,18 +216,15 @@ impl StateService {
         if requests.is_empty() {
             return Ok(());
         }
-        handle
-            .transact(requests)
-            .await
-            .map_err(|error| {
-                if error.is_invalid_request() {
-                    return Error::Malformed(error.to_string());
-                }
-                Error::StateTransaction {
-                    etag: error.etag_problem(),
-                    cause: Error::cause(error),
-                }
-            })
+        handle.transact(requests).await.map_err(|error| {
+            if error.is_invalid_request() {
+                return Error::Malformed(error.to_string());
+            }
+            Error::StateTransaction {
+                etag: error.etag_problem(),
+                cause: Error::cause(error),
+            }
+        })
     }
 
     /// Reads an entry of the sidecar's own (no key prefix, no first level), such as a

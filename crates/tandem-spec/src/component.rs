@@ -74,6 +74,10 @@ impl Templates {
 }
 
 /// Reads secrets for `secretKeyRef`s: implemented by the runtime over its secret stores.
+/// Why a `secretKeyRef` could not be resolved; its message is shown to the user, so it
+/// never holds a secret's value.
+pub type SecretLookupError = Box<dyn std::error::Error + Send + Sync>;
+
 pub trait SecretLookup {
     /// The value of `key` inside secret `name` of store `store`, or why it has none.
     fn lookup(
@@ -81,7 +85,7 @@ pub trait SecretLookup {
         store: &str,
         name: &str,
         key: &str,
-    ) -> impl Future<Output = Result<String, String>> + Send;
+    ) -> impl Future<Output = Result<String, SecretLookupError>> + Send;
 }
 
 impl Component {

@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs) -> u8 {
     let sidecar = match sidecar::start(&args.sidecar, stop.clone()).await {
         Ok(sidecar) => sidecar,
         Err(error) => {
-            tracing::error!("{error}");
+            tracing::error!("{error:#}");
             return 1;
         }
     };

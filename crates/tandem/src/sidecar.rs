@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use tandem_api::auth::ApiToken;
 use tandem_nameresolution::{Entry, NameResolution, Registration, ResolverConfig};
-use tandem_runtime::{Locate, PeerKey, Runtime, SidecarConfig};
+use anyhow::{Context, anyhow, bail};
+use tandem_runtime::{Locate, LocateError, PeerKey, Runtime, SidecarConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -35,11 +36,8 @@ impl Locate for Located {
         &self,
         app_id: &str,
         namespace: Option<&str>,
-    ) -> Result<Vec<SocketAddr>, String> {
-        self.0
-            .locate(app_id, namespace)
-            .await
-            .map_err(|error| error.to_string())
+    ) -> Result<Vec<SocketAddr>, LocateError> {
+        Ok(self.0.locate(app_id, namespace).await?)
     }
 
     fn unreachable(&self, app_id: &str, address: SocketAddr) {
@@ -93,7 +91,7 @@ fn peer_key(home: &std::path::Path) -> Result<PeerKey, String> {
 }
 
 /// The runtime's settings from the flags and the environment.
-pub fn config(args: &SidecarArgs) -> Result<SidecarConfig, String> {
+pub fn config(args: &SidecarArgs) -> anyhow::Result<SidecarConfig> {
     let app_id = args.app_id.clone().unwrap_or_else(|| {
         std::env::current_dir()
             .ok()
@@ -121,7 +119,7 @@ pub fn config(args: &SidecarArgs) -> Result<SidecarConfig, String> {
     Ok(config)
 }
 
-fn listen_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
+fn listen_addresses(text: &str) -> anyhow::Result<Vec<IpAddr>> {
     text.split(',')
         .map(|address| address.trim().trim_start_matches('[').trim_end_matches(']'))
         .filter(|address| !address.is_empty())
@@ -133,7 +131,7 @@ fn listen_addresses(text: &str) -> Result<Vec<IpAddr>, String> {
             };
             address
                 .parse()
-                .map_err(|_| format!("--dapr-listen-addresses: '{address}' is not an IP address"))
+                .map_err(|_| anyhow!("--dapr-listen-addresses: '{address}' is not an IP address"))
         })
         .collect()
 }
@@ -143,26 +141,21 @@ async fn bind(
     addresses: &[IpAddr],
     port: Option<u16>,
     what: &str,
-) -> Result<(u16, Vec<TcpListener>), String> {
+) -> anyhow::Result<(u16, Vec<TcpListener>)> {
     let mut listeners = Vec::new();
     let mut port = port.unwrap_or(0);
     for address in addresses {
         let listener = TcpListener::bind(SocketAddr::new(*address, port))
             .await
-            .map_err(|error| {
-                format!("cannot listen for the {what} API on {address}:{port}: {error}")
-            })?;
-        port = listener
-            .local_addr()
-            .map_err(|error| error.to_string())?
-            .port();
+            .with_context(|| format!("cannot listen for the {what} API on {address}:{port}"))?;
+        port = listener.local_addr()?.port();
         listeners.push(listener);
     }
     Ok((port, listeners))
 }
 
 /// Starts a sidecar; it runs until `stop` fires.
-pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sidecar, String> {
+pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Result<Sidecar> {
     let started = Instant::now();
     let config = config(args)?;
     if config.resources_paths.is_empty() {
@@ -174,13 +167,12 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
     }
     let addresses = listen_addresses(&args.listen_addresses)?;
     if addresses.is_empty() {
-        return Err("--dapr-listen-addresses names no address".into());
+        bail!("--dapr-listen-addresses names no address");
     }
     let token = ApiToken::new(config.api_token.as_deref());
     let resolver_config = match &args.config {
         Some(file) => tandem_spec::load_configuration(file)
-            .and_then(|configuration| ResolverConfig::from_configuration(&configuration))
-            .map_err(|error| error.to_string())?,
+            .and_then(|configuration| ResolverConfig::from_configuration(&configuration))?,
         None => ResolverConfig::default(),
     };
     // Other sidecars call the internal port. On one machine they are local, so it
@@ -200,7 +192,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
         }
     };
     if internal_addresses.is_empty() {
-        return Err("--internal-listen-addresses names no address".into());
+        bail!("--internal-listen-addresses names no address");
     }
     // Bound before the components load so the internal port is known to name
     // resolution; nothing is served until they are loaded.
@@ -217,9 +209,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> Result<Sideca
     let locator = Located(NameResolution::new(
         resolver_config.build(&home, internal_port),
     ));
-    let runtime = Runtime::load(config, stop.clone(), Some(Arc::new(locator)))
-        .await
-        .map_err(|error| error.to_string())?;
+    let runtime = Runtime::load(config, stop.clone(), Some(Arc::new(locator))).await?;
 
     let mut servers = JoinSet::new();
     for listener in grpc_listeners {
@@ -312,7 +302,7 @@ pub async fn run_alone(args: SidecarArgs) -> u8 {
     let sidecar = match start(&args, stop.clone()).await {
         Ok(sidecar) => sidecar,
         Err(error) => {
-            tracing::error!("{error}");
+            tracing::error!("{error:#}");
             return 1;
         }
     };

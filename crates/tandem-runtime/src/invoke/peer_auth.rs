@@ -64,6 +64,26 @@ pub enum PeerKeyError {
     Random,
 }
 
+/// Why a call's proof was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerAuthError {
+    #[error("no tandem-peer-auth header")]
+    Missing,
+    #[error("a malformed tandem-peer-auth header")]
+    Malformed,
+    #[error(
+        "the call was signed {}s away from this sidecar's clock (at most {}s allowed)",
+        .0.as_secs(),
+        MAX_SKEW.as_secs()
+    )]
+    Skewed(Duration),
+    #[error(
+        "the signature does not match: the calling sidecar holds another internal key \
+         (sidecars on several machines need the same TANDEM_INTERNAL_KEY)"
+    )]
+    Mismatch,
+}
+
 /// The secret key sidecars sign their calls to each other with.
 pub struct PeerKey {
     key: hmac::Key,

@@ -62,7 +62,6 @@ impl StoreCallError {
     }
 }
 
-
 impl StoreHandle {
     /// Wraps `store`, reading `keyPrefix`, `actorStateStore` and the cache settings
     /// (`cacheTTL` turns the first level on; `cacheMaxEntries`, `cacheMaxBytes`,

@@ -38,10 +38,15 @@ fn options(app_id: &str) -> LoadOptions {
 struct FixedSecrets;
 
 impl SecretLookup for FixedSecrets {
-    async fn lookup(&self, store: &str, name: &str, key: &str) -> Result<String, String> {
+    async fn lookup(
+        &self,
+        store: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<String, crate::SecretLookupError> {
         match (store, name, key) {
             ("local-secret-store", "redisPass", "redisPass") => Ok("just a password".into()),
-            _ => Err(format!("secret '{name}' not found")),
+            _ => Err(format!("secret '{name}' not found").into()),
         }
     }
 }
