@@ -40,7 +40,7 @@ pub async fn serve(
         let given = request
             .metadata()
             .get("dapr-api-token")
-            .map(|value| value.as_bytes());
+            .map(tonic::metadata::MetadataValue::as_bytes);
         if token.admits(given) {
             Ok(request)
         } else {

@@ -90,7 +90,7 @@ async fn require_token(State(token): State<ApiToken>, request: Request, next: Ne
     let given = request
         .headers()
         .get("dapr-api-token")
-        .map(|value| value.as_bytes());
+        .map(http::HeaderValue::as_bytes);
     if !token.admits(given) {
         return (StatusCode::UNAUTHORIZED, "invalid api token").into_response();
     }

@@ -241,7 +241,7 @@ fn run(args: &Args) -> Result<()> {
     let starts = startup::measure(&spec, args.starts.max(1), poll)?;
 
     let threads = if args.threads == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
     } else {
         args.threads
     };

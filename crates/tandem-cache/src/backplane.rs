@@ -124,10 +124,10 @@ impl Backplane {
             failures += 1;
             match ended {
                 Ok(()) => {
-                    tracing::warn!(channel = %self.channel, "cache backplane disconnected; first-level cache bypassed until it is back")
+                    tracing::warn!(channel = %self.channel, "cache backplane disconnected; first-level cache bypassed until it is back");
                 }
                 Err(error) => {
-                    tracing::warn!(channel = %self.channel, "cache backplane unavailable ({error}); first-level cache bypassed until it is back")
+                    tracing::warn!(channel = %self.channel, "cache backplane unavailable ({error}); first-level cache bypassed until it is back");
                 }
             }
             let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));

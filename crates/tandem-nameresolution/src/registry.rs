@@ -316,8 +316,7 @@ fn file_safe(app_id: &str) -> String {
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_secs())
-        .unwrap_or(0)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// A pid that may be signalled: 0 and negative numbers address process groups, and 1

@@ -305,7 +305,7 @@ impl Invoker {
 
         if let Some((base_url, extra)) = self.outside_target(&request.target) {
             // An outside service: its own headers win over the caller's.
-            for (name, value) in extra.iter() {
+            for (name, value) in &extra {
                 headers.insert(name.clone(), value.clone());
             }
             if let Ok(caller) = HeaderValue::from_str(&self.app_id) {

@@ -79,15 +79,11 @@ fn env_text(name: &str) -> Option<String> {
 /// The key this sidecar proves itself with to other sidecars, and checks theirs with:
 /// `TANDEM_INTERNAL_KEY` (the same on every machine of a deployment), else the
 /// machine's own `~/.tandem/internal.key`, created on first use.
-fn peer_key(home: &std::path::Path) -> Result<PeerKey, String> {
-    match env_text("TANDEM_INTERNAL_KEY") {
-        Some(secret) => {
-            PeerKey::from_secret(&secret).map_err(|error| format!("TANDEM_INTERNAL_KEY: {error}"))
-        }
-        None => {
-            PeerKey::load_or_create(&home.join("internal.key")).map_err(|error| error.to_string())
-        }
-    }
+fn peer_key(home: &std::path::Path) -> anyhow::Result<PeerKey> {
+    Ok(match env_text("TANDEM_INTERNAL_KEY") {
+        Some(secret) => PeerKey::from_secret(&secret).context("TANDEM_INTERNAL_KEY")?,
+        None => PeerKey::load_or_create(&home.join("internal.key"))?,
+    })
 }
 
 /// The runtime's settings from the flags and the environment.

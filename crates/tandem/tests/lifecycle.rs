@@ -464,7 +464,7 @@ async fn sigkill_of_run_mid_flow_frees_the_apps_port_and_no_message_is_lost() {
     tokio::task::block_in_place(|| {
         wait_until(Duration::from_secs(20), "deliveries under way", || {
             recorded(&place).len() >= 100
-        })
+        });
     });
     kill(Pid::from_raw(first_pid as i32), Signal::SIGKILL).unwrap();
     tokio::task::block_in_place(|| {
@@ -490,7 +490,7 @@ async fn sigkill_of_run_mid_flow_frees_the_apps_port_and_no_message_is_lost() {
     tokio::task::block_in_place(|| {
         wait_until(Duration::from_secs(30), "every message delivered", || {
             recorded(&place).len() == MESSAGES
-        })
+        });
     });
     let all: HashSet<usize> = (0..MESSAGES).collect();
     assert_eq!(recorded(&place), all);

@@ -181,7 +181,7 @@ fn connection_config(metadata: &ComponentMetadata) -> Result<Config, ResourceErr
         // The parser's own messages name options (`unknown option `foo``), except one
         // that quotes a character of the string: leave that one out.
         let cause = std::error::Error::source(&error)
-            .map(|cause| cause.to_string())
+            .map(std::string::ToString::to_string)
             .filter(|cause| !cause.contains("unexpected character"))
             .map(|cause| format!(" ({cause})"))
             .unwrap_or_default();
@@ -469,7 +469,7 @@ async fn perform(connection: &mut Object, sql: &Sql, work: &Work<'_>) -> Result<
         Work::Write(operations) => {
             let transaction = connection.transaction().await?;
             let mut last = None;
-            for operation in operations.iter() {
+            for operation in *operations {
                 // An early return drops the transaction, which rolls it back.
                 if let Some(version) = apply(&transaction, sql, operation).await? {
                     last = Some(version);

@@ -304,9 +304,7 @@ fn stored(reply: Vec<Option<Vec<u8>>>) -> Option<Stored> {
     // as the write script sees it.
     let etag = fields
         .next()
-        .flatten()
-        .map(|version| String::from_utf8_lossy(&version).into_owned())
-        .unwrap_or_else(|| "0".to_owned());
+        .flatten().map_or_else(|| "0".to_owned(), |version| String::from_utf8_lossy(&version).into_owned());
     Some(Stored {
         value: Bytes::from(data),
         etag,

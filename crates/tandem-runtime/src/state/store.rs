@@ -287,7 +287,7 @@ impl StoreHandle {
             // The write may or may not have happened (a lost reply): forget the key.
             Err(StoreCallError::GaveUp(_)) => self.changed(&key, None).await,
             Err(StoreCallError::Store(error)) if error.is_retryable() => {
-                self.changed(&key, None).await
+                self.changed(&key, None).await;
             }
             Err(_) => {}
         }
