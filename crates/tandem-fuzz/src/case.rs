@@ -63,13 +63,14 @@ pub const ALLOWANCES: &[Allowance] = &[
 ];
 
 impl Allow {
-    /// Whether an HTTP answer with this status and `errorCode` is acceptable.
+    /// Whether an HTTP answer with this status and `errorCode` is acceptable (`None`:
+    /// any code — the answer to a `HEAD` has no body to read it from).
     pub fn admits_http(self, status: u16, error_code: Option<&str>) -> bool {
         ALLOWANCES.iter().any(|entry| {
             entry.allow == self
                 && entry.http_status == Some(status)
                 && entry.error_code.is_some()
-                && entry.error_code == error_code
+                && (error_code.is_none() || entry.error_code == error_code)
         })
     }
 
@@ -146,6 +147,15 @@ pub struct Case {
 }
 
 impl Case {
+    /// Whether the request is a `HEAD`: its answers have no body to judge.
+    pub fn is_head(&self) -> bool {
+        match &self.request {
+            Request::Http(request) => request.method == b"HEAD",
+            Request::Internal(request) => request.method == "HEAD",
+            Request::Grpc(_) => false,
+        }
+    }
+
     pub fn door(&self) -> Door {
         match self.request {
             Request::Http(_) => Door::Http,
@@ -166,8 +176,18 @@ impl Case {
                     escape(&request.method, 200),
                     escape(&request.target, 300)
                 );
-                for (name, value) in &request.headers {
+                let shown = request.headers.len().min(MAX_HEADERS_SHOWN);
+                for (name, value) in &request.headers[..shown] {
                     let _ = writeln!(out, "      {}: {}", escape(name, 100), escape(value, 200));
+                }
+                if request.headers.len() > shown {
+                    let _ = writeln!(
+                        out,
+                        "      … {} more headers, the next: {}: {}",
+                        request.headers.len() - shown,
+                        escape(&request.headers[shown].0, 100),
+                        escape(&request.headers[shown].1, 100)
+                    );
                 }
                 body_line(&mut out, &request.body);
             }
@@ -195,6 +215,9 @@ impl Case {
         out
     }
 }
+
+/// Headers written out in a reproducer; the rest are summed up.
+const MAX_HEADERS_SHOWN: usize = 10;
 
 fn body_line(out: &mut String, body: &[u8]) {
     if body.is_empty() {
@@ -240,7 +263,8 @@ mod tests {
         assert!(Allow::UnreachableTarget.admits_http(500, Some("ERR_DIRECT_INVOKE")));
         assert!(!Allow::UnreachableTarget.admits_http(500, Some("ERR_STATE_SAVE")));
         assert!(!Allow::Nothing.admits_http(500, Some("ERR_DIRECT_INVOKE")));
-        assert!(!Allow::MissingSecret.admits_http(500, None));
+        assert!(Allow::MissingSecret.admits_http(500, None));
+        assert!(!Allow::MissingSecret.admits_http(503, None));
         assert!(Allow::Undecodable.admits_grpc(INTERNAL));
         assert!(!Allow::Undecodable.admits_http(500, None));
         assert!(!Allow::Nothing.admits_grpc(INTERNAL));

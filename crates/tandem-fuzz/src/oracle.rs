@@ -101,11 +101,19 @@ fn judge_http(case: &Case, answer: &HttpAnswer) -> Vec<Verdict> {
     if success {
         return found;
     }
-    let shape = dapr_error(answer);
+    let shape = if case.is_head() {
+        // No body: the content type is all there is to judge.
+        dapr_content_type(answer).map(|()| None)
+    } else {
+        dapr_error(answer).map(Some)
+    };
     let token_refused = answer.status == 401 && &answer.body[..] == b"invalid api token";
+    // 431: the HTTP layer's header limits, before any route; daprd's Go server answers
+    // it in plain text too.
+    let http_layer = case.not_http || answer.status == 431;
     if let Err(problem) = &shape
         && !token_refused
-        && !case.not_http
+        && !http_layer
     {
         found.push(verdict(
             Kind::ErrorShape,
@@ -113,32 +121,49 @@ fn judge_http(case: &Case, answer: &HttpAnswer) -> Vec<Verdict> {
         ));
     }
     if answer.status >= 500 {
-        let code = shape.as_ref().ok().map(String::as_str);
-        if !case.allow.admits_http(answer.status, code) {
+        let admitted = match &shape {
+            Ok(code) => case.allow.admits_http(answer.status, code.as_deref()),
+            Err(_) => false,
+        };
+        if !admitted {
+            let code = match &shape {
+                Ok(Some(code)) => code.as_str(),
+                Ok(None) => "(HEAD: no body)",
+                Err(_) => "(no errorCode)",
+            };
             found.push(verdict(
                 Kind::ServerError,
-                format!("{} {}", answer.status, code.unwrap_or("(no errorCode)")),
+                format!("{} {code}", answer.status),
             ));
         }
     }
     found
 }
 
-/// The `errorCode` of an answer in Dapr's error shape, or what is wrong with its shape.
-pub fn dapr_error(answer: &HttpAnswer) -> Result<String, String> {
-    let content_type = answer
-        .header("content-type")
-        .map(|value| String::from_utf8_lossy(value).to_ascii_lowercase());
-    let body_start = if answer.body.is_empty() {
+fn body_start(answer: &HttpAnswer) -> String {
+    if answer.body.is_empty() {
         "(empty body)".to_owned()
     } else {
         format!("\"{}\"", first_words(&String::from_utf8_lossy(&answer.body), 40))
-    };
-    match content_type.as_deref() {
-        Some(value) if value.starts_with("application/json") => {}
-        Some(value) => return Err(format!("content-type {value}, body {body_start}")),
-        None => return Err(format!("no content-type, body {body_start}")),
     }
+}
+
+/// Whether an answer says it is JSON, as Dapr's errors do.
+fn dapr_content_type(answer: &HttpAnswer) -> Result<(), String> {
+    let content_type = answer
+        .header("content-type")
+        .map(|value| String::from_utf8_lossy(value).to_ascii_lowercase());
+    match content_type.as_deref() {
+        Some(value) if value.starts_with("application/json") => Ok(()),
+        Some(value) => Err(format!("content-type {value}, body {}", body_start(answer))),
+        None => Err(format!("no content-type, body {}", body_start(answer))),
+    }
+}
+
+/// The `errorCode` of an answer in Dapr's error shape, or what is wrong with its shape.
+pub fn dapr_error(answer: &HttpAnswer) -> Result<String, String> {
+    dapr_content_type(answer)?;
+    let body_start = body_start(answer);
     let json: serde_json::Value = serde_json::from_slice(&answer.body)
         .map_err(|_| format!("body is not JSON: {body_start}"))?;
     match (json.get("errorCode"), json.get("message")) {
@@ -176,7 +201,7 @@ fn judge_grpc(case: &Case, answer: &GrpcAnswer) -> Vec<Verdict> {
             if !from_app && !case.allow.admits_grpc(code) {
                 found.push(verdict(
                     Kind::GrpcInternal,
-                    format!("{} {}", code_name(code), first_words(&answer.message, 40)),
+                    format!("{} {}", code_name(code), root_cause(&answer.message)),
                 ));
             }
         }
@@ -210,6 +235,13 @@ pub fn first_words(text: &str, limit: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+/// The last part of an error message (`a: b: root cause` → `root cause`), where the
+/// names of the request (ids, keys) rarely are: like failures group together.
+pub fn root_cause(message: &str) -> String {
+    let last = message.rsplit(": ").next().unwrap_or(message);
+    first_words(last, 60)
 }
 
 /// One panic as the Rust runtime writes it to stderr.
@@ -387,6 +419,15 @@ mod tests {
         assert_eq!(kinds(&case, &grpc(None, "")), vec![Kind::GrpcNoStatus]);
         case.allow = Allow::Undecodable;
         assert!(kinds(&case, &grpc(Some(INTERNAL), "decode")).is_empty());
+    }
+
+    #[test]
+    fn root_causes_are_the_last_part_of_a_message() {
+        assert_eq!(
+            root_cause("failed to invoke, id: a, err: bad request: invalid uri character"),
+            "invalid uri character"
+        );
+        assert_eq!(root_cause("plain"), "plain");
     }
 
     #[test]

@@ -120,11 +120,11 @@ impl Report {
             .collect::<Vec<_>>()
             .join(", ");
         let mut out = format!(
-            "tandem fuzz: seed {}, {} cases ({doors}) in {:.1} s, {} finding group(s)",
+            "tandem fuzz: seed {}, {} cases ({doors}) in {:.1} s: {} problem(s)",
             self.seed,
             self.cases,
             self.elapsed.as_secs_f64(),
-            self.findings.len()
+            self.problems()
         );
         if self.restarts > 0 {
             let _ = write!(out, ", sidecars restarted {} time(s)", self.restarts);
@@ -154,7 +154,26 @@ impl Report {
         out
     }
 
-    /// The findings, grouped, with one example each and how to replay it.
+    /// How many distinct problems: findings alike in kind and answer count once,
+    /// whatever endpoints they showed on.
+    pub fn problems(&self) -> usize {
+        self.grouped().len()
+    }
+
+    /// Findings by kind and answer, each with the endpoints it showed on.
+    fn grouped(&self) -> BTreeMap<(Kind, &str), Vec<&Finding>> {
+        let mut groups: BTreeMap<(Kind, &str), Vec<&Finding>> = BTreeMap::new();
+        for finding in self.findings.values() {
+            groups
+                .entry((finding.kind, finding.signature.as_str()))
+                .or_default()
+                .push(finding);
+        }
+        groups
+    }
+
+    /// The findings, grouped by kind and answer, with the endpoints each showed on and
+    /// one example (the request written out, and how to replay it).
     pub fn findings_text(&self) -> String {
         let mut out = String::new();
         if self.findings.is_empty() {
@@ -163,21 +182,30 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "findings (kind | endpoint | answer × how many; one example each, replay with --seed {} --case N):",
+            "findings ([kind] answer ×how many, the endpoints, one example; replay one with --seed {} --case N):",
             self.seed
         );
-        for (at, finding) in self.findings.values().enumerate() {
-            let _ = writeln!(
-                out,
-                "{}. [{}] {} | {} ×{}",
-                at + 1,
-                finding.kind,
-                finding.endpoint,
-                finding.signature,
-                finding.count
-            );
-            if let Some(example) = &finding.example {
-                let _ = writeln!(out, "   case {} ({})", example.index, example.mutation);
+        for (at, ((kind, signature), findings)) in self.grouped().into_iter().enumerate() {
+            let total: usize = findings.iter().map(|finding| finding.count).sum();
+            let _ = writeln!(out, "{}. [{kind}] {signature} ×{total}", at + 1);
+            let endpoints = findings
+                .iter()
+                .map(|finding| match &finding.example {
+                    Some(example) if !example.request.is_empty() => format!(
+                        "{} ×{} (case {})",
+                        finding.endpoint, finding.count, example.index
+                    ),
+                    _ => format!("{} ×{}", finding.endpoint, finding.count),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(out, "   on: {endpoints}");
+            if let Some(example) = findings.iter().find_map(|finding| finding.example.as_ref()) {
+                if example.request.is_empty() {
+                    let _ = writeln!(out, "   e.g. {}", example.answer);
+                    continue;
+                }
+                let _ = writeln!(out, "   e.g. case {} ({})", example.index, example.mutation);
                 for line in example.request.lines() {
                     let _ = writeln!(out, "     {line}");
                 }

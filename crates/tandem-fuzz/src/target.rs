@@ -117,6 +117,11 @@ impl Target {
     /// Writes the resources, starts the echo app and both sidecars, and waits until both
     /// answer `/v1.0/healthz`.
     pub async fn start(tandem: &Path) -> Result<Self, TargetError> {
+        // The sidecars run in the scratch folder: a relative path would not find the binary.
+        let tandem = &std::path::absolute(tandem).map_err(|source| TargetError::Spawn {
+            program: tandem.to_owned(),
+            source,
+        })?;
         let dir = tempfile::Builder::new()
             .prefix("tandem-fuzz-")
             .tempdir()
@@ -390,8 +395,8 @@ spec:
     );
     std::fs::write(resources.join("endpoints.yaml"), endpoints)?;
     // Dapr retries a call to an app nobody runs three times, a second apart; the run
-    // calls many such apps on purpose, so the built-in policy is made quick (same
-    // outcome, same error, no waiting).
+    // calls many such apps on purpose, so the built-in policy waits 5 ms instead (same
+    // retries, same outcome, same error).
     let resiliency = "\
 apiVersion: dapr.io/v1alpha1
 kind: Resiliency
@@ -403,7 +408,7 @@ spec:
       DaprBuiltInServiceRetries:
         policy: constant
         duration: 5ms
-        maxRetries: 1
+        maxRetries: 3
 ";
     std::fs::write(resources.join("resiliency.yaml"), resiliency)?;
     Ok(())

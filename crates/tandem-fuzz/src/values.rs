@@ -161,10 +161,10 @@ pub const NOT_NUMBERS: &[&str] = &[
 ];
 
 /// A number-ish text for a field that wants a number (TTL, parallelism, ...), with its
-/// label; valid small numbers half of the time.
+/// label; a small valid number a third of the time.
 pub fn number(rng: &mut StdRng) -> (String, &'static str) {
     let roll = rng.random_range(0..100);
-    if roll < 45 {
+    if roll < 30 {
         let (label, text) = NUMBERS[rng.random_range(0..4)];
         return (text.to_owned(), label);
     }

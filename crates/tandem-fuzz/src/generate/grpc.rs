@@ -90,7 +90,7 @@ struct Draft {
 
 impl Draft {
     fn note(&mut self, what: impl Into<String>) {
-        self.mutations.push(what.into());
+        super::http::note(&mut self.mutations, what.into());
     }
 
     /// Notes a name that is not one the sidecar has.
@@ -174,7 +174,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         draft.allow = Allow::Undecodable;
     }
     let mut body = frame(&message);
-    if rng.random_bool(0.05) {
+    if rng.random_bool(0.03) {
         body = break_frame(rng, &message, &mut draft);
         draft.allow = Allow::Undecodable;
     }
@@ -247,7 +247,7 @@ fn state_item(rng: &mut StdRng, draft: &mut Draft) -> Message {
         draft.note(format!("etag {label}"));
         item = item.message(3, Message::new().bytes_if_any(1, tag));
     }
-    if rng.random_bool(0.35) {
+    if rng.random_bool(0.5) {
         item = item.raw(&number_entry(rng, draft, 4, "ttlInSeconds").into_bytes());
     }
     if rng.random_bool(0.25) {
@@ -463,10 +463,10 @@ fn invoke_service(rng: &mut StdRng, world: &World, draft: &mut Draft) {
         draft.note(odd.describe("querystring"));
         extension = extension.bytes(2, odd.bytes);
     }
-    let data: Vec<u8> = match rng.random_range(0..6) {
-        0 => Vec::new(),
-        1 => b"\xff\xfe".to_vec(),
-        2 => {
+    let data: Vec<u8> = match rng.random_range(0..20) {
+        0..3 => Vec::new(),
+        3..6 => b"\xff\xfe".to_vec(),
+        6 => {
             draft.note("data just under 4 MiB");
             vec![b'd'; UNDER_LIMIT]
         }
@@ -490,48 +490,48 @@ fn invoke_service(rng: &mut StdRng, world: &World, draft: &mut Draft) {
 /// The message as bytes, possibly broken in one way.
 fn break_message(rng: &mut StdRng, message: Vec<u8>, draft: &mut Draft) -> Vec<u8> {
     match rng.random_range(0..100) {
-        0..8 => {
+        0..5 => {
             draft.note("a string field not UTF-8");
             Message::new()
                 .raw(&message)
                 .bytes(1, b"\xff\xfe\xfd")
                 .into_bytes()
         }
-        8..15 => {
+        5..10 => {
             draft.note("truncated message");
             let cut = rng.random_range(0..message.len().max(1));
             message[..cut].to_vec()
         }
-        15..21 => {
+        10..14 => {
             draft.note("random bytes");
             let len = rng.random_range(1..300);
             values::random_bytes(rng, len)
         }
-        21..25 => {
+        14..16 => {
             draft.note("field 1 with the wrong wire type");
             Message::new().raw(&message).varint(1, 5).into_bytes()
         }
-        25..28 => {
+        16..18 => {
             draft.note("garbage after the message");
             let len = rng.random_range(1..40);
             let garbage = values::random_bytes(rng, len);
             Message::new().raw(&message).raw(&garbage).into_bytes()
         }
-        28..31 => {
+        18..20 => {
             draft.note("message over the 4 MiB limit (5 MiB)");
             Message::new()
                 .raw(&message)
                 .bytes(99, vec![b'x'; OVER_LIMIT / 2])
                 .into_bytes()
         }
-        31..34 => {
+        20..22 => {
             draft.note("message just under the 4 MiB limit");
             Message::new()
                 .raw(&message)
                 .bytes(99, vec![b'x'; UNDER_LIMIT])
                 .into_bytes()
         }
-        34..36 => {
+        22..25 => {
             draft.note("a length past the end");
             Message::new().raw(&message).raw(b"\x0a\xff\x01ab").into_bytes()
         }
