@@ -74,7 +74,11 @@ mod tests {
                 fingerprint(&case(1, index, &WORLD)) != fingerprint(&case(2, index, &WORLD))
             })
             .count();
-        assert!(differ > 15, "seeds 1 and 2 share {} of 20 cases", 20 - differ);
+        assert!(
+            differ > 15,
+            "seeds 1 and 2 share {} of 20 cases",
+            20 - differ
+        );
     }
 
     #[test]
@@ -113,7 +117,10 @@ mod tests {
             "gRPC SetMetadata",
             "internal * /{method}",
         ] {
-            assert!(endpoints.contains(expected), "{expected} not in {endpoints:?}");
+            assert!(
+                endpoints.contains(expected),
+                "{expected} not in {endpoints:?}"
+            );
         }
     }
 
@@ -142,11 +149,7 @@ mod tests {
                 Request::Internal(request) => request.body.len(),
             })
             .collect();
-        assert!(
-            sizes
-                .iter()
-                .any(|&size| size >= crate::values::OVER_LIMIT)
-        );
+        assert!(sizes.iter().any(|&size| size >= crate::values::OVER_LIMIT));
         assert!(sizes.iter().any(|&size| {
             (crate::values::UNDER_LIMIT - 4096..crate::values::BODY_LIMIT).contains(&size)
         }));

@@ -30,11 +30,11 @@ use futures_util::StreamExt;
 
 use crate::case::{Case, Request};
 use crate::oracle::{Kind, Verdict};
-pub use crate::report::Report;
 use crate::report::Example;
+pub use crate::report::Report;
 use crate::send::Answer;
-pub use crate::target::TargetError;
 use crate::target::Target;
+pub use crate::target::TargetError;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -105,26 +105,32 @@ pub async fn run(config: &Config) -> Result<Report, TargetError> {
             report.replay = Some(replay_text(&cases[0], &answers[0]));
         }
         round += 1;
-        let broken = watch(&mut target, &mut logs, &mut report, round, &cases, &answers).await;
-        if broken {
-            let culprit = isolate(&mut target, &mut logs, &cases, config).await;
-            if let Some(case) = culprit {
-                report.add(
-                    &case.endpoint,
-                    Verdict {
-                        kind: Kind::Panic,
-                        signature: "this case alone makes the sidecar panic".into(),
-                    },
-                    Some(Example::of(case, "see the panic above")),
-                );
-            }
-            report.restarts += 1;
-            if let Err(error) = target.restart().await {
-                report.stopped_early = Some(format!("the sidecars could not restart: {error}"));
-                break;
-            }
-            logs.skip_existing(&target);
+        let trouble = watch(&mut target, &mut logs, &mut report, round, &cases, &answers).await;
+        if trouble.is_empty() {
+            continue;
         }
+        // Replayed alone on fresh sidecars, the case that breaks them is the example.
+        let culprit = isolate(&mut target, &mut logs, &cases, config).await;
+        for (endpoint, verdict, suspect) in trouble {
+            let example = match culprit {
+                Some(case) => {
+                    let mut example = Example::of(case, "no answer");
+                    example.mutation = format!(
+                        "{}; it alone does it again on fresh sidecars",
+                        example.mutation
+                    );
+                    Some(example)
+                }
+                None => suspect,
+            };
+            report.add(&endpoint, verdict, example);
+        }
+        report.restarts += 1;
+        if let Err(error) = target.restart().await {
+            report.stopped_early = Some(format!("the sidecars could not restart: {error}"));
+            break;
+        }
+        logs.skip_existing(&target);
     }
     for path in &target.logs {
         secrets_in_log(path, &mut report);
@@ -141,17 +147,19 @@ async fn send_case(target: &Target, case: &Case, timeout: Duration) -> Answer {
     match &case.request {
         Request::Http(request) => send::http(target.main.http, request, timeout).await,
         Request::Grpc(request) => send::grpc(target.main.grpc, request, timeout).await,
-        Request::Internal(request) => {
-            send::internal(target.main.internal, request, timeout).await
-        }
+        Request::Internal(request) => send::internal(target.main.internal, request, timeout).await,
     }
 }
 
 async fn send_all(target: &Target, cases: &[Case], config: &Config) -> Vec<Answer> {
-    futures_util::stream::iter(cases.iter().map(|case| send_case(target, case, config.timeout)))
-        .buffered(config.concurrency.max(1))
-        .collect()
-        .await
+    futures_util::stream::iter(
+        cases
+            .iter()
+            .map(|case| send_case(target, case, config.timeout)),
+    )
+    .buffered(config.concurrency.max(1))
+    .collect()
+    .await
 }
 
 /// How far each log file has been read.
@@ -178,8 +186,12 @@ impl LogWatch {
     }
 }
 
-/// After a window: panics in the logs, processes that exited, probes that fail. Returns
-/// whether the sidecars need a restart.
+/// Something that broke a sidecar: where, what, and the case most likely to blame.
+type Trouble = (String, Verdict, Option<Example>);
+
+/// After a window: panics in the logs, processes that exited, probes that fail. Probe
+/// failures go in the report at once; panics and exits are returned, to be reported with
+/// the case that causes them once it is found.
 async fn watch(
     target: &mut Target,
     logs: &mut LogWatch,
@@ -187,7 +199,7 @@ async fn watch(
     round: u64,
     cases: &[Case],
     answers: &[Answer],
-) -> bool {
+) -> Vec<Trouble> {
     // The case most likely to blame: the first one left without an answer.
     let suspect = cases
         .iter()
@@ -207,37 +219,38 @@ async fn watch(
             example
         })
     };
-    let mut broken = false;
-    let mut dead = Vec::new();
+    let mut trouble = Vec::new();
+    let mut dead = false;
     for sidecar in [&mut target.main, &mut target.peer] {
         let text = logs.new_text(&sidecar.stderr);
         for panic in oracle::panics(&text) {
-            broken = true;
-            report.add(
-                &format!("sidecar {}", sidecar.app_id),
-                Verdict {
-                    kind: Kind::Panic,
-                    signature: panic.signature,
-                },
+            let verdict = Verdict {
+                kind: Kind::Panic,
+                signature: panic.signature,
+            };
+            trouble.push((
+                format!("sidecar {}", sidecar.app_id),
+                verdict,
                 example(panic.excerpt),
-            );
+            ));
         }
         if let Some(status) = sidecar.exited() {
-            dead.push(sidecar.app_id);
-            broken = true;
-            report.add(
-                &format!("sidecar {}", sidecar.app_id),
-                Verdict {
-                    kind: Kind::Died,
-                    signature: format!("exited: {status}"),
-                },
+            dead = true;
+            let verdict = Verdict {
+                kind: Kind::Died,
+                signature: format!("exited: {status}"),
+            };
+            trouble.push((
+                format!("sidecar {}", sidecar.app_id),
+                verdict,
                 example(target::tail(&sidecar.stderr, 600)),
-            );
+            ));
         }
     }
-    if dead.is_empty() {
-        for failure in probe::check(target, round).await {
-            broken = true;
+    if !dead {
+        let failures = probe::check(target, round).await;
+        let broken = !failures.is_empty();
+        for failure in failures {
             report.add(
                 &format!("probe: {}", failure.check),
                 Verdict {
@@ -247,8 +260,19 @@ async fn watch(
                 example(failure.detail),
             );
         }
+        if broken && trouble.is_empty() {
+            // Broken without a word in the log: still worth fresh sidecars.
+            trouble.push((
+                "probe".into(),
+                Verdict {
+                    kind: Kind::Unhealthy,
+                    signature: "a probe failed with no panic in the log".into(),
+                },
+                example(String::new()),
+            ));
+        }
     }
-    broken
+    trouble
 }
 
 /// After a window that broke the sidecar: fresh sidecars, then its cases one at a time

@@ -144,7 +144,10 @@ fn body_start(answer: &HttpAnswer) -> String {
     if answer.body.is_empty() {
         "(empty body)".to_owned()
     } else {
-        format!("\"{}\"", first_words(&String::from_utf8_lossy(&answer.body), 40))
+        format!(
+            "\"{}\"",
+            first_words(&String::from_utf8_lossy(&answer.body), 40)
+        )
     }
 }
 
@@ -213,23 +216,22 @@ fn judge_grpc(case: &Case, answer: &GrpcAnswer) -> Vec<Verdict> {
 /// Which secret (1-based, in [`world::SECRET_VALUES`]) appears in any of `texts`.
 pub fn secret_in<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> Option<usize> {
     let texts: Vec<&[u8]> = texts.into_iter().collect();
-    world::SECRET_VALUES.iter().position(|secret| {
-        texts.iter().any(|text| {
-            text.windows(secret.len())
-                .any(|window| window == secret.as_bytes())
+    world::SECRET_VALUES
+        .iter()
+        .position(|secret| {
+            texts.iter().any(|text| {
+                text.windows(secret.len())
+                    .any(|window| window == secret.as_bytes())
+            })
         })
-    })
-    .map(|at| at + 1)
+        .map(|at| at + 1)
 }
 
 /// The start of a message, cut at a word boundary: enough to group like answers, with
 /// the parts that vary per request (names, numbers) mostly cut off.
 pub fn first_words(text: &str, limit: usize) -> String {
     let text = text.trim();
-    let cut = text
-        .find([':', '\n'])
-        .unwrap_or(text.len())
-        .min(limit);
+    let cut = text.find([':', '\n']).unwrap_or(text.len()).min(limit);
     let mut end = cut;
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -319,7 +321,10 @@ mod tests {
     }
 
     fn kinds(case: &Case, answer: &Answer) -> Vec<Kind> {
-        judge(case, answer).into_iter().map(|found| found.kind).collect()
+        judge(case, answer)
+            .into_iter()
+            .map(|found| found.kind)
+            .collect()
     }
 
     #[test]
@@ -327,16 +332,16 @@ mod tests {
         let case = http_case(Allow::Nothing);
         let good = r#"{"errorCode":"ERR_MALFORMED_REQUEST","message":"bad"}"#;
         assert!(kinds(&case, &answer(400, Some("application/json"), good)).is_empty());
-        assert_eq!(
-            kinds(&case, &answer(405, None, "")),
-            vec![Kind::ErrorShape]
-        );
+        assert_eq!(kinds(&case, &answer(405, None, "")), vec![Kind::ErrorShape]);
         assert_eq!(
             kinds(&case, &answer(413, Some("text/plain"), "too big")),
             vec![Kind::ErrorShape]
         );
         assert_eq!(
-            kinds(&case, &answer(400, Some("application/json"), r#"{"error":"x"}"#)),
+            kinds(
+                &case,
+                &answer(400, Some("application/json"), r#"{"error":"x"}"#)
+            ),
             vec![Kind::ErrorShape]
         );
         assert!(kinds(&case, &answer(401, Some("text/plain"), "invalid api token")).is_empty());
@@ -348,17 +353,29 @@ mod tests {
         let invoke = r#"{"errorCode":"ERR_DIRECT_INVOKE","message":"no"}"#;
         let save = r#"{"errorCode":"ERR_STATE_SAVE","message":"no"}"#;
         let json = Some("application/json");
-        assert!(kinds(&http_case(Allow::UnreachableTarget), &answer(500, json, invoke)).is_empty());
+        assert!(
+            kinds(
+                &http_case(Allow::UnreachableTarget),
+                &answer(500, json, invoke)
+            )
+            .is_empty()
+        );
         assert_eq!(
             kinds(&http_case(Allow::Nothing), &answer(500, json, invoke)),
             vec![Kind::ServerError]
         );
         assert_eq!(
-            kinds(&http_case(Allow::UnreachableTarget), &answer(500, json, save)),
+            kinds(
+                &http_case(Allow::UnreachableTarget),
+                &answer(500, json, save)
+            ),
             vec![Kind::ServerError]
         );
         assert_eq!(
-            kinds(&http_case(Allow::Nothing), &answer(502, Some("text/plain"), "x")),
+            kinds(
+                &http_case(Allow::Nothing),
+                &answer(502, Some("text/plain"), "x")
+            ),
             vec![Kind::ErrorShape, Kind::ServerError]
         );
     }

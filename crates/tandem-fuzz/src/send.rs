@@ -87,9 +87,10 @@ impl Answer {
     pub fn status_label(&self) -> String {
         match self {
             Answer::Http(answer) => answer.status.to_string(),
-            Answer::Grpc(answer) => answer
-                .code
-                .map_or_else(|| format!("HTTP {}", answer.http_status), |code| code_name(code).to_owned()),
+            Answer::Grpc(answer) => answer.code.map_or_else(
+                || format!("HTTP {}", answer.http_status),
+                |code| code_name(code).to_owned(),
+            ),
             Answer::NoAnswer(_) => "no answer".into(),
             Answer::TimedOut => "timeout".into(),
             Answer::Unsendable(_) => "not sent".into(),
@@ -210,9 +211,9 @@ pub fn parse_http(mut bytes: &[u8]) -> Result<HttpAnswer, String> {
         })?;
         let head = &bytes[..end];
         let rest = &bytes[end + 4..];
-        let mut lines = head.split(|&byte| byte == b'\n').map(|line| {
-            line.strip_suffix(b"\r").unwrap_or(line)
-        });
+        let mut lines = head
+            .split(|&byte| byte == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
         let status_line = lines.next().unwrap_or_default();
         let status = std::str::from_utf8(status_line)
             .ok()
@@ -410,9 +411,10 @@ mod tests {
 
     #[test]
     fn answers_with_length_chunks_or_nothing_are_read() {
-        let answer =
-            parse_http(b"HTTP/1.1 400 Bad Request\r\nContent-Type: a/b\r\ncontent-length: 2\r\n\r\nokEXTRA")
-                .unwrap();
+        let answer = parse_http(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: a/b\r\ncontent-length: 2\r\n\r\nokEXTRA",
+        )
+        .unwrap();
         assert_eq!(answer.status, 400);
         assert_eq!(answer.header("content-type"), Some(&b"a/b"[..]));
         assert_eq!(answer.body, "ok");

@@ -43,7 +43,9 @@ pub enum TargetError {
         #[source]
         source: io::Error,
     },
-    #[error("sidecar {app_id} did not become ready within {seconds} s; its stderr ends with:\n{tail}")]
+    #[error(
+        "sidecar {app_id} did not become ready within {seconds} s; its stderr ends with:\n{tail}"
+    )]
     NotReady {
         app_id: &'static str,
         seconds: u64,
@@ -146,7 +148,14 @@ impl Target {
         })?;
         let mut logs = Vec::new();
         let main = spawn(tandem, dir.path(), world::APP_ID, echo_port, 0, &mut logs)?;
-        let peer = spawn(tandem, dir.path(), world::PEER_APP_ID, echo_port, 0, &mut logs)?;
+        let peer = spawn(
+            tandem,
+            dir.path(),
+            world::PEER_APP_ID,
+            echo_port,
+            0,
+            &mut logs,
+        )?;
         let mut target = Self {
             world,
             main,
@@ -450,7 +459,11 @@ async fn status(UrlPath(code): UrlPath<String>) -> Response {
         .and_then(|code| StatusCode::from_u16(code).ok())
         .filter(|status| status.as_u16() >= 200)
         .unwrap_or(StatusCode::BAD_REQUEST);
-    (status, format!("{} status {}", world::ECHO_MARK, status.as_u16())).into_response()
+    (
+        status,
+        format!("{} status {}", world::ECHO_MARK, status.as_u16()),
+    )
+        .into_response()
 }
 
 async fn echo(headers: HeaderMap, body: Bytes) -> Response {

@@ -294,8 +294,8 @@ fn get_bulk_state(rng: &mut StdRng, draft: &mut Draft) {
         message = message.bytes(2, name(rng, world::STATE_KEYS).bytes);
     }
     if rng.random_bool(0.6) {
-        let parallelism: i64 = [0, 1, 10, -1, i64::from(i32::MAX), i64::from(i32::MIN)]
-            [rng.random_range(0..6usize)];
+        let parallelism: i64 =
+            [0, 1, 10, -1, i64::from(i32::MAX), i64::from(i32::MIN)][rng.random_range(0..6usize)];
         draft.note(format!("parallelism {parallelism}"));
         message = message.varint(3, parallelism as u64);
     }
@@ -362,8 +362,13 @@ fn publish(rng: &mut StdRng, draft: &mut Draft) {
         3 => b"{\"specversion\":1,\"id\":[]}".to_vec(),
         _ => nasty(rng).bytes,
     };
-    let content_type = ["application/json", "", "text/plain", "application/cloudevents+json", ";;"]
-        [rng.random_range(0..5usize)];
+    let content_type = [
+        "application/json",
+        "",
+        "text/plain",
+        "application/cloudevents+json",
+        ";;",
+    ][rng.random_range(0..5usize)];
     let mut message = Message::new()
         .bytes_if_any(1, &pubsub.bytes)
         .bytes_if_any(2, &topic.bytes)
@@ -472,8 +477,12 @@ fn invoke_service(rng: &mut StdRng, world: &World, draft: &mut Draft) {
         }
         _ => b"{\"orderId\":1}".to_vec(),
     };
-    let content_type = ["application/json", "", "text/plain; charset=\u{1F600}", "a\r\nb"]
-        [rng.random_range(0..4usize)];
+    let content_type = [
+        "application/json",
+        "",
+        "text/plain; charset=\u{1F600}",
+        "a\r\nb",
+    ][rng.random_range(0..4usize)];
     let request = Message::new()
         .bytes_if_any(1, method)
         .message(
@@ -533,7 +542,10 @@ fn break_message(rng: &mut StdRng, message: Vec<u8>, draft: &mut Draft) -> Vec<u
         }
         22..25 => {
             draft.note("a length past the end");
-            Message::new().raw(&message).raw(b"\x0a\xff\x01ab").into_bytes()
+            Message::new()
+                .raw(&message)
+                .raw(b"\x0a\xff\x01ab")
+                .into_bytes()
         }
         _ => message,
     }
@@ -581,7 +593,11 @@ fn odd_metadata(rng: &mut StdRng, request: &mut GrpcRequest, draft: &mut Draft) 
         6 => ("metadata value not UTF-8", "x-custom", b"caf\xe9".to_vec()),
         7 => {
             request.content_type = "application/grpc+json".into();
-            ("content-type application/grpc+json", "x-note", b"1".to_vec())
+            (
+                "content-type application/grpc+json",
+                "x-note",
+                b"1".to_vec(),
+            )
         }
         _ => {
             request.content_type = "application/json".into();

@@ -200,8 +200,8 @@ fn json_body(rng: &mut StdRng, tree: Json, big: fn(usize) -> Json, draft: &mut D
         68..72 => {
             let mut bytes = tree.to_bytes();
             let at = rng.random_range(0..=bytes.len());
-            let junk: &[u8] = [&b"}"[..], b",", b"]]", b":", b"\"", b"nul", b"\\"]
-                [rng.random_range(0..7usize)];
+            let junk: &[u8] =
+                [&b"}"[..], b",", b"]]", b":", b"\"", b"nul", b"\\"][rng.random_range(0..7usize)];
             bytes.splice(at..at, junk.iter().copied());
             (bytes, Some("JSON with a stray token"))
         }
@@ -240,14 +240,32 @@ fn json_body(rng: &mut StdRng, tree: Json, big: fn(usize) -> Json, draft: &mut D
             bytes.extend(tree.to_bytes());
             (bytes, Some("JSON with garbage before"))
         }
-        92..96 => (b"\xef\xbb\xbf".iter().copied().chain(tree.to_bytes()).collect(), Some("JSON after a byte order mark")),
-        96..98 => (big(OVER_LIMIT).to_bytes(), Some("body over the 4 MiB limit (10 MiB)")),
-        _ => (big(UNDER_LIMIT).to_bytes(), Some("body just under the 4 MiB limit")),
+        92..96 => (
+            b"\xef\xbb\xbf"
+                .iter()
+                .copied()
+                .chain(tree.to_bytes())
+                .collect(),
+            Some("JSON after a byte order mark"),
+        ),
+        96..98 => (
+            big(OVER_LIMIT).to_bytes(),
+            Some("body over the 4 MiB limit (10 MiB)"),
+        ),
+        _ => (
+            big(UNDER_LIMIT).to_bytes(),
+            Some("body just under the 4 MiB limit"),
+        ),
     };
     if let Some(what) = what {
         draft.note(what);
     }
-    if draft.headers.iter().all(|(name, _)| name != b"content-type") && rng.random_bool(0.7) {
+    if draft
+        .headers
+        .iter()
+        .all(|(name, _)| name != b"content-type")
+        && rng.random_bool(0.7)
+    {
         draft.header("content-type", "application/json");
     }
     bytes
@@ -357,7 +375,10 @@ fn state_item(rng: &mut StdRng, draft: &mut Draft) -> Json {
     if rng.random_bool(0.5) {
         let mut metadata = Vec::new();
         if rng.random_bool(0.8) {
-            metadata.push(("ttlInSeconds".into(), json_number(rng, draft, "ttlInSeconds")));
+            metadata.push((
+                "ttlInSeconds".into(),
+                json_number(rng, draft, "ttlInSeconds"),
+            ));
         }
         if rng.random_bool(0.3) {
             metadata.push(("contentType".into(), Json::str("application/json")));
@@ -373,10 +394,14 @@ fn state_item(rng: &mut StdRng, draft: &mut Draft) -> Json {
         fields.push(("metadata".into(), Json::Object(metadata)));
     }
     if rng.random_bool(0.25) {
-        let concurrency = ["first-write", "last-write", "", "second-write", "FIRST-WRITE"]
-            [rng.random_range(0..5usize)];
-        let consistency =
-            ["strong", "eventual", "", "linearizable"][rng.random_range(0..4usize)];
+        let concurrency = [
+            "first-write",
+            "last-write",
+            "",
+            "second-write",
+            "FIRST-WRITE",
+        ][rng.random_range(0..5usize)];
+        let consistency = ["strong", "eventual", "", "linearizable"][rng.random_range(0..4usize)];
         draft.note(format!(
             "options concurrency '{concurrency}' consistency '{consistency}'"
         ));
@@ -554,7 +579,10 @@ fn bulk(rng: &mut StdRng) -> Draft {
         .collect();
     let mut fields = vec![("keys".to_owned(), Json::Array(keys))];
     if rng.random_bool(0.6) {
-        fields.push(("parallelism".into(), json_number(rng, &mut draft, "parallelism")));
+        fields.push((
+            "parallelism".into(),
+            json_number(rng, &mut draft, "parallelism"),
+        ));
     }
     if rng.random_bool(0.2) {
         fields.push((
@@ -683,11 +711,7 @@ fn invoke_target(rng: &mut StdRng, world: &World) -> (Vec<u8>, String, Allow) {
     let closed = format!("http://127.0.0.1:{}", world.closed_port);
     match rng.random_range(0..100) {
         0..35 => (world::APP_ID.into(), "own app".into(), Allow::Nothing),
-        35..50 => (
-            world::PEER_APP_ID.into(),
-            "peer app".into(),
-            Allow::Nothing,
-        ),
+        35..50 => (world::PEER_APP_ID.into(), "peer app".into(), Allow::Nothing),
         50..60 => (
             world::ENDPOINT_UP.into(),
             "HTTPEndpoint".into(),
@@ -764,15 +788,27 @@ fn invoke_headers(rng: &mut StdRng, draft: &mut Draft) {
     for _ in 0..count {
         let (name, value, label): (&str, Vec<u8>, &str) = match rng.random_range(0..12) {
             0 => ("content-type", b"application/json".to_vec(), "content-type"),
-            1 => ("x-custom", b"caf\xe9 \xff".to_vec(), "header value not UTF-8"),
+            1 => (
+                "x-custom",
+                b"caf\xe9 \xff".to_vec(),
+                "header value not UTF-8",
+            ),
             2 => ("te", b"trailers".to_vec(), "te"),
-            3 => ("dapr-caller-app-id", b"someone-else".to_vec(), "caller spoofed"),
+            3 => (
+                "dapr-caller-app-id",
+                b"someone-else".to_vec(),
+                "caller spoofed",
+            ),
             4 => ("dapr-callee-app-id", b"nope".to_vec(), "callee spoofed"),
             5 => ("traceparent", b"00-zz".to_vec(), "traceparent garbage"),
             6 => ("cache-control", b"no-cache".to_vec(), "no-cache"),
             7 => ("expect", b"100-continue".to_vec(), "expect 100-continue"),
             8 => ("x-big", vec![b'h'; 16 << 10], "16 KiB header"),
-            9 => ("content-encoding", b"gzip".to_vec(), "content-encoding gzip"),
+            9 => (
+                "content-encoding",
+                b"gzip".to_vec(),
+                "content-encoding gzip",
+            ),
             10 => ("dapr-app-id", b"other-app".to_vec(), "dapr-app-id too"),
             _ => ("x-forwarded-for", b"10.0.0.1".to_vec(), "x-forwarded-for"),
         };
@@ -884,8 +920,9 @@ fn unknown_route(rng: &mut StdRng) -> Draft {
 fn http_mutation(rng: &mut StdRng, draft: &mut Draft) {
     match rng.random_range(0..11) {
         0 | 1 => {
-            let method = ["PATCH", "OPTIONS", "FOO", "HEAD", "TRACE", "get", "DELETE", "PUT"]
-                [rng.random_range(0..8usize)];
+            let method = [
+                "PATCH", "OPTIONS", "FOO", "HEAD", "TRACE", "get", "DELETE", "PUT",
+            ][rng.random_range(0..8usize)];
             draft.note(format!("method {method}"));
             draft.method = method.as_bytes().to_vec();
         }
@@ -905,7 +942,8 @@ fn http_mutation(rng: &mut StdRng, draft: &mut Draft) {
             draft.query.extend_from_slice(junk);
         }
         3 => {
-            let junk: &[u8] = [&b"%ZZ"[..], b"%", b"%FF", b"%00", b"%C0%AF"][rng.random_range(0..5usize)];
+            let junk: &[u8] =
+                [&b"%ZZ"[..], b"%", b"%FF", b"%00", b"%C0%AF"][rng.random_range(0..5usize)];
             draft.note(format!("path ends with {}", escape(junk, 10)));
             draft.path.extend_from_slice(junk);
             if draft.route.starts_with("/v1.0/secrets/") {
@@ -972,7 +1010,10 @@ pub(super) fn internal_case(rng: &mut StdRng) -> Case {
     let mut headers = Vec::new();
     let mut allow = Allow::Nothing;
     match rng.random_range(0..4) {
-        0 | 1 => headers.push(("dapr-callee-app-id".to_owned(), world::APP_ID.as_bytes().to_vec())),
+        0 | 1 => headers.push((
+            "dapr-callee-app-id".to_owned(),
+            world::APP_ID.as_bytes().to_vec(),
+        )),
         2 => {
             let callee = name(rng, &[]);
             note(&mut mutations, callee.describe("callee"));
