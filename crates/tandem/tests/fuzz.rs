@@ -4,12 +4,12 @@
 //! error shape, no 5xx or gRPC `INTERNAL` for a caller's mistake, no secret where it
 //! does not belong. A failure lists the findings grouped by kind and answer, each with
 //! the endpoints it showed on and one request to replay:
-//! `scripts/fuzz --seed 20261202 --case N`.
+//! `scripts/fuzz --seed 16 --case N`.
 
 use tandem_fuzz::{Config, run};
 
 /// Fixed, so every run sends the same cases and a failure replays exactly.
-const SEED: u64 = 20_261_202;
+const SEED: u64 = 16;
 /// Enough to reach every endpoint with most kinds of malformed input, and quick: about
 /// 20 s on two cores with the debug build.
 const CASES: u64 = 2500;
