@@ -272,8 +272,11 @@ pub fn panics(text: &str) -> Vec<Panic> {
             .take_while(|line| !line.contains("panicked at "))
             .filter_map(|line| line.trim().strip_prefix("at "))
             .find_map(|place| place.find("crates/").map(|at| &place[at..]));
+        // Paths relative to the workspace (`crates/...`) or to the standard library
+        // (`library/std/...`, without the toolchain's hash).
         let location = location
             .find("crates/")
+            .or_else(|| location.find("library/"))
             .map_or(location, |at| &location[at..]);
         let signature = match own_frame {
             Some(frame) if !location.starts_with("crates/") => {
@@ -465,7 +468,7 @@ state table lock: PoisonError { .. }
         assert_eq!(found.len(), 2);
         assert_eq!(
             found[0].signature,
-            "crates/tandem-components/src/state/in_memory.rs:64:52: overflow when adding duration to instant (raised at /rustc/abc/library/std/src/time.rs:429:33)"
+            "crates/tandem-components/src/state/in_memory.rs:64:52: overflow when adding duration to instant (raised at library/std/src/time.rs:429:33)"
         );
         assert_eq!(
             found[1].signature,
