@@ -30,7 +30,8 @@ impl Machine {
                 (key.trim() == "model name").then(|| value.trim().to_owned())
             })
             .unwrap_or_else(|| "unknown CPU".into());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |text| text.trim().to_owned());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |text| text.trim().to_owned());
         Self {
             cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             cpu,

@@ -144,7 +144,8 @@ pub fn complete(origin: &Origin<'_>, body: &[u8]) -> Result<Map<String, Value>, 
 
 fn fill(event: &mut Map<String, Value>, origin: &Origin<'_>) {
     let traceparent = origin
-        .traceparent.map_or_else(new_traceparent, str::to_owned);
+        .traceparent
+        .map_or_else(new_traceparent, str::to_owned);
     let defaults = [
         ("id", json!(uuid::Uuid::new_v4().to_string())),
         ("source", json!(origin.app_id)),

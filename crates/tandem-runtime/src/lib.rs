@@ -30,10 +30,10 @@ pub use body::BodyError;
 pub use config::{DEFAULT_MAX_BODY_SIZE, SidecarConfig};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
-    CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate, LocateError,
-    MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey, PeerKeyError,
+    CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,
+    LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey,
+    PeerKeyError,
 };
-pub use tandem_components::embedded_defaults;
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
 pub use publish::{PublishRequest, Publisher};
 pub use runtime::Runtime;
@@ -43,4 +43,5 @@ pub use state::{
     StateValue,
 };
 pub use subscriptions::Subscriptions;
+pub use tandem_components::embedded_defaults;
 pub use tandem_components::secretstores::Secret;

@@ -217,7 +217,12 @@ impl SecretLookup for NoSecrets {
 struct StoreLookup<'a>(&'a HashMap<String, Arc<dyn SecretStore>>);
 
 impl SecretLookup for StoreLookup<'_> {
-    async fn lookup(&self, store: &str, name: &str, key: &str) -> Result<String, SecretLookupError> {
+    async fn lookup(
+        &self,
+        store: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<String, SecretLookupError> {
         let Some(secrets) = self.0.get(store) else {
             let mut known: Vec<_> = self.0.keys().map(String::as_str).collect();
             known.sort_unstable();

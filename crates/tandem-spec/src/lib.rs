@@ -28,7 +28,9 @@ mod resource;
 mod suggest;
 mod yaml;
 
-pub use component::{Component, MetadataItem, MetadataSource, SecretLookup, SecretLookupError, Templates};
+pub use component::{
+    Component, MetadataItem, MetadataSource, SecretLookup, SecretLookupError, Templates,
+};
 pub use configuration::{
     Configuration, NameResolutionSpec, Setting, UnusedSection, load_configuration,
     parse_configuration,

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::{Context, anyhow, bail};
 use tandem_api::auth::ApiToken;
 use tandem_nameresolution::{Entry, NameResolution, Registration, ResolverConfig};
-use anyhow::{Context, anyhow, bail};
 use tandem_runtime::{Locate, LocateError, PeerKey, Runtime, SidecarConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

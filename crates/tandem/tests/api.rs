@@ -5,7 +5,9 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -53,7 +55,6 @@ async fn subscriber_app() -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
                         .unwrap_or_default();
                     record
                         .lock()
-                        .unwrap()
                         .push((content_type, serde_json::from_slice(&body).unwrap()));
                     axum::Json(json!({"status": "SUCCESS"}))
                 }
@@ -71,12 +72,12 @@ async fn wait_for(
 ) -> Vec<(String, Value)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if received.lock().unwrap().len() >= count {
+        if received.lock().len() >= count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    received.lock().unwrap().clone()
+    received.lock().clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

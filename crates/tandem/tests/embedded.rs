@@ -6,7 +6,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -82,7 +84,7 @@ async fn subscriber_app() -> (u16, Arc<Mutex<Vec<Value>>>) {
                 let record = record.clone();
                 async move {
                     let event: Value = serde_json::from_slice(&body).unwrap();
-                    record.lock().unwrap().push(event["data"].clone());
+                    record.lock().push(event["data"].clone());
                     axum::Json(json!({"status": "SUCCESS"}))
                 }
             }),
@@ -163,11 +165,11 @@ async fn sidecars_started_together_on_the_embedded_default_all_come_up_and_excha
             .unwrap();
         assert_eq!(answer.status(), 204, "round {round}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !received.lock().unwrap().contains(&json!({"round": round})) {
+        while !received.lock().contains(&json!({"round": round})) {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: the subscriber did not get the message: {:?}",
-                received.lock().unwrap()
+                received.lock()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -302,9 +302,10 @@ fn stored(reply: Vec<Option<Vec<u8>>>) -> Option<Stored> {
     let data = fields.next().flatten()?;
     // A hash with data but no version (not written by Dapr or tandem) has version 0,
     // as the write script sees it.
-    let etag = fields
-        .next()
-        .flatten().map_or_else(|| "0".to_owned(), |version| String::from_utf8_lossy(&version).into_owned());
+    let etag = fields.next().flatten().map_or_else(
+        || "0".to_owned(),
+        |version| String::from_utf8_lossy(&version).into_owned(),
+    );
     Some(Stored {
         value: Bytes::from(data),
         etag,

@@ -93,7 +93,9 @@ fn names(policy: &Policy) -> (Option<&str>, Option<&str>, Option<&str>) {
     (
         policy.timeout().map(|(name, _)| name),
         policy.retry().map(|(name, _)| name),
-        policy.circuit_breaker().map(super::super::breaker::CircuitBreaker::name),
+        policy
+            .circuit_breaker()
+            .map(super::super::breaker::CircuitBreaker::name),
     )
 }
 
