@@ -159,8 +159,11 @@ impl Dapr for Service {
             .invoke(InvokeRequest {
                 target: request.id,
                 method,
-                path: message.method,
-                query: Some(extension.querystring).filter(|query| !query.is_empty()),
+                path: tandem_runtime::method_path(&message.method).map_err(ApiError::from)?,
+                query: Some(
+                    tandem_runtime::query_text(&extension.querystring).map_err(ApiError::from)?,
+                )
+                .filter(|query| !query.is_empty()),
                 headers,
                 body: message
                     .data

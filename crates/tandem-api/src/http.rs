@@ -31,12 +31,16 @@ use extract::{Body, BodyLimit, Path, Query};
 #[derive(Clone)]
 struct Api {
     runtime: Arc<Runtime>,
+    token: ApiToken,
 }
 
 /// The HTTP API's routes.
 pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router {
     let max_body_size = runtime.config().max_body_size;
-    let api = Api { runtime };
+    let api = Api {
+        runtime,
+        token: token.clone(),
+    };
     let protected = Router::new()
         .route(
             "/v1.0/publish/{pubsub}/{*topic}",
@@ -64,6 +68,8 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/healthz", get(healthz))
         .route("/v1.0/healthz/outbound", get(healthz_outbound))
         .merge(protected)
+        // A health route with another method is the fallback too.
+        .method_not_allowed_fallback(fallback)
         // The limit is applied by `extract::Body`, which answers in Dapr's shape.
         .layer(DefaultBodyLimit::disable())
         .layer(Extension(BodyLimit(max_body_size)))
@@ -107,6 +113,15 @@ async fn log_call(request: Request, next: Next) -> Response {
 /// daprd's fallback: a request no route serves is an invocation of the app named by
 /// `dapr-app-id`; without that header, Dapr's "no app id" error.
 async fn fallback(State(api): State<Api>, request: Request) -> Result<Response, ApiError> {
+    // Checked here as well as by the layer: the health routes' wrong-method fallback
+    // is outside it, and an invocation always needs the token.
+    let given = request
+        .headers()
+        .get("dapr-api-token")
+        .map(|value| value.as_bytes());
+    if !api.token.admits(given) {
+        return Ok((StatusCode::UNAUTHORIZED, "invalid api token").into_response());
+    }
     if request.headers().contains_key("dapr-app-id") {
         return invoke::invoke_by_header(&api, request).await;
     }

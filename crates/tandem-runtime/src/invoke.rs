@@ -189,7 +189,65 @@ pub(crate) fn forwardable(headers: &HeaderMap) -> HeaderMap {
         .collect()
 }
 
+/// A method name as a gRPC caller gives it (plain text) made into a request path:
+/// characters a URL path cannot hold are percent-encoded, as Go's URL handling in daprd
+/// encodes them; control characters are refused.
+pub fn method_path(method: &str) -> Result<String, Error> {
+    // RFC 3986 `pchar` plus `/`; `%` is kept, as the name may already be encoded.
+    url_text("method", method, "-._~!$&'()*+,;=:@/%")
+}
+
+/// A query string as a gRPC caller gives it (`http_extension.querystring`), made fit
+/// for a URL the same way.
+pub fn query_text(query: &str) -> Result<String, Error> {
+    url_text("querystring", query, "-._~!$&'()*+,;=:@/?%")
+}
+
+fn url_text(what: &str, text: &str, kept: &str) -> Result<String, Error> {
+    if text.chars().any(char::is_control) {
+        return Err(Error::Malformed(format!(
+            "invalid {what} {text:?}: it contains control characters"
+        )));
+    }
+    let mut encoded = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || kept.contains(c) {
+            encoded.push(c);
+        } else {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    Ok(encoded)
+}
+
+/// The method path without `.` and `..` segments (RFC 3986's remove_dot_segments),
+/// as daprd cleans it: `a/../admin` reaches the app as `admin`, so an app or a rule
+/// that trusts the path sees the one actually called.
+fn without_dot_segments(path: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (index, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                kept.pop();
+            }
+            other => kept.push(other),
+        }
+        // A trailing `.` or `..` still names a folder.
+        if index == last && matches!(*segment, "." | "..") {
+            kept.push("");
+        }
+    }
+    kept.join("/")
+}
+
 fn path_and_query(path: &str, query: Option<&str>) -> String {
+    let path = without_dot_segments(path.trim_start_matches('/'));
     let path = path.trim_start_matches('/');
     match query.filter(|query| !query.is_empty()) {
         Some(query) => format!("{path}?{query}"),
@@ -247,6 +305,12 @@ impl Invoker {
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeResponse, Error> {
         if request.target.is_empty() {
             return Err(Error::InvokeNoAppId);
+        }
+        // CONNECT asks a proxy for a tunnel; it names no method of an app.
+        if request.method == Method::CONNECT {
+            return Err(Error::Malformed(
+                "the CONNECT verb opens a tunnel and cannot invoke a method".into(),
+            ));
         }
         if self.outside_target(&request.target).is_none() && !is_app_id(&request.target) {
             return Err(Error::InvalidAppId {
@@ -487,6 +551,23 @@ mod tests {
         assert_eq!(path_and_query("/neworder", Some("a=1")), "neworder?a=1");
         assert_eq!(path_and_query("a/b", None), "a/b");
         assert_eq!(path_and_query("a", Some("")), "a");
+    }
+
+    #[test]
+    fn method_paths_are_cleaned_and_encoded() {
+        assert_eq!(path_and_query("a/../admin", None), "admin");
+        assert_eq!(path_and_query("./a/./b", None), "a/b");
+        assert_eq!(path_and_query("../../etc/passwd", None), "etc/passwd");
+        assert_eq!(path_and_query("a/b/..", None), "a/");
+        assert_eq!(path_and_query("a..b/c", None), "a..b/c");
+        assert_eq!(method_path("a b").unwrap(), "a%20b");
+        assert_eq!(method_path("orders/{id}|x").unwrap(), "orders/%7Bid%7D%7Cx");
+        assert_eq!(method_path("née").unwrap(), "n%C3%A9e");
+        assert_eq!(method_path("q?x=1").unwrap(), "q%3Fx=1");
+        assert!(method_path("a\0b").is_err());
+        assert_eq!(query_text("a=1&b=x y?").unwrap(), "a=1&b=x%20y?");
+        assert_eq!(query_text("   ").unwrap(), "%20%20%20");
+        assert!(method_path("a\nb").is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,
     LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey,
-    PeerKeyError,
+    PeerKeyError, method_path, query_text,
 };
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
 pub use publish::{PublishRequest, Publisher};

@@ -38,11 +38,15 @@ async fn invoke(
             uri.path()
         ))
     })?;
+    // The app id arrives percent-encoded, as any path segment; daprd decodes it.
+    let target = percent_encoding::percent_decode_str(target)
+        .decode_utf8()
+        .map_err(|_| ApiError::malformed(format!("the app id in {} is not UTF-8", uri.path())))?;
     let response = api
         .runtime
         .invoker()
         .invoke(InvokeRequest {
-            target: target.to_owned(),
+            target: target.into_owned(),
             method,
             path: path.to_owned(),
             query: uri.query().map(str::to_owned),
