@@ -130,7 +130,11 @@ impl Backplane {
                     tracing::warn!(channel = %self.channel, "cache backplane unavailable ({error}); first-level cache bypassed until it is back");
                 }
             }
-            let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+            let wait = tandem_resiliency::exponential_wait(
+                failures,
+                Duration::from_millis(200),
+                Duration::from_millis(6400),
+            );
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}

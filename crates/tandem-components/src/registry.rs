@@ -79,12 +79,8 @@ impl<T: ?Sized> Registry<T> {
             .find(|entry| entry.kind == component.kind)
         else {
             let known: Vec<_> = self.kinds().collect();
-            let closest = known
-                .iter()
-                .map(|kind| (strsim::normalized_levenshtein(kind, &component.kind), *kind))
-                .filter(|(score, _)| *score > 0.85)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, kind)| format!(" Did you mean '{kind}'?"))
+            let closest = tandem_spec::closest(&component.kind, known.iter().copied())
+                .map(|kind| format!(" Did you mean '{kind}'?"))
                 .unwrap_or_default();
             return Err(component.error(
                 Some("spec.type"),

@@ -152,12 +152,17 @@ fn apply_schema(connection: &mut Connection, schema: &str) -> rusqlite::Result<(
 /// [`OPEN_PATIENCE`]; any other answer, or the last busy one, is returned.
 fn when_not_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     let deadline = Instant::now() + OPEN_PATIENCE;
-    let mut pause = Duration::from_millis(2);
+    let mut attempt = 0;
     loop {
+        attempt += 1;
+        let pause = tandem_resiliency::exponential_wait(
+            attempt,
+            Duration::from_millis(2),
+            Duration::from_millis(200),
+        );
         match step() {
             Err(error) if is_busy(&error) && Instant::now() + pause < deadline => {
                 std::thread::sleep(jittered(pause));
-                pause = (pause * 2).min(Duration::from_millis(200));
             }
             answer => return answer,
         }

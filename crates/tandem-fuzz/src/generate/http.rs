@@ -814,6 +814,11 @@ fn invoke_headers(rng: &mut StdRng, draft: &mut Draft) {
         };
         draft.note(label);
         draft.header(name, value);
+        if name == "dapr-app-id" && draft.allow == Allow::Nothing {
+            // Whenever no route serves the request (a mangled path, another verb), daprd
+            // and tandem take it as an invocation of `other-app`, which nobody runs.
+            draft.allow = Allow::UnreachableTarget;
+        }
     }
 }
 
