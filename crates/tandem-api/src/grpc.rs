@@ -113,22 +113,41 @@ fn state_item(item: common::StateItem) -> StateItem {
     }
 }
 
-/// The gRPC status Dapr answers when an HTTP app answered `status`.
+/// The gRPC status daprd answers `InvokeService` with when an HTTP app answered
+/// `status` (its `CodeFromHTTPStatus`, quirks included: a 400 is `INTERNAL`).
 fn grpc_code_for(status: http::StatusCode) -> tonic::Code {
     use tonic::Code::*;
     match status.as_u16() {
-        400 => InvalidArgument,
+        400 => Internal,
         401 => Unauthenticated,
         403 => PermissionDenied,
         404 => NotFound,
-        409 => Aborted,
+        408 => Cancelled,
+        409 => AlreadyExists,
         429 => ResourceExhausted,
-        499 => Cancelled,
         501 => Unimplemented,
         503 => Unavailable,
         504 => DeadlineExceeded,
         _ => Unknown,
     }
+}
+
+/// An HTTP app's failing answer as daprd gives it to a gRPC caller: the code from the
+/// status, the app's body as the message (daprd puts the status text there and the
+/// body in the error details; the body says more), and the status in `dapr-http-status`.
+fn app_failure(response: &tandem_runtime::InvokeResponse) -> Status {
+    let message = if response.body.is_empty() {
+        response
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .to_owned()
+    } else {
+        String::from_utf8_lossy(&response.body).into_owned()
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("dapr-http-status", response.status.as_u16().into());
+    Status::with_metadata(grpc_code_for(response.status), message, metadata)
 }
 
 #[tonic::async_trait]
@@ -174,10 +193,7 @@ impl Dapr for Service {
             .await
             .map_err(ApiError::from)?;
         if !response.status.is_success() {
-            return Err(Status::new(
-                grpc_code_for(response.status),
-                String::from_utf8_lossy(&response.body).into_owned(),
-            ));
+            return Err(app_failure(&response));
         }
         let content_type = response
             .headers
@@ -456,5 +472,29 @@ impl Dapr for Service {
     async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Result<Response<()>, Status> {
         self.runtime.shutdown();
         Ok(Response::new(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_apps_failing_status_becomes_daprds_grpc_code() {
+        let code = |status: u16| grpc_code_for(http::StatusCode::from_u16(status).unwrap());
+        assert_eq!(code(400), tonic::Code::Internal);
+        assert_eq!(code(404), tonic::Code::NotFound);
+        assert_eq!(code(408), tonic::Code::Cancelled);
+        assert_eq!(code(409), tonic::Code::AlreadyExists);
+        assert_eq!(code(500), tonic::Code::Unknown);
+        assert_eq!(code(503), tonic::Code::Unavailable);
+        assert_eq!(code(418), tonic::Code::Unknown);
+        let failure = app_failure(&tandem_runtime::InvokeResponse {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::new(),
+        });
+        assert_eq!(failure.message(), "Internal Server Error");
+        assert_eq!(failure.metadata().get("dapr-http-status").unwrap(), "500");
     }
 }

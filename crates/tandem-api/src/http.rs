@@ -118,7 +118,7 @@ async fn fallback(State(api): State<Api>, request: Request) -> Result<Response, 
     let given = request
         .headers()
         .get("dapr-api-token")
-        .map(|value| value.as_bytes());
+        .map(http::HeaderValue::as_bytes);
     if !api.token.admits(given) {
         return Ok((StatusCode::UNAUTHORIZED, "invalid api token").into_response());
     }

@@ -200,7 +200,13 @@ fn judge_grpc(case: &Case, answer: &GrpcAnswer) -> Vec<Verdict> {
             format!("HTTP {}", answer.http_status),
         )),
         Some(code @ (INTERNAL | UNKNOWN)) => {
-            let from_app = answer.message.contains(world::ECHO_MARK);
+            // The app's own failure, passed through: its mark in the message, or (an
+            // answer without a body, such as HEAD's) daprd's `dapr-http-status`.
+            let from_app = answer.message.contains(world::ECHO_MARK)
+                || answer
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("dapr-http-status"));
             if !from_app && !case.allow.admits_grpc(code) {
                 found.push(verdict(
                     Kind::GrpcInternal,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -457,7 +457,10 @@ async fn mark(mut response: Response) -> Response {
 /// connection makes the kernel reset it, which throws the answer away on the way back
 /// (TCP, not the sidecar — daprd fails the same way). That is an app's mistake, not the
 /// input's, so the echo app does not make it.
-async fn status(UrlPath(code): UrlPath<String>, _body: Bytes) -> Response {
+async fn status(uri: axum::http::Uri, _body: Bytes) -> Response {
+    // Read from the raw path, so that a code that does not decode is still answered
+    // after the body is read (a `Path` extractor would refuse it first).
+    let code = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
     let status = code
         .parse::<u16>()
         .ok()
