@@ -34,7 +34,13 @@ impl Secrets {
         key: &str,
         metadata: &HashMap<String, String>,
     ) -> Result<Secret, Error> {
-        self.store(store)?
+        let secrets = self.store(store)?;
+        if key.is_empty() {
+            return Err(Error::Malformed(format!(
+                "the secret key is empty in secret store {store}"
+            )));
+        }
+        secrets
             .get(key, metadata)
             .await
             .map_err(|error| Error::SecretGet {

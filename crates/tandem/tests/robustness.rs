@@ -12,8 +12,8 @@ use common::{Sidecar, assert_error};
 use serde_json::{Value, json};
 use tandem_proto::common::StateItem;
 use tandem_proto::runtime::{
-    ExecuteStateTransactionRequest, GetStateRequest, InvokeServiceRequest, SaveStateRequest,
-    TransactionalStateOperation,
+    ExecuteStateTransactionRequest, GetSecretRequest, GetStateRequest, InvokeServiceRequest,
+    SaveStateRequest, TransactionalStateOperation,
 };
 
 /// An in-memory store, the embedded SQLite store and an in-memory broker.
@@ -21,7 +21,7 @@ fn write_components(dir: &Path) {
     std::fs::write(
         dir.join("components.yaml"),
         format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: memory\nspec:\n  type: state.in-memory\n  version: v1\n---\nkind: Component\nmetadata:\n  name: embedded\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n---\nkind: Component\nmetadata:\n  name: events\nspec:\n  type: pubsub.in-memory\n  version: v1\n",
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: memory\nspec:\n  type: state.in-memory\n  version: v1\n---\nkind: Component\nmetadata:\n  name: embedded\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n---\nkind: Component\nmetadata:\n  name: events\nspec:\n  type: pubsub.in-memory\n  version: v1\n---\nkind: Component\nmetadata:\n  name: env\nspec:\n  type: secretstores.local.env\n  version: v1\n",
             dir.join("state.db").display()
         ),
     )
@@ -354,6 +354,15 @@ async fn malformed_requests_get_daprs_errors() {
                 request: Some(StateItem::default()),
             }],
             ..ExecuteStateTransactionRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    // A secret with no name.
+    let refused = grpc
+        .get_secret(GetSecretRequest {
+            store_name: "env".into(),
+            ..GetSecretRequest::default()
         })
         .await
         .unwrap_err();
