@@ -2,11 +2,36 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::invoke::PeerKey;
 
 /// Dapr's default for `--max-body-size`: 4 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 4 << 20;
+
+/// `--enable-app-health-check` and its settings, with Dapr's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHealthSettings {
+    /// `--app-health-check-path`: the path probed with `GET` (HTTP apps).
+    pub path: String,
+    /// `--app-health-probe-interval`: how often the app is probed.
+    pub interval: Duration,
+    /// `--app-health-probe-timeout`: how long one probe may take.
+    pub timeout: Duration,
+    /// `--app-health-threshold`: failed probes in a row before the app is unhealthy.
+    pub threshold: u32,
+}
+
+impl Default for AppHealthSettings {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+            threshold: 3,
+        }
+    }
+}
 
 /// The sidecar's settings.
 #[derive(Clone)]
@@ -34,6 +59,12 @@ pub struct SidecarConfig {
     pub max_body_size: usize,
     /// The secret sidecars prove themselves with on each other's internal port.
     pub peer_key: Arc<PeerKey>,
+    /// `--app-max-concurrency`: at most this many deliveries and invocations in flight
+    /// to the app; `None` for no limit.
+    pub app_max_concurrency: Option<usize>,
+    /// `--enable-app-health-check`: probe the app, and pause what goes to it while it is
+    /// unhealthy; `None` when off.
+    pub app_health: Option<AppHealthSettings>,
 }
 
 impl SidecarConfig {
@@ -52,6 +83,8 @@ impl SidecarConfig {
             app_api_token: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             peer_key: Arc::new(PeerKey::generate()),
+            app_max_concurrency: None,
+            app_health: None,
         }
     }
 }
@@ -73,6 +106,8 @@ impl std::fmt::Debug for SidecarConfig {
                 &self.app_api_token.as_ref().map(|_| "<set>"),
             )
             .field("max_body_size", &self.max_body_size)
+            .field("app_max_concurrency", &self.app_max_concurrency)
+            .field("app_health", &self.app_health)
             .finish_non_exhaustive()
     }
 }

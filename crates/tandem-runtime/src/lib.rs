@@ -27,7 +27,7 @@ mod subscriptions;
 
 pub use app_channel::{AppCallError, AppChannel, AppResponse};
 pub use body::BodyError;
-pub use config::{DEFAULT_MAX_BODY_SIZE, SidecarConfig};
+pub use config::{AppHealthSettings, DEFAULT_MAX_BODY_SIZE, SidecarConfig};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,

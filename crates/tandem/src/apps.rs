@@ -23,8 +23,11 @@ pub struct ListArgs {
 #[derive(Args, Clone)]
 pub struct StopArgs {
     /// The id of the app to stop (every instance of it on this machine).
-    #[arg(short = 'a', long = "app-id", required = true)]
-    pub app_id: String,
+    #[arg(short = 'a', long = "app-id", required_unless_present = "run_file")]
+    pub app_id: Option<String>,
+    /// A run file: stop every app it lists.
+    #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+    pub run_file: Option<std::path::PathBuf>,
     /// How many seconds to wait for the app and its sidecar to exit.
     #[arg(long = "timeout", default_value_t = 15, value_name = "SECONDS")]
     pub timeout: u64,
@@ -148,16 +151,19 @@ fn shorten(text: &str, width: usize) -> String {
 
 /// `tandem stop --app-id ID`.
 pub async fn stop(args: StopArgs) -> u8 {
+    let Some(app_id) = args.app_id.as_deref() else {
+        eprintln!("tandem stop -f: run files are not supported yet");
+        return 2;
+    };
     let home = tandem_home();
     let me = std::process::id();
     let instances: Vec<Entry> = registered(&home)
         .into_iter()
-        .filter(|entry| entry.app_id == args.app_id && entry.pid != me)
+        .filter(|entry| entry.app_id == app_id && entry.pid != me)
         .collect();
     if instances.is_empty() {
         eprintln!(
-            "no app with id '{}' is running on this machine (tandem list shows the running ones)",
-            args.app_id
+            "no app with id '{app_id}' is running on this machine (tandem list shows the running ones)"
         );
         return 1;
     }

@@ -41,8 +41,11 @@ pub struct GuardArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub sidecar: SidecarArgs,
+    /// A run file (`dapr.yaml`, or a folder holding one): start every app it lists.
+    #[arg(short = 'f', long = "run-file", value_name = "FILE")]
+    pub run_file: Option<PathBuf>,
     /// The app's command and its arguments, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "run_file", value_name = "CMD")]
     pub command: Vec<String>,
 }
 

@@ -31,6 +31,10 @@ const LOCATE_PATIENCE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: RunArgs) -> u8 {
     sidecar::init_logging(&args.sidecar.log_level);
+    if args.run_file.is_some() {
+        tracing::error!("tandem run -f: run files are not supported yet");
+        return 2;
+    }
     let stop = CancellationToken::new();
     let sidecar = match sidecar::start(&args.sidecar, stop.clone()).await {
         Ok(sidecar) => sidecar,
