@@ -317,7 +317,13 @@ impl Invoker {
                 app_id: request.target,
             });
         }
-        self.invoke_cached(request).await
+        if self.is_cached(&request) {
+            // The cached path's future is ten times the size of a plain call's (the
+            // cache's single-flight machinery): on the heap, only when it is used, so
+            // every other call's future stays small and cheap to move.
+            return Box::pin(self.invoke_cached(request)).await;
+        }
+        self.invoke_uncached(request).await
     }
 
     /// An invocation without the response cache.
@@ -593,5 +599,59 @@ mod tests {
         let forwarded = forwardable(&headers);
         assert_eq!(forwarded.len(), 2);
         assert!(forwarded.contains_key("x-request-id") && forwarded.contains_key("content-type"));
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    /// A request's future is moved (copied) several times on its way through axum,
+    /// tonic and tokio: the common paths must stay small. The cached path, ten times
+    /// larger because of the cache's single-flight machinery, is boxed only when used.
+    #[tokio::test]
+    async fn the_common_paths_futures_stay_small() {
+        let runtime = crate::Runtime::load(
+            crate::SidecarConfig::new("x"),
+            tokio_util::sync::CancellationToken::new(),
+            None,
+        )
+        .await
+        .unwrap();
+        let request = InvokeRequest {
+            target: "y".into(),
+            method: Method::POST,
+            path: "m".into(),
+            query: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        };
+        let invoker = runtime.invoker();
+        let sizes = [
+            (
+                "invoke",
+                std::mem::size_of_val(&invoker.invoke(request.clone())),
+            ),
+            (
+                "serve",
+                std::mem::size_of_val(&invoker.serve(
+                    Method::GET,
+                    "",
+                    HeaderMap::new(),
+                    Bytes::new(),
+                )),
+            ),
+            (
+                "publish",
+                std::mem::size_of_val(
+                    &runtime
+                        .publisher()
+                        .publish(crate::PublishRequest::default()),
+                ),
+            ),
+        ];
+        for (what, size) in sizes {
+            assert!(size <= 4096, "the {what} future is {size} bytes");
+        }
     }
 }

@@ -179,6 +179,19 @@ fn skips_cache(request: &InvokeRequest) -> bool {
 
 impl Invoker {
     /// Invokes `request` through the target's cache policy, if it has one.
+    /// Whether `request` is answered through a cache policy: its target has one that
+    /// covers its method.
+    pub(super) fn is_cached(&self, request: &InvokeRequest) -> bool {
+        self.resiliency
+            .cache_for(&request.target)
+            .is_some_and(|(_, spec)| {
+                spec.methods
+                    .iter()
+                    .any(|method| method == request.method.as_str())
+            })
+    }
+
+    /// Invokes `request` through its target's cache policy ([`is_cached`](Self::is_cached)).
     pub(super) async fn invoke_cached(
         &self,
         request: InvokeRequest,
@@ -186,13 +199,6 @@ impl Invoker {
         let Some((name, spec)) = self.resiliency.cache_for(&request.target).cloned() else {
             return self.invoke_uncached(request).await;
         };
-        if !spec
-            .methods
-            .iter()
-            .any(|method| method == request.method.as_str())
-        {
-            return self.invoke_uncached(request).await;
-        }
         let key = cache_key(&request.target, &request, &spec);
         let first_level = self.caches.first_level(&request.target, &spec);
         if skips_cache(&request) {
