@@ -25,6 +25,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
@@ -85,8 +86,21 @@ pub enum PeerAuthError {
 }
 
 /// The secret key sidecars sign their calls to each other with.
+///
+/// The HMAC key is made from the secret on first use: a sidecar that never calls
+/// another, nor is called, never runs the crypto code, and its pages stay out of the
+/// sidecar's memory.
 pub struct PeerKey {
-    key: hmac::Key,
+    secret: Secret,
+    key: OnceLock<hmac::Key>,
+}
+
+/// Where the key comes from.
+enum Secret {
+    /// A shared secret (`TANDEM_INTERNAL_KEY`, the machine's key file).
+    Shared(Box<str>),
+    /// Random, known to this sidecar alone.
+    Random,
 }
 
 /// What a signature covers besides the time.
@@ -105,20 +119,31 @@ impl PeerKey {
             return Err(PeerKeyError::TooShort);
         }
         Ok(Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            secret: Secret::Shared(secret.into()),
+            key: OnceLock::new(),
         })
     }
 
     /// A fresh random key: a sidecar alone, or tests.
     pub fn generate() -> Self {
-        let secret = random_secret().unwrap_or_else(|_| {
-            // The system has no randomness: a key nobody else knows is still a key
-            // nobody else can use, which is all a lone sidecar needs.
-            format!("{:?}{}", std::time::Instant::now(), std::process::id())
-        });
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            secret: Secret::Random,
+            key: OnceLock::new(),
         }
+    }
+
+    fn key(&self) -> &hmac::Key {
+        self.key.get_or_init(|| match &self.secret {
+            Secret::Shared(secret) => hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            Secret::Random => {
+                let secret = random_secret().unwrap_or_else(|_| {
+                    // The system has no randomness: a key nobody else knows is still
+                    // a key nobody else can use, which is all a lone sidecar needs.
+                    format!("{:?}{}", std::time::Instant::now(), std::process::id())
+                });
+                hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
+            }
+        })
     }
 
     /// The machine's key in `path`, created (readable by this user only) if there is
@@ -183,7 +208,7 @@ impl PeerKey {
     /// The header value proving a call `claim` made now.
     pub(crate) fn sign(&self, claim: &Claim<'_>) -> HeaderValue {
         let at = now_ms();
-        let tag = hmac::sign(&self.key, &message(at, claim));
+        let tag = hmac::sign(self.key(), &message(at, claim));
         let value = format!("v1 {at} {}", hex(tag.as_ref()));
         HeaderValue::from_str(&value).expect("digits and hex are a valid header value")
     }
@@ -193,34 +218,24 @@ impl PeerKey {
         &self,
         header: Option<&HeaderValue>,
         claim: &Claim<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PeerAuthError> {
         let header = header
-            .ok_or("no tandem-peer-auth header")?
+            .ok_or(PeerAuthError::Missing)?
             .to_str()
-            .map_err(|_| "a malformed tandem-peer-auth header")?;
+            .map_err(|_| PeerAuthError::Malformed)?;
         let mut parts = header.split(' ');
         let (Some("v1"), Some(at), Some(tag), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err("a malformed tandem-peer-auth header".into());
+            return Err(PeerAuthError::Malformed);
         };
-        let at: u64 = at
-            .parse()
-            .map_err(|_| "a malformed tandem-peer-auth time")?;
+        let at: u64 = at.parse().map_err(|_| PeerAuthError::Malformed)?;
         let skew = Duration::from_millis(now_ms().abs_diff(at));
         if skew > MAX_SKEW {
-            return Err(format!(
-                "the call was signed {}s away from this sidecar's clock (at most {}s allowed)",
-                skew.as_secs(),
-                MAX_SKEW.as_secs()
-            ));
+            return Err(PeerAuthError::Skewed(skew));
         }
-        let tag = unhex(tag).ok_or("a malformed tandem-peer-auth signature")?;
-        hmac::verify(&self.key, &message(at, claim), &tag).map_err(|_| {
-            "the signature does not match: the calling sidecar holds another internal key \
-             (sidecars on several machines need the same TANDEM_INTERNAL_KEY)"
-                .to_owned()
-        })
+        let tag = unhex(tag).ok_or(PeerAuthError::Malformed)?;
+        hmac::verify(self.key(), &message(at, claim), &tag).map_err(|_| PeerAuthError::Mismatch)
     }
 }
 
@@ -326,13 +341,12 @@ mod tests {
     fn old_and_malformed_proofs_are_refused() {
         let key = PeerKey::from_secret("0123456789abcdef-shared").unwrap();
         let at = now_ms() - MAX_SKEW.as_millis() as u64 - 1000;
-        let tag = hmac::sign(&key.key, &message(at, &claim("a", "m")));
+        let tag = hmac::sign(key.key(), &message(at, &claim("a", "m")));
         let stale = HeaderValue::from_str(&format!("v1 {at} {}", hex(tag.as_ref()))).unwrap();
-        assert!(
-            key.verify(Some(&stale), &claim("a", "m"))
-                .unwrap_err()
-                .contains("clock")
-        );
+        assert!(matches!(
+            key.verify(Some(&stale), &claim("a", "m")),
+            Err(PeerAuthError::Skewed(_))
+        ));
         for bad in [
             "",
             "v1",
