@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Extension, Router};
 use serde_json::{Value, json};
 use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::TcpListener;
@@ -26,12 +26,14 @@ pub(crate) use invoke::into_response as invoke_response;
 
 use crate::auth::ApiToken;
 use crate::error::ApiError;
-use extract::{Body, BodyLimit, Path, Query};
+use extract::{Body, Path, Query};
 
 #[derive(Clone)]
 struct Api {
     runtime: Arc<Runtime>,
     token: ApiToken,
+    /// `--max-body-size`.
+    max_body_size: usize,
 }
 
 /// The HTTP API's routes.
@@ -40,6 +42,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
     let api = Api {
         runtime,
         token: token.clone(),
+        max_body_size,
     };
     let protected = Router::new()
         .route(
@@ -70,9 +73,6 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(protected)
         // A health route with another method is the fallback too.
         .method_not_allowed_fallback(fallback)
-        // The limit is applied by `extract::Body`, which answers in Dapr's shape.
-        .layer(DefaultBodyLimit::disable())
-        .layer(Extension(BodyLimit(max_body_size)))
         .with_state(api);
     if log_calls {
         router.layer(middleware::from_fn(log_call))

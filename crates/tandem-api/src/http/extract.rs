@@ -9,22 +9,18 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The largest request body (`--max-body-size`), in the request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BodyLimit(pub usize);
-
-/// The request body, read up to the limit.
+/// The request body, read up to the limit (`--max-body-size`, from the API's state:
+/// a layer carrying it would be cloned into every route, and routes are cloned per
+/// request).
 pub(crate) struct Body(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for Body {
+impl FromRequest<super::Api> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
-        let limit = request
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(tandem_runtime::DEFAULT_MAX_BODY_SIZE, |limit| limit.0);
-        read_body(request.into_body(), limit).await.map(Body)
+    async fn from_request(request: Request, api: &super::Api) -> Result<Self, ApiError> {
+        read_body(request.into_body(), api.max_body_size)
+            .await
+            .map(Body)
     }
 }
 

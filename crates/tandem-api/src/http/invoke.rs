@@ -10,7 +10,7 @@ use axum::routing::any;
 use tandem_runtime::{InvokeRequest, InvokeResponse};
 
 use super::Api;
-use super::extract::{Body, BodyLimit, read_body};
+use super::extract::{Body, read_body};
 use crate::error::ApiError;
 
 pub(super) fn routes() -> Router<Api> {
@@ -66,12 +66,8 @@ pub(super) async fn invoke_by_header(api: &Api, request: Request) -> Result<Resp
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let limit = request
-        .extensions()
-        .get::<BodyLimit>()
-        .map_or(tandem_runtime::DEFAULT_MAX_BODY_SIZE, |limit| limit.0);
     let (parts, body) = request.into_parts();
-    let body = read_body(body, limit).await?;
+    let body = read_body(body, api.max_body_size).await?;
     let response = api
         .runtime
         .invoker()

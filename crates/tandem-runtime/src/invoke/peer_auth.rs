@@ -210,7 +210,11 @@ impl PeerKey {
         let at = now_ms();
         let tag = hmac::sign(self.key(), &message(at, claim));
         let value = format!("v1 {at} {}", hex(tag.as_ref()));
-        HeaderValue::from_str(&value).expect("digits and hex are a valid header value")
+        let mut value =
+            HeaderValue::from_str(&value).expect("digits and hex are a valid header value");
+        // A credential: HTTP/2 must not keep it in its header tables.
+        value.set_sensitive(true);
+        value
     }
 
     /// Checks the proof a call came with.
@@ -286,12 +290,18 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+    let digit = |byte: u8| {
+        char::from(byte)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some((digit(pair[0])? << 4) | digit(pair[1])?))
         .collect()
 }
 
