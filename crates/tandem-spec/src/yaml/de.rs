@@ -3,13 +3,17 @@
 //! The deserializer is tandem's own (over its own [`Node`]) so that its error,
 //! [`Problem`], keeps what serde reports as data — an unknown field and the known ones,
 //! a missing field, the type found and the one expected — rather than as English text;
-//! [`read`] then adds the path of the field (`serde_path_to_error`). Scalars read as
-//! text where text is wanted (`version: 1` is `"1"`), as Kubernetes-style YAML allows.
+//! [`read`] reports it with the path of the field: the deserializer's own mapping and
+//! list access add each key and index to an error as it travels up (no wrapper around
+//! every visitor, which would double the code serde generates). Scalars read as text
+//! where text is wanted (`version: 1` is `"1"`), as Kubernetes-style YAML allows.
 
 use std::fmt;
 
-use serde::de::value::{MapDeserializer, SeqDeserializer};
-use serde::de::{self, DeserializeOwned, Expected, IntoDeserializer, Unexpected, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Expected, IntoDeserializer, MapAccess, SeqAccess,
+    Unexpected, Visitor,
+};
 use serde::forward_to_deserialize_any;
 
 use super::node::Node;
@@ -140,14 +144,91 @@ pub(crate) struct FieldProblem {
     pub problem: Problem,
 }
 
+/// One step of a path: a mapping's key or a list's index.
+#[derive(Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A problem on its way up from where it happened: the steps are added innermost
+/// first, as each mapping and list hands the error to its parent.
+#[derive(Debug)]
+pub(crate) struct Located {
+    steps: Vec<Step>,
+    problem: Problem,
+}
+
+impl Located {
+    fn at(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.problem.fmt(f)
+    }
+}
+
+impl std::error::Error for Located {}
+
+impl de::Error for Located {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Problem::custom(message).into()
+    }
+
+    fn invalid_type(found: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Problem::invalid_type(found, expected).into()
+    }
+
+    fn invalid_value(found: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Problem::invalid_value(found, expected).into()
+    }
+
+    fn unknown_field(field: &str, known: &'static [&'static str]) -> Self {
+        Problem::unknown_field(field, known).into()
+    }
+
+    fn unknown_variant(value: &str, known: &'static [&'static str]) -> Self {
+        Problem::unknown_variant(value, known).into()
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        Problem::missing_field(field).into()
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        Problem::duplicate_field(field).into()
+    }
+}
+
+impl From<Problem> for Located {
+    fn from(problem: Problem) -> Self {
+        Self {
+            steps: Vec::new(),
+            problem,
+        }
+    }
+}
+
 /// Reads `node` into `T`, naming the field of any problem.
 pub(crate) fn read<T: DeserializeOwned>(node: &Node) -> Result<T, FieldProblem> {
-    serde_path_to_error::deserialize(NodeDeserializer(node)).map_err(|error| {
-        let mut path = error.path().to_string();
-        if path == "." {
-            path.clear();
+    T::deserialize(NodeDeserializer(node)).map_err(|located| {
+        let mut path = String::new();
+        for step in located.steps.iter().rev() {
+            match step {
+                Step::Key(key) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                }
+                Step::Index(index) => path.push_str(&format!("[{index}]")),
+            }
         }
-        let problem = error.into_inner();
+        let problem = located.problem;
         // A missing field is reported at its mapping: point at the field itself.
         if let Problem::MissingField(field) = &problem {
             if !path.is_empty() {
@@ -159,11 +240,79 @@ pub(crate) fn read<T: DeserializeOwned>(node: &Node) -> Result<T, FieldProblem> 
     })
 }
 
+/// A mapping's entries, handed to a visitor one by one.
+struct Entries<'de> {
+    entries: std::slice::Iter<'de, (Node, Node)>,
+    /// The entry whose key was just read: its value comes next.
+    current: Option<&'de (Node, Node)>,
+}
+
+fn key_text(key: &Node) -> String {
+    key.scalar_text().unwrap_or_else(|| "?".into())
+}
+
+impl<'de> MapAccess<'de> for Entries<'de> {
+    type Error = Located;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Located> {
+        let Some(entry) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.current = Some(entry);
+        seed.deserialize(NodeDeserializer(&entry.0))
+            .map(Some)
+            // An unknown field is a problem at that field.
+            .map_err(|error| error.at(Step::Key(key_text(&entry.0))))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Located> {
+        let entry = self
+            .current
+            .take()
+            .expect("serde asks for a value only after its key");
+        seed.deserialize(NodeDeserializer(&entry.1))
+            .map_err(|error| error.at(Step::Key(key_text(&entry.0))))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
+    }
+}
+
+/// A list's items, handed to a visitor one by one.
+struct Items<'de> {
+    items: std::iter::Enumerate<std::slice::Iter<'de, Node>>,
+}
+
+impl<'de> SeqAccess<'de> for Items<'de> {
+    type Error = Located;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Located> {
+        match self.items.next() {
+            None => Ok(None),
+            Some((index, item)) => seed
+                .deserialize(NodeDeserializer(item))
+                .map(Some)
+                .map_err(|error| error.at(Step::Index(index))),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
 /// A serde deserializer over a borrowed [`Node`].
 #[derive(Clone, Copy)]
 pub(crate) struct NodeDeserializer<'a>(pub &'a Node);
 
-impl<'de> IntoDeserializer<'de, Problem> for NodeDeserializer<'de> {
+impl<'de> IntoDeserializer<'de, Located> for NodeDeserializer<'de> {
     type Deserializer = Self;
 
     fn into_deserializer(self) -> Self {
@@ -175,22 +324,24 @@ impl<'de> NodeDeserializer<'de> {
     fn visit_map<V: Visitor<'de>>(
         entries: &'de [(Node, Node)],
         visitor: V,
-    ) -> Result<V::Value, Problem> {
-        let mut map = MapDeserializer::new(
-            entries
-                .iter()
-                .map(|(key, value)| (NodeDeserializer(key), NodeDeserializer(value))),
-        );
-        let value = visitor.visit_map(&mut map)?;
-        map.end()?;
-        Ok(value)
+    ) -> Result<V::Value, Located> {
+        visitor.visit_map(Entries {
+            entries: entries.iter(),
+            current: None,
+        })
+    }
+
+    fn visit_seq<V: Visitor<'de>>(items: &'de [Node], visitor: V) -> Result<V::Value, Located> {
+        visitor.visit_seq(Items {
+            items: items.iter().enumerate(),
+        })
     }
 }
 
 impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
-    type Error = Problem;
+    type Error = Located;
 
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         match self.0 {
             Node::Null => visitor.visit_unit(),
             Node::Bool(flag) => visitor.visit_bool(*flag),
@@ -204,17 +355,12 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
             },
             Node::Float(number) => visitor.visit_f64(*number),
             Node::Text(text) => visitor.visit_borrowed_str(text),
-            Node::List(items) => {
-                let mut items = SeqDeserializer::new(items.iter().map(NodeDeserializer));
-                let value = visitor.visit_seq(&mut items)?;
-                items.end()?;
-                Ok(value)
-            }
+            Node::List(items) => Self::visit_seq(items, visitor),
             Node::Map(entries) => Self::visit_map(entries, visitor),
         }
     }
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         match self.0 {
             Node::Null => visitor.visit_none(),
             _ => visitor.visit_some(self),
@@ -222,7 +368,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
     }
 
     /// Text is wanted: numbers and booleans read as written.
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         match self.0 {
             Node::Text(text) => visitor.visit_borrowed_str(text),
             Node::Bool(_) | Node::Unsigned(_) | Node::Negative(_) | Node::Float(_) => {
@@ -232,16 +378,16 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         }
     }
 
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         self.deserialize_str(visitor)
     }
 
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         self.deserialize_str(visitor)
     }
 
     /// An empty (null) mapping reads as an empty one: `defaults:` is `defaults: {}`.
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         match self.0 {
             Node::Null => Self::visit_map(&[], visitor),
             _ => self.deserialize_any(visitor),
@@ -249,14 +395,9 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
     }
 
     /// An empty (null) list reads as an empty one: `scopes:` is `scopes: []`.
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         match self.0 {
-            Node::Null => {
-                let mut items = SeqDeserializer::new(std::iter::empty::<NodeDeserializer>());
-                let value = visitor.visit_seq(&mut items)?;
-                items.end()?;
-                Ok(value)
-            }
+            Node::Null => Self::visit_seq(&[], visitor),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -266,7 +407,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         _name: &'static str,
         _fields: &'static [&'static str],
         visitor: V,
-    ) -> Result<V::Value, Problem> {
+    ) -> Result<V::Value, Located> {
         self.deserialize_map(visitor)
     }
 
@@ -275,7 +416,7 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         _name: &'static str,
         _variants: &'static [&'static str],
         visitor: V,
-    ) -> Result<V::Value, Problem> {
+    ) -> Result<V::Value, Located> {
         match self.0 {
             Node::Text(text) => visitor.visit_enum(text.as_str().into_deserializer()),
             _ => self.deserialize_any(visitor),
@@ -286,11 +427,11 @@ impl<'de> de::Deserializer<'de> for NodeDeserializer<'de> {
         self,
         _name: &'static str,
         visitor: V,
-    ) -> Result<V::Value, Problem> {
+    ) -> Result<V::Value, Located> {
         visitor.visit_newtype_struct(self)
     }
 
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Located> {
         visitor.visit_unit()
     }
 
