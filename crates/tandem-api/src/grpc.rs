@@ -7,7 +7,8 @@ use tandem_proto::common;
 use tandem_proto::runtime as pb;
 use tandem_proto::runtime::dapr_server::{Dapr, DaprServer};
 use tandem_runtime::{
-    Consistency, InvokeRequest, PublishRequest, Runtime, StateItem, StateOperation,
+    BulkEntry, BulkPublishRequest, Consistency, InvokeRequest, PublishRequest, Runtime, StateItem,
+    StateOperation,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -17,6 +18,8 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::ApiToken;
 use crate::error::ApiError;
+
+mod calls;
 
 /// The gRPC service.
 pub struct Service {
@@ -28,6 +31,7 @@ pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     token: ApiToken,
+    log_calls: bool,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     // Dapr's `--max-body-size` limits gRPC messages both ways; a larger one is
@@ -52,6 +56,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(tower::util::MapResponseLayer::new(daprs_size_status))
+        .layer(calls::CallsLayer { log_calls })
         .add_service(service)
         .serve_with_incoming_shutdown(no_delay_stream(listener), stop.cancelled_owned())
         .await
@@ -148,6 +153,74 @@ fn app_failure(response: &tandem_runtime::InvokeResponse) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     metadata.insert("dapr-http-status", response.status.as_u16().into());
     Status::with_metadata(grpc_code_for(response.status), message, metadata)
+}
+
+impl Service {
+    /// `BulkPublishEvent(Alpha1)`: the entries' events are bytes already; entry ids must
+    /// be present and unique, as daprd checks. Failed entries fail the call with
+    /// `ERR_PUBSUB_PUBLISH_MESSAGE`, as daprd answers.
+    async fn bulk_publish(
+        &self,
+        request: Request<pb::BulkPublishRequest>,
+    ) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        let traceparent = metadata_text(&request, "traceparent");
+        let tracestate = metadata_text(&request, "tracestate");
+        let request = request.into_inner();
+        let mut seen = std::collections::HashSet::new();
+        let mut entries = Vec::with_capacity(request.entries.len());
+        for entry in request.entries {
+            if entry.entry_id.is_empty() || !seen.insert(entry.entry_id.clone()) {
+                return Err(ApiError::new(
+                    "ERR_PUBSUB_EVENTS_SER",
+                    http::StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    format!(
+                        "error marshaling events to bytes for topic {} pubsub {}. error: entryId is duplicated or not present for entry",
+                        request.topic, request.pubsub_name
+                    ),
+                )
+                .into());
+            }
+            // The entry's own metadata wins over the request's.
+            let mut metadata: std::collections::HashMap<String, String> =
+                request.metadata.clone().into_iter().collect();
+            metadata.extend(entry.metadata);
+            entries.push(BulkEntry {
+                entry_id: entry.entry_id,
+                data: entry.event.into(),
+                content_type: Some(entry.content_type).filter(|t| !t.is_empty()),
+                metadata,
+            });
+        }
+        let (pubsub, topic) = (request.pubsub_name, request.topic);
+        let failed = self
+            .runtime
+            .publisher()
+            .publish_bulk(BulkPublishRequest {
+                pubsub: pubsub.clone(),
+                topic: topic.clone(),
+                entries,
+                traceparent,
+                tracestate,
+            })
+            .await
+            .map_err(ApiError::from)?;
+        match failed.first() {
+            None => Ok(Response::new(pb::BulkPublishResponse::default())),
+            Some(first) => Err(ApiError::new(
+                "ERR_PUBSUB_PUBLISH_MESSAGE",
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                tonic::Code::Internal,
+                format!(
+                    "error when publish to topic {topic} in pubsub {pubsub}: {} of the entries failed; the first, {}: {}",
+                    failed.len(),
+                    first.entry_id,
+                    first.error
+                ),
+            )
+            .into()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -363,6 +436,20 @@ impl Dapr for Service {
         Ok(Response::new(()))
     }
 
+    async fn bulk_publish_event_alpha1(
+        &self,
+        request: Request<pb::BulkPublishRequest>,
+    ) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        self.bulk_publish(request).await
+    }
+
+    async fn bulk_publish_event(
+        &self,
+        request: Request<pb::BulkPublishRequest>,
+    ) -> Result<Response<pb::BulkPublishResponse>, Status> {
+        self.bulk_publish(request).await
+    }
+
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,
@@ -445,7 +532,11 @@ impl Dapr for Service {
             registered_components: components,
             extended_metadata: snapshot.extended.into_iter().collect(),
             subscriptions,
-            http_endpoints: Vec::new(),
+            http_endpoints: snapshot
+                .http_endpoints
+                .iter()
+                .map(|name| pb::MetadataHttpEndpoint { name: name.clone() })
+                .collect(),
             app_connection_properties: Some(pb::AppConnectionProperties {
                 port: snapshot.app_port.map(i32::from).unwrap_or_default(),
                 protocol: snapshot.app_protocol,

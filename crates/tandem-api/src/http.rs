@@ -18,6 +18,7 @@ use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod bulk_publish;
 pub(crate) mod extract;
 mod invoke;
 mod state;
@@ -48,6 +49,14 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route(
             "/v1.0/publish/{pubsub}/{*topic}",
             post(publish).put(publish),
+        )
+        .route(
+            "/v1.0/publish/bulk/{pubsub}/{*topic}",
+            post(bulk_publish::bulk_publish).put(bulk_publish::bulk_publish),
+        )
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            post(bulk_publish::bulk_publish).put(bulk_publish::bulk_publish),
         )
         .route("/v1.0/secrets/{store}/bulk", get(bulk_secrets))
         .route("/v1.0/secrets/{store}/{key}", get(get_secret))
@@ -234,7 +243,8 @@ async fn metadata(State(api): State<Api>) -> Response {
     axum::Json(metadata_json(&api.runtime.metadata().await)).into_response()
 }
 
-/// The metadata document in the shape `daprd` answers it.
+/// The metadata document in the shape `daprd` answers it: as there, empty lists and
+/// maps are left out, and a subscription always has its `deadLetterTopic`.
 fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
     let subscriptions: Vec<Value> = snapshot
         .subscriptions
@@ -244,13 +254,11 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
                 "pubsubname": subscription.pubsub,
                 "topic": subscription.topic,
                 "rules": [{ "path": subscription.route }],
+                "deadLetterTopic": subscription.dead_letter_topic,
                 "type": subscription.origin,
             });
             if !subscription.metadata.is_empty() {
                 entry["metadata"] = json!(subscription.metadata);
-            }
-            if !subscription.dead_letter_topic.is_empty() {
-                entry["deadLetterTopic"] = json!(subscription.dead_letter_topic);
             }
             entry
         })
@@ -262,17 +270,29 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
     if let Some(port) = snapshot.app_port {
         connection["port"] = json!(port);
     }
-    json!({
+    let mut document = json!({
         "id": snapshot.app_id,
         "runtimeVersion": snapshot.runtime_version,
-        "enabledFeatures": [],
-        "actors": [],
-        "components": snapshot.components,
-        "extended": snapshot.extended,
-        "subscriptions": subscriptions,
-        "httpEndpoints": [],
         "appConnectionProperties": connection,
-    })
+    });
+    if !snapshot.components.is_empty() {
+        document["components"] = json!(snapshot.components);
+    }
+    if !snapshot.extended.is_empty() {
+        document["extended"] = json!(snapshot.extended);
+    }
+    if !subscriptions.is_empty() {
+        document["subscriptions"] = json!(subscriptions);
+    }
+    if !snapshot.http_endpoints.is_empty() {
+        let endpoints: Vec<Value> = snapshot
+            .http_endpoints
+            .iter()
+            .map(|name| json!({ "name": name }))
+            .collect();
+        document["httpEndpoints"] = json!(endpoints);
+    }
+    document
 }
 
 async fn set_metadata(

@@ -113,6 +113,15 @@ pub struct Invoker {
     peer_key: Arc<PeerKey>,
 }
 
+impl Invoker {
+    /// The names of the loaded `HTTPEndpoint` resources, sorted, for the metadata API.
+    pub(crate) fn endpoint_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.endpoints.keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
 /// What an invoker needs to be made.
 pub(crate) struct InvokerParts {
     pub app_id: String,

@@ -35,7 +35,7 @@ pub use invoke::{
     PeerKeyError, method_path, query_text,
 };
 pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
-pub use publish::{PublishRequest, Publisher};
+pub use publish::{BulkEntry, BulkPublishRequest, FailedEntry, PublishRequest, Publisher};
 pub use runtime::Runtime;
 pub use secrets::Secrets;
 pub use state::{

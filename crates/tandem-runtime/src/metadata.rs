@@ -54,6 +54,8 @@ pub struct MetadataSnapshot {
     pub runtime_version: String,
     pub components: Vec<ComponentInfo>,
     pub subscriptions: Vec<SubscriptionInfo>,
+    /// The names of the loaded `HTTPEndpoint` resources.
+    pub http_endpoints: Vec<String>,
     pub extended: BTreeMap<String, String>,
     pub app_port: Option<u16>,
     pub app_protocol: String,

@@ -27,6 +27,34 @@ pub struct PublishRequest {
     pub tracestate: Option<String>,
 }
 
+/// One event of a bulk publish.
+#[derive(Debug, Clone, Default)]
+pub struct BulkEntry {
+    /// The caller's id for the entry, unique in the request: failures name it.
+    pub entry_id: String,
+    pub data: Bytes,
+    pub content_type: Option<String>,
+    /// The entry's own metadata, already merged over the request's.
+    pub metadata: HashMap<String, String>,
+}
+
+/// A bulk publish: many events to one topic, as both front doors receive it.
+#[derive(Debug, Clone, Default)]
+pub struct BulkPublishRequest {
+    pub pubsub: String,
+    pub topic: String,
+    pub entries: Vec<BulkEntry>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// An entry of a bulk publish the broker did not take, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    pub entry_id: String,
+    pub error: String,
+}
+
 /// A loaded pub/sub component.
 pub(crate) struct Broker {
     pub pubsub: Arc<dyn PubSub>,
@@ -110,6 +138,55 @@ impl Publisher {
             topic: request.topic,
             cause,
         })
+    }
+
+    /// Publishes every entry of a bulk request, each as its own event (as daprd's
+    /// default bulk publisher does for brokers without a native bulk call): all are
+    /// attempted, concurrently, and the ones that failed are returned. The pub/sub and
+    /// topic are checked first, so a wrong name fails the whole request.
+    pub async fn publish_bulk(
+        &self,
+        request: BulkPublishRequest,
+    ) -> Result<Vec<FailedEntry>, Error> {
+        if request.pubsub.is_empty() {
+            return Err(Error::PubSubEmpty);
+        }
+        if !self.brokers.contains_key(&request.pubsub) {
+            return Err(Error::PubSubNotFound(request.pubsub));
+        }
+        if request.topic.is_empty() {
+            return Err(Error::TopicEmpty(request.pubsub));
+        }
+        let BulkPublishRequest {
+            pubsub,
+            topic,
+            entries,
+            traceparent,
+            tracestate,
+        } = request;
+        let publishes = entries.into_iter().map(|entry| {
+            let single = PublishRequest {
+                pubsub: pubsub.clone(),
+                topic: topic.clone(),
+                data: entry.data,
+                content_type: entry.content_type,
+                metadata: entry.metadata,
+                traceparent: traceparent.clone(),
+                tracestate: tracestate.clone(),
+            };
+            let entry_id = entry.entry_id;
+            async move {
+                self.publish(single).await.err().map(|error| FailedEntry {
+                    entry_id,
+                    error: error.to_string(),
+                })
+            }
+        });
+        Ok(futures_util::future::join_all(publishes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// The CloudEvent for `request`: a fresh envelope around the payload, or the

@@ -202,6 +202,7 @@ impl Runtime {
             runtime_version: concat!("tandem-", env!("CARGO_PKG_VERSION")).to_owned(),
             components,
             subscriptions: self.subscriptions.list(),
+            http_endpoints: self.invoker.endpoint_names(),
             extended: self.extended.lock().clone(),
             app_port: self.config.app_port,
             app_protocol: self.config.app_protocol.clone(),

@@ -76,11 +76,19 @@ pub(crate) fn parse_file(
             .at_field("kind"));
         };
         let Some(kind) = Kind::ALL.into_iter().find(|known| known.name() == kind) else {
-            tracing::debug!(file = %file.display(), kind, "resource kind not handled yet; skipped");
+            // Said out loud, once per document: a skipped `Subscription` or a typo in
+            // `kind` would otherwise leave someone believing it is in force.
+            tracing::warn!("{}; skipped", unserved_kind(file, &kind));
             continue;
         };
         if !wanted.contains(&kind) {
-            tracing::debug!(file = %file.display(), kind = kind.name(), "resource kind not read from this file; skipped");
+            // A Configuration among the components is common and harmless: it is read
+            // from `--config`, as daprd reads it.
+            tracing::info!(
+                "{}: a `kind: {}` resource is not read from a resources path (pass it with --config); skipped",
+                file.display(),
+                kind.name()
+            );
             continue;
         }
         found.push(match kind {
@@ -91,6 +99,27 @@ pub(crate) fn parse_file(
         });
     }
     Ok(found)
+}
+
+/// Dapr's resource kinds that tandem does not serve yet.
+const NOT_SERVED_YET: [&str; 2] = ["Subscription", "MCPServer"];
+
+/// What to say about a document whose `kind` tandem does not read.
+fn unserved_kind(file: &Path, kind: &str) -> String {
+    let file = file.display();
+    if NOT_SERVED_YET.contains(&kind) {
+        return format!("{file}: tandem does not serve `kind: {kind}` resources yet");
+    }
+    let known = Kind::ALL
+        .iter()
+        .map(|kind| kind.name())
+        .chain(NOT_SERVED_YET);
+    match crate::closest(kind, known) {
+        Some(close) => {
+            format!("{file}: `kind: {kind}` is not a Dapr resource kind; did you mean `{close}`?")
+        }
+        None => format!("{file}: `kind: {kind}` is not a Dapr resource kind"),
+    }
 }
 
 /// Where errors about one resource point: its file, and its kind and name
@@ -175,5 +204,25 @@ impl ObjectMetaFile {
             };
             origin.error("spec", format!("{needs}{hint}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kinds_not_served_are_named_with_a_suggestion() {
+        let file = std::path::Path::new("c.yaml");
+        assert_eq!(
+            super::unserved_kind(file, "Subscription"),
+            "c.yaml: tandem does not serve `kind: Subscription` resources yet"
+        );
+        assert_eq!(
+            super::unserved_kind(file, "Componnent"),
+            "c.yaml: `kind: Componnent` is not a Dapr resource kind; did you mean `Component`?"
+        );
+        assert_eq!(
+            super::unserved_kind(file, "Pod"),
+            "c.yaml: `kind: Pod` is not a Dapr resource kind"
+        );
     }
 }

@@ -210,9 +210,10 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     let mut servers = JoinSet::new();
     for listener in grpc_listeners {
         let (runtime, token, stop) = (runtime.clone(), token.clone(), stop.clone());
+        let log_calls = args.enable_api_logging;
         servers.spawn(async move {
             if let Err(error) =
-                tandem_api::grpc::serve(listener, runtime, token, stop.clone()).await
+                tandem_api::grpc::serve(listener, runtime, token, log_calls, stop.clone()).await
             {
                 tracing::error!("the gRPC API stopped: {error}");
                 stop.cancel();

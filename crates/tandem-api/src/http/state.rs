@@ -25,8 +25,11 @@ use crate::error::ApiError;
 pub(super) fn routes() -> Router<Api> {
     Router::new()
         .route("/v1.0/state/{store}", post(save).put(save))
-        .route("/v1.0/state/{store}/bulk", post(bulk_get))
-        .route("/v1.0/state/{store}/transaction", post(transaction))
+        .route("/v1.0/state/{store}/bulk", post(bulk_get).put(bulk_get))
+        .route(
+            "/v1.0/state/{store}/transaction",
+            post(transaction).put(transaction),
+        )
         .route("/v1.0/state/{store}/{key}", get(get_one).delete(delete_one))
 }
 
