@@ -63,6 +63,27 @@ pub struct Entry {
     pub started: u64,
     /// The tandem version that wrote the entry.
     pub version: String,
+    /// The largest request body the APIs accept, in bytes (`--max-body-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<u64>,
+    /// The HTTP API's read buffer, in bytes (`--read-buffer-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_buffer_size: Option<u64>,
+    /// Whether the sidecar serves metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_enabled: Option<bool>,
+    /// The run file (`tandem run -f`) that started the app, absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_template_path: Option<String>,
+    /// The run file's `name`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_template_name: Option<String>,
+    /// Where the app's output is written, when it goes to a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_log_path: Option<String>,
+    /// Where the sidecar's log is written, when it goes to a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daprd_log_path: Option<String>,
 }
 
 impl Entry {
@@ -87,6 +108,13 @@ impl Entry {
             command: None,
             started: unix_now(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_body_size: None,
+            read_buffer_size: None,
+            metrics_enabled: None,
+            run_template_path: None,
+            run_template_name: None,
+            app_log_path: None,
+            daprd_log_path: None,
         }
     }
 

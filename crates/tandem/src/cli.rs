@@ -7,12 +7,15 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "tandem",
-    version,
-    about = "A Dapr-compatible application runtime: your app's sidecar, faster and smaller."
+    about = "A Dapr-compatible application runtime: your app's sidecar, faster and smaller.",
+    disable_version_flag = true
 )]
 pub struct Cli {
+    /// Print the CLI and runtime versions (as `dapr --version`).
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -23,8 +26,14 @@ pub enum Command {
     Sidecar(SidecarArgs),
     /// List the apps running on this machine (like `dapr list`).
     List(crate::apps::ListArgs),
-    /// Stop a running app and its sidecar by app id (like `dapr stop`).
+    /// Stop running apps and their sidecars by app id (like `dapr stop`).
     Stop(crate::apps::StopArgs),
+    /// Publish an event through a running app's sidecar (like `dapr publish`).
+    Publish(crate::client::PublishArgs),
+    /// Invoke a method of a running app (like `dapr invoke`).
+    Invoke(crate::client::InvokeArgs),
+    /// Print the CLI and runtime versions (like `dapr version`).
+    Version(crate::personality::VersionArgs),
     /// Internal: started by `run` to start the app and stop it when `run` ends.
     #[command(name = "__guard", hide = true)]
     Guard(GuardArgs),

@@ -4,25 +4,39 @@
 //!   with the flags of `dapr run`.
 //! - `tandem sidecar [flags]` runs the sidecar alone (the `daprd` role).
 //! - `tandem list` and `tandem stop --app-id ID` show and stop the apps running here.
+//! - `tandem publish` and `tandem invoke` publish an event and call a method through a
+//!   running app's sidecar; `tandem version` prints the versions.
+//! - Invoked as `dapr` (a symlink), it answers the same commands as the Dapr CLI does
+//!   (see `personality.rs`).
 //! - `tandem __guard -- CMD ARGS...` (hidden) is started by `run` to start the app and
 //!   to stop it when `run` ends, however it ends (see `guard.rs`).
 #![forbid(unsafe_code)]
 
 mod apps;
 mod cli;
+mod client;
 mod guard;
+mod personality;
 mod run;
 mod sidecar;
 
-use clap::Parser;
 use cli::Command;
+use personality::Parsed;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match personality::parse(std::env::args_os().collect()) {
+        Parsed::Cli(cli) => *cli,
+        Parsed::Done(code) => return std::process::ExitCode::from(code),
+    };
     let code = match cli.command {
+        _ if cli.version => personality::print_version(),
+        None => personality::print_help(),
         // The guard only waits: no async runtime, no thread pool.
-        Command::Guard(args) => guard::run(&args.command),
-        command => with_runtime(command),
+        Some(Command::Guard(args)) => guard::run(&args.command),
+        // Before any other thread starts: the local time zone is read safely only then.
+        Some(Command::List(args)) => apps::list(&args),
+        Some(Command::Version(args)) => personality::version(&args),
+        Some(command) => with_runtime(command),
     };
     std::process::ExitCode::from(code)
 }
@@ -36,8 +50,11 @@ fn with_runtime(command: Command) -> u8 {
         match command {
             Command::Run(args) => run::run(args).await,
             Command::Sidecar(args) => sidecar::run_alone(args).await,
-            Command::List(args) => apps::list(args),
+            Command::List(args) => apps::list(&args),
             Command::Stop(args) => apps::stop(args).await,
+            Command::Publish(args) => client::publish(args).await,
+            Command::Invoke(args) => client::invoke(args).await,
+            Command::Version(args) => personality::version(&args),
             Command::Guard(args) => guard::run(&args.command),
         }
     });

@@ -244,6 +244,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     let mut entry = Entry::new(app_id, http_port, grpc_port, internal_port);
     entry.namespace = namespace;
     entry.app_port = app_port;
+    entry.max_body_size = u64::try_from(args.max_body_size).ok();
     let registration = match Registration::register(&home, entry) {
         Ok(registration) => Some(registration),
         Err(error) => {

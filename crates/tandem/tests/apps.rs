@@ -46,7 +46,7 @@ fn list_shows_nothing_when_nothing_runs() {
     let home = tempfile::tempdir().unwrap();
     let output = tandem(home.path(), &["list"]);
     assert!(output.status.success());
-    assert_eq!(text(&output.stdout).trim(), "No tandem apps are running.");
+    assert_eq!(text(&output.stdout).trim(), "No Dapr instances found.");
     let output = tandem(home.path(), &["list", "-o", "json"]);
     assert!(output.status.success());
     let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -80,16 +80,24 @@ fn list_shows_registered_apps_and_stop_stops_them() {
             "HTTP PORT",
             "GRPC PORT",
             "APP PORT",
+            "COMMAND",
             "AGE",
-            "PID",
-            "COMMAND"
-        ]
+            "CREATED",
+            "DAPRD PID",
+            "CLI PID",
+            "APP PID"
+        ],
+        "dapr list's columns, the empty ones left out"
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(row[..4], ["orders", "3511", "50011", "8011"], "{table}");
-    assert!(row[4].ends_with('s'), "age in seconds: {table}");
-    assert_eq!(row[5], pid.to_string());
-    assert_eq!(row[6..], ["uvicorn", "app:app"]);
+    assert_eq!(
+        row[..5],
+        ["orders", "3511", "50011", "8011", "uvicorn"],
+        "{table}"
+    );
+    assert_eq!(row[5], "app:app");
+    assert!(row[6].ends_with('s'), "age in seconds: {table}");
+    assert_eq!(row[8..], [pid.to_string(), pid.to_string(), "0".into()]);
 
     let output = tandem(home.path(), &["list", "--output", "json"]);
     assert!(output.status.success());
@@ -103,11 +111,34 @@ fn list_shows_registered_apps_and_stop_stops_them() {
     assert_eq!(app["daprdPid"], pid);
     assert_eq!(app["command"], "uvicorn app:app");
     assert!(app["created"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(app["cliPid"], pid);
+    assert_eq!(app["appPid"], 0);
+    assert_eq!(app["metricsEnabled"], false);
+    assert_eq!(app["maxRequestBodySize"], 4 << 20);
+    assert_eq!(app["httpReadBufferSize"], 4 << 10);
+    for empty in [
+        "runTemplatePath",
+        "appLogPath",
+        "daprdLogPath",
+        "runTemplateName",
+    ] {
+        assert_eq!(app[empty], "", "{empty}");
+    }
+
+    let output = tandem(home.path(), &["list", "-o", "yaml"]);
+    assert!(output.status.success());
+    let yaml = text(&output.stdout);
+    assert!(
+        yaml.starts_with("- appId: orders\n  httpPort: 3511\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("\n  command: uvicorn app:app\n"), "{yaml}");
+    assert!(yaml.contains(&format!("\n  daprdPid: {pid}\n")), "{yaml}");
 
     let output = tandem(home.path(), &["stop", "--app-id", "orders"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
-        text(&output.stdout).contains(&format!("app 'orders' stopped (pid {pid})")),
+        text(&output.stdout) == "✅  app stopped successfully: orders\n",
         "{}",
         text(&output.stdout)
     );
@@ -115,22 +146,68 @@ fn list_shows_registered_apps_and_stop_stops_them() {
         .recv_timeout(Duration::from_secs(5))
         .expect("the process got SIGTERM and exited");
     let output = tandem(home.path(), &["list"]);
-    assert_eq!(text(&output.stdout).trim(), "No tandem apps are running.");
+    assert_eq!(text(&output.stdout).trim(), "No Dapr instances found.");
     assert!(
         !registration.path().exists(),
         "the stopped process's entry is pruned"
     );
 }
 
+/// As the Dapr CLI: said, but exit 0 — a clean-up script may stop what already stopped.
 #[test]
-fn stop_of_an_unknown_app_fails_with_a_message() {
+fn stop_of_an_unknown_app_says_so() {
     let home = tempfile::tempdir().unwrap();
     let output = tandem(home.path(), &["stop", "--app-id", "nope"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        text(&output.stderr),
+        "❌  failed to stop app id nope: couldn't find app id nope\n"
+    );
+}
+
+#[test]
+fn list_refuses_an_unknown_format() {
+    let home = tempfile::tempdir().unwrap();
+    let output = tandem(home.path(), &["list", "-o", "xml"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        text(&output.stderr).trim(),
-        "no app with id 'nope' is running on this machine (tandem list shows the running ones)"
+        text(&output.stderr),
+        "❌  An invalid output format was specified.\n"
     );
+}
+
+/// Several ids at once: the flag repeated, ids separated by commas, or after the flags.
+#[test]
+fn stop_stops_several_apps() {
+    for args in [
+        &["stop", "--app-id", "one", "--app-id", "two", "three"][..],
+        &["stop", "--app-id", "one,two,three"],
+        &["stop", "-a", "one", "two", "three"],
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let mut registrations = Vec::new();
+        let mut exits = Vec::new();
+        for app_id in ["one", "two", "three"] {
+            let (pid, exited) = sleeper();
+            let mut entry = Entry::new(app_id, 1, 2, 3);
+            entry.pid = pid;
+            registrations.push(Registration::register(home.path(), entry).unwrap());
+            exits.push(exited);
+        }
+        let output = tandem(home.path(), args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(
+            text(&output.stdout),
+            "✅  app stopped successfully: one\n✅  app stopped successfully: two\n\
+             ✅  app stopped successfully: three\n",
+            "{args:?}"
+        );
+        for exited in exits {
+            exited
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the process got SIGTERM and exited");
+        }
+    }
 }
 
 #[test]
@@ -162,5 +239,5 @@ fn a_real_sidecar_is_listed_and_stopped() {
         "the sidecar exited"
     );
     let output = tandem(&home, &["list"]);
-    assert_eq!(text(&output.stdout).trim(), "No tandem apps are running.");
+    assert_eq!(text(&output.stdout).trim(), "No Dapr instances found.");
 }
