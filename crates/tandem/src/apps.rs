@@ -23,6 +23,8 @@ pub struct ListArgs {
     /// The output format: json, yaml, or table (the default).
     #[arg(short = 'o', long = "output", default_value = "")]
     pub output: String,
+    #[command(flatten)]
+    pub log: crate::personality::LogFormat,
 }
 
 #[derive(Args, Clone)]
@@ -41,6 +43,8 @@ pub struct StopArgs {
     /// How many seconds to wait for the apps and their sidecars to exit.
     #[arg(long = "timeout", default_value_t = 15, value_name = "SECONDS")]
     pub timeout: u64,
+    #[command(flatten)]
+    pub log: crate::personality::LogFormat,
 }
 
 /// `tandem list`.

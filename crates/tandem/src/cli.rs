@@ -14,6 +14,8 @@ pub struct Cli {
     /// Print the CLI and runtime versions (as `dapr --version`).
     #[arg(short = 'v', long = "version")]
     pub version: bool,
+    #[command(flatten)]
+    pub log: crate::personality::LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

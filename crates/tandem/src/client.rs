@@ -49,6 +49,8 @@ pub struct PublishArgs {
     /// Reach the sidecar on its Unix socket in this folder (as `run -u` made it).
     #[arg(short = 'u', long = "unix-domain-socket", value_name = "DIR")]
     pub unix_domain_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: crate::personality::LogFormat,
 }
 
 /// `invoke`'s flags, as the Dapr CLI names them.
@@ -72,6 +74,8 @@ pub struct InvokeArgs {
     /// Reach the sidecar on its Unix socket in this folder (as `run -u` made it).
     #[arg(short = 'u', long = "unix-domain-socket", value_name = "DIR")]
     pub unix_domain_socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: crate::personality::LogFormat,
 }
 
 /// `publish`.

@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Parsed::Cli(cli) => *cli,
         Parsed::Done(code) => return std::process::ExitCode::from(code),
     };
+    personality::use_log_format(&cli);
     let code = match cli.command {
         _ if cli.version => personality::print_version(),
         None => personality::print_help(),

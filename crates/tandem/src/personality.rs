@@ -12,10 +12,11 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, CommandFactory, FromArgMatches};
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 
 /// The name the binary answers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +106,15 @@ fn usage_error(error: clap::Error, personality: Personality) -> u8 {
 /// `init` and `uninstall`, with any flags: tandem is one binary that starts its sidecar
 /// itself — no daprd to download, no containers, no placement or scheduler service.
 fn nothing_to_install(args: &[OsString]) -> Option<u8> {
-    let first = args.get(1)?.to_str()?;
+    let mut words = args.iter().skip(1).filter_map(|arg| arg.to_str());
+    let mut first = words.next()?;
+    if first == "--log-as-json" {
+        LOG_AS_JSON.store(true, Ordering::Relaxed);
+        first = words.next()?;
+    }
+    if args.iter().any(|arg| arg == "--log-as-json") {
+        LOG_AS_JSON.store(true, Ordering::Relaxed);
+    }
     let name = current().name();
     match first {
         "init" => {
@@ -142,6 +151,8 @@ pub struct VersionArgs {
     /// The output format: json, or the default text.
     #[arg(short = 'o', long = "output", default_value = "")]
     pub output: String,
+    #[command(flatten)]
+    pub log: LogFormat,
 }
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -172,19 +183,66 @@ pub fn version(args: &VersionArgs) -> u8 {
     }
 }
 
+/// The Dapr CLI's `--log-as-json`: its status lines as JSON objects.
+#[derive(Args, Clone, Default)]
+pub struct LogFormat {
+    /// Print the status lines as JSON (`{"time":...,"status":...,"msg":...}`).
+    #[arg(long = "log-as-json")]
+    pub log_as_json: bool,
+}
+
+static LOG_AS_JSON: AtomicBool = AtomicBool::new(false);
+
+/// Whether `--log-as-json` was given, before the command (as the Dapr CLI's root flag)
+/// or after it; the status lines are JSON from then on.
+pub fn use_log_format(cli: &Cli) {
+    let after = match &cli.command {
+        Some(Command::List(args)) => args.log.log_as_json,
+        Some(Command::Stop(args)) => args.log.log_as_json,
+        Some(Command::Publish(args)) => args.log.log_as_json,
+        Some(Command::Invoke(args)) => args.log.log_as_json,
+        Some(Command::Version(args)) => args.log.log_as_json,
+        _ => false,
+    };
+    LOG_AS_JSON.store(cli.log.log_as_json || after, Ordering::Relaxed);
+}
+
+/// One status line: `<mark>  message`, or with `--log-as-json` the Dapr CLI's JSON
+/// object with the time in UTC.
+fn status(mark: &str, status: &str, message: &str) -> String {
+    if !LOG_AS_JSON.load(Ordering::Relaxed) {
+        return format!("{mark}  {message}");
+    }
+    let time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        time: String,
+        status: &'a str,
+        msg: &'a str,
+    }
+    let line = Line {
+        time,
+        status,
+        msg: message,
+    };
+    serde_json::to_string(&line).unwrap_or_else(|_| message.to_owned())
+}
+
 /// `✅  message` on stdout.
 pub fn success(message: &str) {
-    println!("✅  {message}");
+    println!("{}", status("✅", "success", message));
 }
 
 /// `❌  message` on stderr.
 pub fn failure(message: &str) {
-    eprintln!("❌  {message}");
+    eprintln!("{}", status("❌", "failure", message));
 }
 
 /// `⚠  message` on stdout (where the Dapr CLI prints its warnings).
 pub fn warning(message: &str) {
-    println!("⚠  {message}");
+    println!("{}", status("⚠", "warning", message));
 }
 
 #[cfg(test)]

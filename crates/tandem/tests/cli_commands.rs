@@ -425,7 +425,7 @@ async fn dapr_names_itself_dapr_and_exits_as_the_dapr_cli_does_on_a_usage_error(
     );
     let output = cli(&dapr, dir.path(), &[]).await;
     assert_eq!(output.status.code(), Some(0));
-    assert!(text(&output.stdout).contains("Usage: dapr [COMMAND]"));
+    assert!(text(&output.stdout).contains("Usage: dapr [OPTIONS] [COMMAND]"));
     let output = cli(&dapr, dir.path(), &["list"]).await;
     assert_eq!(text(&output.stdout), "No Dapr instances found.\n");
 }
@@ -550,4 +550,26 @@ async fn publish_and_invoke_reach_the_sidecar_on_its_unix_socket() {
             "GET /v1.0/invoke/sock-app/method/hello"
         ]
     );
+}
+
+/// The Dapr CLI's `--log-as-json`, before or after the command: status lines as JSON.
+#[tokio::test]
+async fn log_as_json_makes_the_status_lines_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--log-as-json", "stop", "ghost"][..],
+        &["stop", "ghost", "--log-as-json"],
+    ] {
+        let output = cli(&tandem(), dir.path(), args).await;
+        let line: Value = serde_json::from_slice(&output.stderr).unwrap();
+        assert_eq!(line["status"], "failure", "{args:?}");
+        assert_eq!(
+            line["msg"],
+            "failed to stop app id ghost: couldn't find app id ghost"
+        );
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let output = cli(&dapr(dir.path()), dir.path(), &["init", "--log-as-json"]).await;
+    let line: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["status"], "success");
 }
