@@ -289,13 +289,20 @@ fn stops_app_then_sidecar(stop: impl FnOnce(&Place, u32)) {
     wait_until(Duration::from_secs(10), "the sidecar ready", || {
         place.read("err-polite").contains("sidecar ready")
     });
-    // `tandem list` knows the app's pid.
-    let list = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["list", "-o", "json"])
-        .env("TANDEM_HOME", place.path("home"))
-        .output()
-        .unwrap();
-    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    // `tandem list` knows the app's pid (recorded once `run` has found it, which may
+    // come just after the sidecar's ready line).
+    let list = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["list", "-o", "json"])
+            .env("TANDEM_HOME", place.path("home"))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    wait_until(Duration::from_secs(5), "the app's pid in the registry", || {
+        list()[0]["appPid"] == sh
+    });
+    let rows = list();
     assert_eq!(rows[0]["appPid"], sh, "{rows}");
     assert_eq!(rows[0]["cliPid"], run_pid, "{rows}");
 
