@@ -151,8 +151,11 @@ fn shorten(text: &str, width: usize) -> String {
 
 /// `tandem stop --app-id ID`.
 pub async fn stop(args: StopArgs) -> u8 {
+    if let Some(file) = &args.run_file {
+        return crate::runfile::launch::stop(file, Duration::from_secs(args.timeout)).await;
+    }
     let Some(app_id) = args.app_id.as_deref() else {
-        eprintln!("tandem stop -f: run files are not supported yet");
+        eprintln!("tandem stop: give --app-id or --run-file");
         return 2;
     };
     let home = tandem_home();

@@ -3,6 +3,7 @@
 //! - `tandem run [flags] -- CMD ARGS...` starts the sidecar in-process, then your app,
 //!   with the flags of `dapr run`.
 //! - `tandem sidecar [flags]` runs the sidecar alone (the `daprd` role).
+//! - `tandem run -f dapr.yaml` starts every app of a run file (see `runfile.rs`).
 //! - `tandem list` and `tandem stop --app-id ID` show and stop the apps running here.
 //! - `tandem __guard -- CMD ARGS...` (hidden) is started by `run` to start the app and
 //!   to stop it when `run` ends, however it ends (see `guard.rs`).
@@ -12,6 +13,7 @@ mod apps;
 mod cli;
 mod guard;
 mod run;
+mod runfile;
 mod sidecar;
 
 use clap::Parser;
