@@ -400,7 +400,7 @@ fn parse(shown: &str, text: &str, base: &Path) -> Result<RunFile, RunFileError> 
     };
     let apps = match root.get("apps") {
         Some(Node::List(apps)) if !apps.is_empty() => apps,
-        None | Some(Node::Null) | Some(Node::List(_)) => {
+        None | Some(Node::Null | Node::List(_)) => {
             return Err(top.field("apps", "no apps to run: list at least one"));
         }
         Some(other) => {
@@ -823,10 +823,11 @@ fn whole(value: &Node) -> Option<Result<u128, ()>> {
         Node::Unsigned(number) => Some(Ok(*number)),
         Node::Text(text) => {
             let text = text.trim();
-            if let Some(negative) = text.strip_prefix('-') {
-                if !negative.is_empty() && negative.bytes().all(|byte| byte.is_ascii_digit()) {
-                    return None;
-                }
+            if let Some(negative) = text.strip_prefix('-')
+                && !negative.is_empty()
+                && negative.bytes().all(|byte| byte.is_ascii_digit())
+            {
+                return None;
             }
             Some(text.parse().map_err(|_| ()))
         }

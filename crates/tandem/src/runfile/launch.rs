@@ -278,11 +278,13 @@ impl Launched {
                     if child.is_none() {
                         child = self.guard.id().and_then(guard::app_of);
                     }
-                    if let Some(pid) = child {
-                        if let Some(entry) = registered(&tandem_home()).into_iter().find(|entry| entry.pid == pid) {
-                            self.announce(&entry, started.elapsed());
-                            announced = true;
-                        }
+                    if let Some(pid) = child
+                        && let Some(entry) = registered(&tandem_home())
+                            .into_iter()
+                            .find(|entry| entry.pid == pid)
+                    {
+                        self.announce(&entry, started.elapsed());
+                        announced = true;
                     }
                 }
             }
