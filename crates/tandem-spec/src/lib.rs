@@ -48,3 +48,4 @@ pub use resiliency::{
     parse_resiliency, parse_status_codes,
 };
 pub use suggest::closest;
+pub use yaml::Node as YamlNode;

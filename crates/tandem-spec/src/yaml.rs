@@ -16,7 +16,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub(crate) use de::read;
-pub(crate) use node::Node;
+pub use node::Node;
 
 use crate::error::ResourceError;
 

@@ -246,9 +246,8 @@ fn truncate(text: &str, width: usize) -> String {
 
 /// `tandem stop --app-id ID...`.
 pub async fn stop(args: StopArgs) -> u8 {
-    if args.run_file.is_some() {
-        eprintln!("tandem stop -f: run files are not supported yet");
-        return 2;
+    if let Some(file) = &args.run_file {
+        return crate::runfile::launch::stop(file, Duration::from_secs(args.timeout)).await;
     }
     let mut app_ids: Vec<String> = Vec::new();
     for app_id in args.app_ids.iter().chain(&args.ids) {

@@ -3,6 +3,7 @@
 //! - `tandem run [flags] -- CMD ARGS...` starts the sidecar in-process, then your app,
 //!   with the flags of `dapr run`.
 //! - `tandem sidecar [flags]` runs the sidecar alone (the `daprd` role).
+//! - `tandem run -f dapr.yaml` starts every app of a run file (see `runfile.rs`).
 //! - `tandem list` and `tandem stop --app-id ID` show and stop the apps running here.
 //! - `tandem publish` and `tandem invoke` publish an event and call a method through a
 //!   running app's sidecar; `tandem version` prints the versions.
@@ -18,6 +19,7 @@ mod client;
 mod guard;
 mod personality;
 mod run;
+mod runfile;
 mod sidecar;
 
 use cli::Command;

@@ -31,9 +31,8 @@ const LOCATE_PATIENCE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: RunArgs) -> u8 {
     sidecar::init_logging(&args.sidecar.log_level);
-    if args.run_file.is_some() {
-        tracing::error!("tandem run -f: run files are not supported yet");
-        return 2;
+    if let Some(file) = &args.run_file {
+        return crate::runfile::launch::run(file).await;
     }
     let stop = CancellationToken::new();
     let sidecar = match sidecar::start(&args.sidecar, stop.clone()).await {
@@ -218,7 +217,7 @@ impl App {
 /// file (so that `ps` and `pgrep` name the guard `tandem`), else `/proc/self/exe`, which
 /// still reaches it when it was replaced or deleted since `run` started (a rebuild, an
 /// upgrade): the guard is always the same version as `run`.
-fn this_program() -> PathBuf {
+pub(crate) fn this_program() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let proc_self = PathBuf::from("/proc/self/exe");
     let Ok(running) = std::fs::metadata(&proc_self) else {

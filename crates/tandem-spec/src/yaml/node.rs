@@ -1,4 +1,5 @@
-//! [`Node`]: one YAML document as a tree that holds whatever a user may write.
+//! [`Node`]: one YAML document as a tree that holds whatever a user may write (also
+//! how `tandem run -f` reads a run file, exported as `YamlNode`).
 //!
 //! `yaml_serde::Value` refuses integers beyond 64 bits (`maxRetries:
 //! 99999999999999999999` would read as a syntax error), so documents are read into this
@@ -10,7 +11,7 @@ use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAcces
 
 /// A YAML value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+pub enum Node {
     Null,
     Bool(bool),
     /// An integer of 0 or more, of any size YAML reads as an integer.
@@ -26,7 +27,7 @@ pub(crate) enum Node {
 
 impl Node {
     /// The value of `key` in a mapping.
-    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node> {
         match self {
             Node::Map(entries) => entries
                 .iter()
@@ -38,7 +39,7 @@ impl Node {
 
     /// A scalar as it reads in the file (`5`, `true`, `text`); `None` for null, lists
     /// and mappings.
-    pub(crate) fn scalar_text(&self) -> Option<String> {
+    pub fn scalar_text(&self) -> Option<String> {
         match self {
             Node::Bool(flag) => Some(flag.to_string()),
             Node::Unsigned(number) => Some(number.to_string()),
@@ -50,7 +51,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn is_null(&self) -> bool {
+    pub fn is_null(&self) -> bool {
         matches!(self, Node::Null)
     }
 }
