@@ -3,7 +3,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(["dapr/proto/runtime/v1/dapr.proto"], ["proto"])?;
+    let descriptors = protox::compile(
+        [
+            "dapr/proto/runtime/v1/dapr.proto",
+            "dapr/proto/runtime/v1/appcallback.proto",
+        ],
+        ["proto"],
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

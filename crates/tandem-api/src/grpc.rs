@@ -496,6 +496,7 @@ impl Dapr for Service {
         _: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::GetMetadataResponse>, Status> {
         let snapshot = self.runtime.metadata().await;
+        let protocol = snapshot.app_protocol.clone();
         let components = snapshot
             .components
             .into_iter()
@@ -539,10 +540,25 @@ impl Dapr for Service {
                 .collect(),
             app_connection_properties: Some(pb::AppConnectionProperties {
                 port: snapshot.app_port.map(i32::from).unwrap_or_default(),
-                protocol: snapshot.app_protocol,
+                protocol: protocol.clone(),
                 channel_address: snapshot.app_host,
-                max_concurrency: 0,
-                health: None,
+                max_concurrency: snapshot
+                    .app_max_concurrency
+                    .and_then(|limit| i32::try_from(limit).ok())
+                    .unwrap_or_default(),
+                health: snapshot
+                    .app_health
+                    .map(|health| pb::AppConnectionHealthProperties {
+                        // Not applicable to gRPC apps, as in daprd.
+                        health_check_path: if crate::http::is_http_protocol(&protocol) {
+                            health.path
+                        } else {
+                            String::new()
+                        },
+                        health_probe_interval: tandem_runtime::go_duration(health.interval),
+                        health_probe_timeout: tandem_runtime::go_duration(health.timeout),
+                        health_threshold: i32::try_from(health.threshold).unwrap_or(i32::MAX),
+                    }),
             }),
             runtime_version: snapshot.runtime_version,
             enabled_features: Vec::new(),

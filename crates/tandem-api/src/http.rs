@@ -267,8 +267,23 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
         "protocol": snapshot.app_protocol,
         "channelAddress": snapshot.app_host,
     });
+    // As daprd's `omitempty`: no port, no limit, no health checks — no field.
     if let Some(port) = snapshot.app_port {
         connection["port"] = json!(port);
+    }
+    if let Some(limit) = snapshot.app_max_concurrency {
+        connection["maxConcurrency"] = json!(limit);
+    }
+    if let Some(health) = &snapshot.app_health {
+        let mut properties = json!({
+            "healthProbeInterval": tandem_runtime::go_duration(health.interval),
+            "healthProbeTimeout": tandem_runtime::go_duration(health.timeout),
+            "healthThreshold": health.threshold,
+        });
+        if is_http_protocol(&snapshot.app_protocol) && !health.path.is_empty() {
+            properties["healthCheckPath"] = json!(health.path);
+        }
+        connection["health"] = properties;
     }
     let mut document = json!({
         "id": snapshot.app_id,
@@ -293,6 +308,11 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
         document["httpEndpoints"] = json!(endpoints);
     }
     document
+}
+
+/// The app protocols daprd counts as HTTP: only those have a health-check path.
+pub(crate) fn is_http_protocol(protocol: &str) -> bool {
+    matches!(protocol, "http" | "https" | "h2c")
 }
 
 async fn set_metadata(

@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// The folder under the tandem home that holds the registry.
@@ -59,6 +60,10 @@ pub struct Entry {
     /// The app's command line, when `tandem run` started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The app failed its health checks (`--enable-app-health-check`): name resolution
+    /// passes this instance over while another is healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app_unhealthy: bool,
     /// When the sidecar started, in seconds since the Unix epoch.
     pub started: u64,
     /// The tandem version that wrote the entry.
@@ -106,6 +111,7 @@ impl Entry {
             app_port: None,
             app_pid: None,
             command: None,
+            app_unhealthy: false,
             started: unix_now(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             max_body_size: None,
@@ -178,7 +184,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug)]
 pub struct Registration {
     path: PathBuf,
-    entry: Entry,
+    /// Behind a lock so the sidecar's tasks (e.g. the app's health) can update it
+    /// through a shared handle; held only while the file is written.
+    entry: Mutex<Entry>,
     removed: bool,
 }
 
@@ -206,14 +214,14 @@ impl Registration {
         write_atomically(&path, &entry)?;
         Ok(Self {
             path,
-            entry,
+            entry: Mutex::new(entry),
             removed: false,
         })
     }
 
     /// What the file says.
-    pub fn entry(&self) -> &Entry {
-        &self.entry
+    pub fn entry(&self) -> Entry {
+        self.entry.lock().clone()
     }
 
     /// The file.
@@ -223,9 +231,10 @@ impl Registration {
 
     /// Changes the entry and rewrites the file, e.g. to add the app's pid once
     /// `tandem run` has started it.
-    pub fn update(&mut self, change: impl FnOnce(&mut Entry)) -> io::Result<()> {
-        change(&mut self.entry);
-        write_atomically(&self.path, &self.entry)
+    pub fn update(&self, change: impl FnOnce(&mut Entry)) -> io::Result<()> {
+        let mut entry = self.entry.lock();
+        change(&mut entry);
+        write_atomically(&self.path, &entry)
     }
 
     /// Removes the file now (dropping the registration does the same, silently).
@@ -426,7 +435,7 @@ mod tests {
     #[test]
     fn remove_and_update() {
         let home = tempfile::tempdir().unwrap();
-        let mut registration = Registration::register(home.path(), entry("cart", 1)).unwrap();
+        let registration = Registration::register(home.path(), entry("cart", 1)).unwrap();
         registration
             .update(|entry| entry.app_pid = Some(4242))
             .unwrap();

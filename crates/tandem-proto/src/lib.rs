@@ -16,7 +16,8 @@ pub mod dapr {
             }
         }
         pub mod runtime {
-            /// `dapr.proto.runtime.v1`: the `Dapr` service apps call.
+            /// `dapr.proto.runtime.v1`: the `Dapr` service apps call, and the app
+            /// callbacks the sidecar calls (`AppCallbackHealthCheck`).
             pub mod v1 {
                 #![allow(clippy::all, missing_docs)]
                 tonic::include_proto!("dapr.proto.runtime.v1");

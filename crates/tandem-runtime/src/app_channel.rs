@@ -1,7 +1,8 @@
 //! The app channel: the sidecar's HTTP calls *into* the app (`/dapr/subscribe`, event
 //! deliveries, invocations), over pooled keep-alive connections. Shared by the
-//! subscriptions and the invoker.
+//! subscriptions and the invoker, so `--app-max-concurrency` is one limit over both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::Semaphore;
 
 use crate::body::{BodyError, read_limited};
 
@@ -51,6 +53,8 @@ pub struct AppChannel {
     token: Option<HeaderValue>,
     /// The largest answer read (`--max-body-size`).
     max_body_size: usize,
+    /// `--app-max-concurrency`: one permit per call in flight; further calls wait.
+    limit: Option<Arc<Semaphore>>,
 }
 
 impl AppChannel {
@@ -68,7 +72,16 @@ impl AppChannel {
             port,
             token: token.and_then(|token| HeaderValue::from_str(token).ok()),
             max_body_size,
+            limit: None,
         }
+    }
+
+    /// At most `limit` calls in flight to the app at once (deliveries and invocations
+    /// alike); the others wait for a free place, as with `daprd`'s
+    /// `--app-max-concurrency`. `None`: no limit.
+    pub fn with_max_concurrency(mut self, limit: Option<usize>) -> Self {
+        self.limit = limit.map(|limit| Arc::new(Semaphore::new(limit.max(1))));
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -87,6 +100,12 @@ impl AppChannel {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<AppResponse, AppCallError> {
+        // Held until the answer is read whole: the app is busy until then.
+        let _permit = match &self.limit {
+            // The semaphore is never closed, so this only fails if it were.
+            Some(limit) => limit.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {

@@ -111,6 +111,9 @@ pub struct Invoker {
     /// Where cached answers are shared between sidecars (a policy's `store`).
     state: Arc<StateService>,
     peer_key: Arc<PeerKey>,
+    /// The app's health (`--enable-app-health-check`): calls for an unhealthy app are
+    /// refused, as `daprd` refuses them. `None`: not checked.
+    app_health: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Invoker {
@@ -133,6 +136,7 @@ pub(crate) struct InvokerParts {
     pub state: Arc<StateService>,
     pub peer_key: Arc<PeerKey>,
     pub max_body_size: usize,
+    pub app_health: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// One invocation attempt that did not succeed.
@@ -305,6 +309,7 @@ impl Invoker {
             caches: ResponseCaches::default(),
             state: parts.state,
             peer_key: parts.peer_key,
+            app_health: parts.app_health,
         }
     }
 
@@ -541,6 +546,14 @@ impl Invoker {
             app_id: self.app_id.clone(),
             reason: "the app has no port (--app-port), so it cannot be called".into(),
         })?;
+        if let Some(health) = &self.app_health
+            && !*health.borrow()
+        {
+            return Err(Error::Invoke {
+                app_id: self.app_id.clone(),
+                reason: crate::app_health::APP_UNHEALTHY.into(),
+            });
+        }
         headers.remove(header::HOST);
         let response = app
             .call(method, &format!("/{path_and_query}"), headers, body)

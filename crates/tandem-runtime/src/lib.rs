@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod app_channel;
+mod app_health;
 mod body;
 pub mod cloudevent;
 mod config;
@@ -27,7 +28,10 @@ mod subscriptions;
 
 pub use app_channel::{AppCallError, AppChannel, AppResponse};
 pub use body::BodyError;
-pub use config::{AppHealthSettings, DEFAULT_MAX_BODY_SIZE, SidecarConfig};
+pub use config::{
+    AppHealthSettings, ConfigError, DEFAULT_MAX_BODY_SIZE, SidecarConfig, go_duration,
+    max_concurrency_from_flag,
+};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,

@@ -60,4 +60,8 @@ pub struct MetadataSnapshot {
     pub app_port: Option<u16>,
     pub app_protocol: String,
     pub app_host: String,
+    /// `--app-max-concurrency`, when it limits.
+    pub app_max_concurrency: Option<usize>,
+    /// The health-check settings, when checks are on.
+    pub app_health: Option<crate::config::AppHealthSettings>,
 }

@@ -11,6 +11,7 @@ use tandem_spec::ResourceError;
 use tokio_util::sync::CancellationToken;
 
 use crate::app_channel::AppChannel;
+use crate::app_health::AppHealth;
 use crate::config::SidecarConfig;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
@@ -26,6 +27,9 @@ use crate::subscriptions::Subscriptions;
 pub struct Runtime {
     config: SidecarConfig,
     app: Option<AppChannel>,
+    /// The app's health, probed when `--enable-app-health-check` is on and the app has
+    /// a port.
+    app_health: Option<AppHealth>,
     publisher: Arc<Publisher>,
     subscriptions: Subscriptions,
     state: Arc<StateService>,
@@ -57,7 +61,12 @@ impl Runtime {
                 config.app_api_token.as_deref(),
                 config.max_body_size,
             )
+            .with_max_concurrency(config.app_max_concurrency)
         });
+        let app_health = match (&app, &config.app_health) {
+            (Some(_), Some(_)) => Some(AppHealth::new()),
+            _ => None,
+        };
         let resiliency = Arc::new(loaded.resiliency);
         let publisher = Arc::new(Publisher::new(&config.app_id, loaded.brokers));
         let state = Arc::new(StateService::new(loaded.state_stores));
@@ -77,9 +86,11 @@ impl Runtime {
             state: state.clone(),
             peer_key: config.peer_key.clone(),
             max_body_size: config.max_body_size,
+            app_health: app_health.as_ref().map(AppHealth::watch),
         });
         Ok(Arc::new(Self {
             app,
+            app_health,
             publisher,
             subscriptions,
             state,
@@ -153,10 +164,53 @@ impl Runtime {
         self.outbound_ready.store(true, Ordering::Release);
     }
 
+    /// The app's health while health checks are on: `true` while healthy. `None`
+    /// without health checks (the app is taken as healthy).
+    pub fn app_health(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.app_health.as_ref().map(AppHealth::watch)
+    }
+
     /// The last start step: waits for the app's port, subscribes to what the app asks
     /// for, then reports ready. Without an app port the sidecar is ready at once.
+    ///
+    /// With health checks, as in `daprd`: probing starts once the port is open and the
+    /// sidecar is ready at once; the subscriptions start when the app is first
+    /// healthy, pause while it is unhealthy and resume when it is healthy again.
     pub async fn connect_app(self: &Arc<Self>) {
         if let Some(app) = &self.app {
+            if let Some(health) = &self.app_health {
+                if !self.wait_for_app(app).await {
+                    return;
+                }
+                if !matches!(self.config.app_protocol.as_str(), "http" | "h2c") {
+                    tracing::warn!(
+                        "app protocol '{}': tandem probes the app's health but does not call into {} apps yet, so this app's subscriptions are not read",
+                        self.config.app_protocol,
+                        self.config.app_protocol
+                    );
+                }
+                self.follow_app_health(app, health.watch());
+                let (prober, port) = (self.clone(), app.port());
+                tokio::spawn(async move {
+                    if let (Some(health), Some(settings)) =
+                        (&prober.app_health, &prober.config.app_health)
+                    {
+                        let app_host = prober.config.app_host.clone();
+                        health
+                            .probe(
+                                settings,
+                                &prober.config.app_protocol,
+                                &app_host,
+                                port,
+                                prober.shutdown.clone(),
+                            )
+                            .await;
+                    }
+                });
+                self.ready.store(true, Ordering::Release);
+                tracing::info!(app_id = %self.config.app_id, "sidecar ready");
+                return;
+            }
             if !matches!(self.config.app_protocol.as_str(), "http" | "h2c") {
                 tracing::warn!(
                     "app protocol '{}': tandem does not call into {} apps yet, so this app's subscriptions are not read; \
@@ -167,20 +221,54 @@ impl Runtime {
                 self.ready.store(true, Ordering::Release);
                 return;
             }
-            tracing::info!("waiting for the app on {}:{}", app.host(), app.port());
-            loop {
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => return,
-                    listening = app.wait_until_listening(Duration::from_secs(5)) => {
-                        if listening { break; }
-                        tracing::info!("still waiting for the app on port {}", app.port());
-                    }
-                }
+            if !self.wait_for_app(app).await {
+                return;
             }
             self.subscriptions.start(app).await;
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(app_id = %self.config.app_id, "sidecar ready");
+    }
+
+    /// Waits until the app listens on its port; `false` when the sidecar stopped first.
+    async fn wait_for_app(&self, app: &AppChannel) -> bool {
+        tracing::info!("waiting for the app on {}:{}", app.host(), app.port());
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                listening = app.wait_until_listening(Duration::from_secs(5)) => {
+                    if listening { return true; }
+                    tracing::info!("still waiting for the app on port {}", app.port());
+                }
+            }
+        }
+    }
+
+    /// Starts the app's subscriptions whenever it becomes healthy and pauses them
+    /// whenever it becomes unhealthy, until the sidecar stops.
+    fn follow_app_health(
+        self: &Arc<Self>,
+        app: &AppChannel,
+        mut health: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let (runtime, app) = (self.clone(), app.clone());
+        tokio::spawn(async move {
+            let delivers = matches!(runtime.config.app_protocol.as_str(), "http" | "h2c");
+            loop {
+                tokio::select! {
+                    _ = runtime.shutdown.cancelled() => return,
+                    changed = health.wait_for(|healthy| *healthy) => if changed.is_err() { return },
+                }
+                if delivers {
+                    runtime.subscriptions.resume(&app).await;
+                }
+                tokio::select! {
+                    _ = runtime.shutdown.cancelled() => return,
+                    changed = health.wait_for(|healthy| !*healthy) => if changed.is_err() { return },
+                }
+                runtime.subscriptions.pause().await;
+            }
+        });
     }
 
     /// Waits for the deliveries in flight to finish after the shutdown token fired.
@@ -207,6 +295,8 @@ impl Runtime {
             app_port: self.config.app_port,
             app_protocol: self.config.app_protocol.clone(),
             app_host: self.config.app_host.clone(),
+            app_max_concurrency: self.config.app_max_concurrency,
+            app_health: self.config.app_health.clone(),
         }
     }
 

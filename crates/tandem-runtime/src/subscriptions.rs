@@ -1,6 +1,12 @@
 //! The delivering half of pub/sub: [`Subscriptions`] asks the app what it subscribes to,
 //! subscribes through the [`Publisher`]'s brokers, and keeps the delivery tasks so a
 //! stopping sidecar can let the deliveries in flight finish.
+//!
+//! With app health checks, delivery follows the app's health as in `daprd`: the app's
+//! subscriptions are read when it is first healthy, [`pause`](Subscriptions::pause)d
+//! when it turns unhealthy — the brokers stop reading and claiming, so what is published
+//! meanwhile stays unacknowledged in the broker — and [`resume`](Subscriptions::resume)d
+//! when it is healthy again.
 
 mod deliver;
 
@@ -24,6 +30,10 @@ pub struct Subscriptions {
     active: Mutex<Vec<SubscriptionInfo>>,
     deliveries: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
+    /// What the app asked for at `/dapr/subscribe`, read once (`None`: not yet).
+    discovered: Mutex<Option<Vec<SubscriptionInfo>>>,
+    /// Stops the current round of subscriptions (a child of `stop`): fired on pause.
+    round: Mutex<Option<CancellationToken>>,
 }
 
 impl Subscriptions {
@@ -40,21 +50,69 @@ impl Subscriptions {
             active: Mutex::default(),
             deliveries: Mutex::default(),
             stop,
+            discovered: Mutex::default(),
+            round: Mutex::default(),
         }
     }
 
     /// Reads the app's subscriptions (`GET /dapr/subscribe`) and subscribes to each.
     pub(crate) async fn start(&self, app: &AppChannel) {
-        let subscriptions = deliver::discover(app).await.unwrap_or_else(|error| {
-            tracing::warn!("could not read the app's subscriptions: {error}");
-            Vec::new()
-        });
+        self.resume(app).await;
+    }
+
+    /// Subscribes to what the app asks for (read from the app the first time only),
+    /// unless subscribed already.
+    pub(crate) async fn resume(&self, app: &AppChannel) {
+        if self.round.lock().is_some() || self.stop.is_cancelled() {
+            return;
+        }
+        let known = self.discovered.lock().clone();
+        let (subscriptions, first) = match known {
+            Some(subscriptions) => (subscriptions, false),
+            None => {
+                let subscriptions = deliver::discover(app).await.unwrap_or_else(|error| {
+                    tracing::warn!("could not read the app's subscriptions: {error}");
+                    Vec::new()
+                });
+                *self.discovered.lock() = Some(subscriptions.clone());
+                (subscriptions, true)
+            }
+        };
+        let round = self.stop.child_token();
+        *self.round.lock() = Some(round.clone());
+        let mut active = Vec::new();
         for subscription in subscriptions {
-            self.subscribe(app, subscription).await;
+            if self.subscribe(app, &subscription, &round, first).await {
+                active.push(subscription);
+            }
+        }
+        *self.active.lock() = active;
+        if !first {
+            tracing::info!("pub/sub delivery to the app resumed");
         }
     }
 
-    async fn subscribe(&self, app: &AppChannel, subscription: SubscriptionInfo) {
+    /// Stops reading from the brokers and waits for the deliveries in flight; nothing
+    /// more is taken from a broker until [`resume`](Self::resume).
+    pub(crate) async fn pause(&self) {
+        let Some(round) = self.round.lock().take() else {
+            return;
+        };
+        round.cancel();
+        tracing::info!(
+            "pub/sub delivery to the app paused: new messages stay in the broker until it is healthy"
+        );
+        self.drain().await;
+    }
+
+    /// Subscribes to one topic for this round; `false` when it could not.
+    async fn subscribe(
+        &self,
+        app: &AppChannel,
+        subscription: &SubscriptionInfo,
+        round: &CancellationToken,
+        first: bool,
+    ) -> bool {
         let Some(broker) = self.publisher.broker(&subscription.pubsub) else {
             tracing::warn!(
                 "the app subscribes to topic '{}' of pubsub '{}', which is not loaded; loaded: {}",
@@ -62,7 +120,7 @@ impl Subscriptions {
                 subscription.pubsub,
                 self.publisher.names().join(", ")
             );
-            return;
+            return false;
         };
         let request = Subscribe {
             topic: subscription.topic.clone(),
@@ -71,21 +129,26 @@ impl Subscriptions {
         let policy = self
             .resiliency
             .for_component_inbound(&subscription.pubsub, &broker.kind);
-        let delivery = deliver::delivery(app, &self.app_id, &subscription, policy);
+        let delivery = deliver::delivery(app, &self.app_id, subscription, policy);
         match broker
             .pubsub
-            .subscribe(request, delivery, self.stop.child_token())
+            .subscribe(request, delivery, round.child_token())
             .await
         {
             Ok(task) => {
-                tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                if first {
+                    tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                }
                 self.deliveries.lock().push(task);
-                self.active.lock().push(subscription);
+                true
             }
-            Err(error) => tracing::error!(
-                pubsub = %subscription.pubsub, topic = %subscription.topic,
-                "subscribing failed: {error}"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    pubsub = %subscription.pubsub, topic = %subscription.topic,
+                    "subscribing failed: {error}"
+                );
+                false
+            }
         }
     }
 

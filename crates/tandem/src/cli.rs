@@ -114,6 +114,38 @@ pub struct SidecarArgs {
     /// by DNS (Kubernetes), where the callers are on other machines.
     #[arg(long = "internal-listen-addresses", value_name = "ADDRESSES")]
     pub internal_listen_addresses: Option<String>,
+    /// At most this many deliveries and invocations in flight to the app at once; the
+    /// others wait. -1: no limit.
+    #[arg(long = "app-max-concurrency", default_value_t = -1, allow_negative_numbers = true)]
+    pub app_max_concurrency: i64,
+    /// Probe the app's health; while it is unhealthy, pub/sub delivery to it pauses
+    /// and invocations of it are refused.
+    #[arg(long = "enable-app-health-check")]
+    pub enable_app_health_check: bool,
+    /// The path probed with `GET` (HTTP apps).
+    #[arg(long = "app-health-check-path", default_value = "/healthz")]
+    pub app_health_check_path: String,
+    /// Seconds between health probes (0 or less: the default).
+    #[arg(
+        long = "app-health-probe-interval",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
+    pub app_health_probe_interval: i64,
+    /// Milliseconds one health probe may take (0 or less: the default).
+    #[arg(
+        long = "app-health-probe-timeout",
+        default_value_t = 500,
+        allow_negative_numbers = true
+    )]
+    pub app_health_probe_timeout: i64,
+    /// Failed probes in a row before the app is unhealthy (below 1: the default).
+    #[arg(
+        long = "app-health-threshold",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    pub app_health_threshold: i64,
 }
 
 /// A size as Dapr's `--max-body-size` takes it (a Kubernetes quantity): a number with

@@ -22,8 +22,9 @@ pub struct Sidecar {
     pub runtime: Arc<Runtime>,
     pub http_port: u16,
     pub grpc_port: u16,
-    /// This sidecar's entry in the machine's registry (`tandem list`), removed on stop.
-    pub registration: Option<Registration>,
+    /// This sidecar's entry in the machine's registry (`tandem list`), removed on stop
+    /// (when the last handle goes; other tasks hold only weak ones).
+    pub registration: Option<Arc<Registration>>,
     servers: JoinSet<()>,
 }
 
@@ -112,6 +113,15 @@ pub fn config(args: &SidecarArgs) -> anyhow::Result<SidecarConfig> {
     config.app_api_token = env_text("APP_API_TOKEN");
     config.max_body_size = args.max_body_size;
     config.peer_key = std::sync::Arc::new(peer_key(&config.data_dir)?);
+    config.app_max_concurrency =
+        tandem_runtime::max_concurrency_from_flag(args.app_max_concurrency);
+    config.app_health = tandem_runtime::AppHealthSettings::from_flags(
+        args.enable_app_health_check,
+        &args.app_health_check_path,
+        args.app_health_probe_interval,
+        args.app_health_probe_timeout,
+        args.app_health_threshold,
+    )?;
     Ok(config)
 }
 
@@ -246,7 +256,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     entry.app_port = app_port;
     entry.max_body_size = u64::try_from(args.max_body_size).ok();
     let registration = match Registration::register(&home, entry) {
-        Ok(registration) => Some(registration),
+        Ok(registration) => Some(Arc::new(registration)),
         Err(error) => {
             tracing::warn!(
                 "could not register in {}: other apps on this machine will not find this one ({error})",
@@ -261,6 +271,9 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
         "HTTP API on port {http_port}, gRPC API on port {grpc_port}, internal port {internal_port} (outbound ready in {:.1} ms)",
         started.elapsed().as_secs_f64() * 1000.0
     );
+    if let (Some(registration), Some(health)) = (&registration, runtime.app_health()) {
+        record_app_health(Arc::downgrade(registration), health, stop.clone());
+    }
     let connecting = runtime.clone();
     servers.spawn(async move { connecting.connect_app().await });
     Ok(Sidecar {
@@ -270,6 +283,32 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
         registration,
         servers,
     })
+}
+
+/// Keeps the app's health in its registry entry, where the other sidecars' name
+/// resolution passes an unhealthy instance over.
+fn record_app_health(
+    registration: std::sync::Weak<Registration>,
+    mut health: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    // The app starts out unhealthy: record that first.
+    health.mark_changed();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = health.changed() => if changed.is_err() { return },
+            }
+            let unhealthy = !*health.borrow_and_update();
+            let Some(registration) = registration.upgrade() else {
+                return;
+            };
+            if let Err(error) = registration.update(|entry| entry.app_unhealthy = unhealthy) {
+                tracing::debug!("could not record the app's health in the registry: {error}");
+            }
+        }
+    });
 }
 
 impl Sidecar {

@@ -79,11 +79,18 @@ impl Local {
 }
 
 /// The internal addresses of the entries for `app_id` in `namespace`, sorted. An entry
-/// without an internal port (0) cannot be called and is left out.
+/// without an internal port (0) cannot be called and is left out, and so are instances
+/// whose app failed its health checks while another instance is healthy (with none
+/// healthy they are kept: their sidecar answers why the call cannot be served).
 fn addresses(entries: &[Entry], app_id: &str, namespace: Option<&str>) -> Vec<SocketAddr> {
-    let mut found: Vec<SocketAddr> = entries
+    let candidates: Vec<&Entry> = entries
         .iter()
         .filter(|entry| entry.internal_port != 0 && entry.matches(app_id, namespace))
+        .collect();
+    let any_healthy = candidates.iter().any(|entry| !entry.app_unhealthy);
+    let mut found: Vec<SocketAddr> = candidates
+        .into_iter()
+        .filter(|entry| !(any_healthy && entry.app_unhealthy))
         .map(Entry::internal_address)
         .collect();
     found.sort_unstable();
@@ -124,6 +131,24 @@ mod tests {
             "{elsewhere}"
         );
         assert!(resolver.resolve("orders", Some("default")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn unhealthy_instances_are_passed_over_while_one_is_healthy() {
+        let home = tempfile::tempdir().unwrap();
+        let healthy = register(home.path(), "orders", 40041);
+        let sick = register(home.path(), "orders", 40042);
+        sick.update(|entry| entry.app_unhealthy = true).unwrap();
+        let resolver = Resolver::Local(Local::new(home.path()));
+        let found = resolver.resolve("orders", None).await.unwrap();
+        assert_eq!(
+            found.iter().map(SocketAddr::port).collect::<Vec<_>>(),
+            [40041]
+        );
+        healthy.update(|entry| entry.app_unhealthy = true).unwrap();
+        tokio::time::sleep(FRESH + Duration::from_millis(50)).await;
+        let found = resolver.resolve("orders", None).await.unwrap();
+        assert_eq!(found.len(), 2, "none healthy: all are kept");
     }
 
     #[tokio::test]
