@@ -8,11 +8,13 @@
 //!   to stop it when `run` ends, however it ends (see `guard.rs`).
 #![forbid(unsafe_code)]
 
+mod app_id;
 mod apps;
 mod cli;
 mod guard;
 mod run;
 mod sidecar;
+mod status;
 
 use clap::Parser;
 use cli::Command;
