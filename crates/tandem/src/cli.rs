@@ -54,11 +54,7 @@ pub struct RunArgs {
     /// The app's command and its arguments: after `--`, or simply after the flags, as
     /// `dapr run` takes it (everything from the first argument that is not a flag of
     /// `run` on is the app's). Without one, the sidecar runs alone until stopped.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

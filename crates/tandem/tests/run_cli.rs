@@ -407,3 +407,31 @@ fn the_readiness_line_waits_for_the_apps_port() {
     );
     assert!(out.contains("✅  Exited App successfully\n"), "{out}");
 }
+
+/// A flag `run` does not know is refused before anything starts, not taken for the
+/// start of the app's command (which would run `--typo` as a program, silently).
+#[test]
+fn an_unknown_flag_is_refused_not_run_as_the_app() {
+    let mut place = Place::new();
+    let run = place.run(
+        "typo",
+        &[
+            "--app-id",
+            "typo",
+            "--enabel-api-logging",
+            "sh",
+            "-c",
+            "echo ran > ran.out",
+        ],
+        &[],
+    );
+    let status = place.wait_exit(run);
+    assert_eq!(status.code(), Some(2));
+    let err = place.read("err-typo");
+    assert!(
+        err.contains("unexpected argument '--enabel-api-logging'"),
+        "{err}"
+    );
+    assert!(!place.path("ran.out").exists());
+    assert!(!place.read("out-typo").contains("Starting Dapr"));
+}
