@@ -47,10 +47,6 @@ pub struct RunArgs {
     /// Where `dapr run` looks for daprd (accepted; tandem is its own runtime).
     #[arg(long = "runtime-path", value_name = "PATH")]
     pub runtime_path: Option<PathBuf>,
-    /// `run`'s own lines as JSON objects (`time`, `status`, `msg`), as `dapr` writes them.
-    #[arg(long = "log-as-json", num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
-    pub log_as_json: bool,
     /// The app's command and its arguments: after `--`, or simply after the flags, as
     /// `dapr run` takes it (everything from the first argument that is not a flag of
     /// `run` on is the app's). Without one, the sidecar runs alone until stopped.
@@ -107,6 +103,11 @@ pub struct SidecarArgs {
     /// Log level: debug, info, warn or error.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
+    /// The log as JSON lines, as daprd writes it; `run`'s own lines as JSON objects
+    /// (`time`, `status`, `msg`), as `dapr` writes them.
+    #[arg(long = "log-as-json", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub log_as_json: bool,
     /// Log every API call.
     #[arg(long = "enable-api-logging", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", default_value = "false", action = ArgAction::Set)]

@@ -12,6 +12,7 @@ mod app_id;
 mod apps;
 mod cli;
 mod guard;
+mod log_json;
 mod run;
 mod sidecar;
 mod status;

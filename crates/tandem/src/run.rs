@@ -40,8 +40,8 @@ const POLL: Duration = Duration::from_millis(50);
 const LOCATE_PATIENCE: Duration = Duration::from_secs(2);
 
 pub async fn run(args: RunArgs) -> u8 {
-    sidecar::init_logging(&args.sidecar.log_level);
-    status::log_as_json(args.log_as_json);
+    sidecar::init_logging_with(&args.sidecar.log_level, args.sidecar.log_as_json);
+    status::log_as_json(args.sidecar.log_as_json);
     if args.run_file.is_some() {
         tracing::error!("tandem run -f: run files are not supported yet");
         return 2;

@@ -50,8 +50,9 @@ impl Locate for Located {
     }
 }
 
-/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it).
-pub fn init_logging(level: &str) {
+/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it), as JSON lines with
+/// `--log-as-json`.
+pub fn init_logging_with(level: &str, json: bool) {
     let level = match level {
         "debug" | "info" | "warn" | "error" | "trace" => level,
         "warning" => "warn",
@@ -61,12 +62,18 @@ pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn"))
     });
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        logs.with_ansi(false)
+            .event_format(crate::log_json::JsonLines)
+            .try_init()
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init()
+    };
 }
 
 /// `~/.tandem`, or `TANDEM_HOME`.
@@ -432,7 +439,7 @@ pub async fn stop_signal() {
 
 /// `tandem sidecar`: the sidecar alone, until a signal or `POST /v1.0/shutdown`.
 pub async fn run_alone(args: SidecarArgs) -> u8 {
-    init_logging(&args.log_level);
+    init_logging_with(&args.log_level, args.log_as_json);
     let stop = CancellationToken::new();
     let sidecar = match start(&args, stop.clone()).await {
         Ok(sidecar) => sidecar,

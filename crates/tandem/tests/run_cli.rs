@@ -301,7 +301,7 @@ fn a_dapr_run_line_with_every_flag_group_and_no_dashes() {
 /// No command: the sidecar alone, with Dapr's sidecar-only readiness line, until
 /// stopped; no `--app-id`: a fresh id in Dapr's shape, not the folder's name, so two
 /// runs of one example never share one. `--log-as-json` writes the status lines as
-/// `dapr` does, one JSON object each.
+/// `dapr` does, one JSON object each, and the sidecar's log as daprd writes it.
 #[test]
 fn no_command_runs_the_sidecar_alone_under_a_fresh_app_id() {
     let mut place = Place::new();
@@ -359,6 +359,18 @@ fn no_command_runs_the_sidecar_alone_under_a_fresh_app_id() {
         "{out}"
     );
     assert!(!out.contains("✅"), "{out}");
+    // The sidecar's log too, as daprd writes it with the flag.
+    let err = place.read("err-json");
+    let logs: Vec<serde_json::Value> = err
+        .lines()
+        .map(|line| serde_json::from_str(line).expect(line))
+        .collect();
+    assert!(
+        logs.iter().any(|log| log["level"] == "info"
+            && log["type"] == "log"
+            && log["msg"] == "sidecar stopped"),
+        "{err}"
+    );
 }
 
 /// The readiness line waits for the app: not while its port is closed, at once when it
