@@ -20,6 +20,7 @@ use crate::auth::ApiToken;
 use crate::error::ApiError;
 
 mod calls;
+mod unix_authority;
 
 /// The gRPC service.
 pub struct Service {
@@ -45,7 +46,10 @@ pub async fn serve_unix(
     log_calls: bool,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    use tokio_stream::StreamExt;
+    // grpc-core clients send the socket's path as `:authority`: made acceptable first.
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener)
+        .map(|accepted| accepted.map(unix_authority::AuthorityFixing::new));
     serve_incoming(incoming, runtime, token, log_calls, stop).await
 }
 
