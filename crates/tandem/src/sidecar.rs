@@ -147,7 +147,12 @@ fn note_accepted_flags(args: &SidecarArgs) {
         ("scheduler", &args.scheduler_host_address),
     ]
     .into_iter()
-    .filter(|(_, address)| address.is_some())
+    // An empty address is Dapr's way to turn the service off: nothing to say then.
+    .filter(|(_, address)| {
+        address
+            .as_deref()
+            .is_some_and(|address| !address.is_empty())
+    })
     .map(|(service, _)| service)
     .collect();
     if !services.is_empty() {
