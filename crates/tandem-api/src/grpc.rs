@@ -10,7 +10,7 @@ use tandem_runtime::{
     BulkEntry, BulkPublishRequest, Consistency, InvokeRequest, PublishRequest, Runtime, StateItem,
     StateOperation,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
@@ -20,6 +20,7 @@ use crate::auth::ApiToken;
 use crate::error::ApiError;
 
 mod calls;
+mod unix_authority;
 
 /// The gRPC service.
 pub struct Service {
@@ -34,6 +35,40 @@ pub async fn serve(
     log_calls: bool,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_incoming(no_delay_stream(listener), runtime, token, log_calls, stop).await
+}
+
+/// Serves the gRPC API on a Unix socket (`--unix-domain-socket`) until `stop` fires.
+pub async fn serve_unix(
+    listener: UnixListener,
+    runtime: Arc<Runtime>,
+    token: ApiToken,
+    log_calls: bool,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    use tokio_stream::StreamExt;
+    // grpc-core clients send the socket's path as `:authority`: made acceptable first.
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener)
+        .map(|accepted| accepted.map(unix_authority::AuthorityFixing::new));
+    serve_incoming(incoming, runtime, token, log_calls, stop).await
+}
+
+async fn serve_incoming<S, IO>(
+    incoming: S,
+    runtime: Arc<Runtime>,
+    token: ApiToken,
+    log_calls: bool,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error>
+where
+    S: tokio_stream::Stream<Item = std::io::Result<IO>> + Send + 'static,
+    IO: tonic::transport::server::Connected
+        + tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + Unpin
+        + Send
+        + 'static,
+{
     // Dapr's `--max-body-size` limits gRPC messages both ways; a larger one is
     // refused with RESOURCE_EXHAUSTED, as grpc-go refuses it.
     let max_body_size = runtime.config().max_body_size;
@@ -58,7 +93,7 @@ pub async fn serve(
         .layer(tower::util::MapResponseLayer::new(daprs_size_status))
         .layer(calls::CallsLayer { log_calls })
         .add_service(service)
-        .serve_with_incoming_shutdown(no_delay_stream(listener), stop.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
         .await
 }
 

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 mod bulk_publish;
@@ -93,6 +93,17 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
 /// Serves `router` on `listener` until `stop` fires.
 pub async fn serve(
     listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+/// Serves `router` on a Unix socket (`--unix-domain-socket`) until `stop` fires.
+pub async fn serve_unix(
+    listener: UnixListener,
     router: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -55,14 +55,20 @@ pub struct RunArgs {
     /// A run file (`dapr.yaml`, or a folder holding one): start every app it lists.
     #[arg(short = 'f', long = "run-file", value_name = "FILE")]
     pub run_file: Option<PathBuf>,
-    /// The app's command and its arguments, after `--`.
-    #[arg(last = true, required_unless_present = "run_file", value_name = "CMD")]
+    /// Where `dapr run` looks for daprd (accepted; tandem is its own runtime).
+    #[arg(long = "runtime-path", value_name = "PATH")]
+    pub runtime_path: Option<PathBuf>,
+    /// The app's command and its arguments: after `--`, or simply after the flags, as
+    /// `dapr run` takes it (everything from the first argument that is not a flag of
+    /// `run` on is the app's). Without one, the sidecar runs alone until stopped.
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
 #[derive(Args, Clone)]
 pub struct SidecarArgs {
-    /// The app's id: how other apps and components know it (default: the directory's name).
+    /// The app's id: how other apps and components know it (default: a fresh random
+    /// name, as `dapr run` makes one).
     #[arg(short = 'a', long = "app-id")]
     pub app_id: Option<String>,
     /// The port the app listens on; leave out for an app that only calls the sidecar.
@@ -72,6 +78,17 @@ pub struct SidecarArgs {
     #[arg(short = 'P', long = "app-protocol", default_value = "http",
           value_parser = ["http", "https", "grpc", "grpcs", "h2c"])]
     pub app_protocol: String,
+    /// The address the app listens on: the sidecar calls it there.
+    #[arg(
+        long = "app-channel-address",
+        default_value = "127.0.0.1",
+        value_name = "HOST"
+    )]
+    pub app_channel_address: String,
+    /// Deprecated in Dapr: https (or grpcs with `--app-protocol grpc`) to reach the app.
+    #[arg(long = "app-ssl", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub app_ssl: bool,
     /// The HTTP API's port (default: a free one).
     #[arg(short = 'H', long = "dapr-http-port")]
     pub http_port: Option<u16>,
@@ -79,15 +96,16 @@ pub struct SidecarArgs {
     #[arg(short = 'G', long = "dapr-grpc-port")]
     pub grpc_port: Option<u16>,
     /// The port other sidecars call this one on (default: a free one).
-    #[arg(long = "dapr-internal-grpc-port")]
+    #[arg(short = 'I', long = "dapr-internal-grpc-port")]
     pub internal_port: Option<u16>,
-    /// A folder (or file) of resource YAML; repeat for several.
+    /// A folder (or file) of resource YAML; repeat, or separate with commas, for several.
     /// Default: ~/.tandem/components if it exists, else the embedded defaults.
     #[arg(
         long = "resources-path",
         visible_alias = "components-path",
         short = 'd',
-        value_name = "PATH"
+        value_name = "PATH",
+        value_delimiter = ','
     )]
     pub resources_paths: Vec<PathBuf>,
     /// A Dapr Configuration file: `spec.nameResolution` picks how other apps are found.
@@ -96,19 +114,51 @@ pub struct SidecarArgs {
     /// Log level: debug, info, warn or error.
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
+    /// The log as JSON lines, as daprd writes it; `run`'s own lines as JSON objects
+    /// (`time`, `status`, `msg`), as `dapr` writes them.
+    #[arg(long = "log-as-json", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub log_as_json: bool,
     /// Log every API call.
-    #[arg(long = "enable-api-logging")]
+    #[arg(long = "enable-api-logging", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub enable_api_logging: bool,
     /// Addresses the APIs listen on, comma-separated.
     #[arg(long = "dapr-listen-addresses", default_value = "127.0.0.1")]
     pub listen_addresses: String,
-    /// The metrics port (accepted; metrics come later).
+    /// A folder where the HTTP and gRPC APIs also listen on Unix sockets, named as
+    /// Dapr names them: `dapr-http-<app id>.socket` and `dapr-grpc-<app id>.socket`.
+    #[arg(short = 'u', long = "unix-domain-socket", value_name = "DIR")]
+    pub unix_domain_socket: Option<PathBuf>,
+    /// The metrics port, told to the app as `DAPR_METRICS_PORT` (default: a free one).
+    /// tandem serves no metrics yet.
     #[arg(short = 'M', long = "metrics-port")]
     pub metrics_port: Option<u16>,
+    /// Dapr's metrics switch (accepted; tandem serves no metrics yet).
+    #[arg(long = "enable-metrics", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true", action = ArgAction::Set)]
+    pub enable_metrics: bool,
+    /// Dapr's pprof endpoint (accepted; tandem has no profiling endpoint).
+    #[arg(long = "enable-profiling", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub enable_profiling: bool,
+    /// The pprof endpoint's port (accepted with `--enable-profiling`).
+    #[arg(long = "profile-port")]
+    pub profile_port: Option<u16>,
+    /// The actor placement service (accepted; tandem needs no placement service).
+    #[arg(long = "placement-host-address", value_name = "HOST[:PORT]")]
+    pub placement_host_address: Option<String>,
+    /// The scheduler service (accepted; tandem needs no scheduler service).
+    #[arg(long = "scheduler-host-address", value_name = "HOST[:PORT]")]
+    pub scheduler_host_address: Option<String>,
     /// The largest request body the APIs accept, and the largest answer read from the
     /// app or another sidecar, in Dapr's units: `4Mi`, `16Mi`, `512Ki`, `10M`, or bytes.
     #[arg(long = "max-body-size", default_value = "4Mi", value_parser = parse_size)]
     pub max_body_size: usize,
+    /// Dapr's HTTP read buffer (the largest request head), in Dapr's units (`4Ki`,
+    /// `16Ki`): checked and accepted; tandem's HTTP server sizes its buffers itself.
+    #[arg(long = "read-buffer-size", default_value = "4Ki", value_parser = parse_size)]
+    pub read_buffer_size: usize,
     /// Addresses the internal port (where other sidecars call this one) listens on,
     /// comma-separated. Default: loopback only; every address when name resolution is
     /// by DNS (Kubernetes), where the callers are on other machines.

@@ -13,14 +13,17 @@
 //!   to stop it when `run` ends, however it ends (see `guard.rs`).
 #![forbid(unsafe_code)]
 
+mod app_id;
 mod apps;
 mod cli;
 mod client;
 mod guard;
 mod personality;
+mod log_json;
 mod run;
 mod runfile;
 mod sidecar;
+mod status;
 
 use cli::Command;
 use personality::Parsed;

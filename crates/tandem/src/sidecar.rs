@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use tandem_api::auth::ApiToken;
-use tandem_nameresolution::{Entry, NameResolution, Registration, ResolverConfig};
+use tandem_nameresolution::{self, Entry, NameResolution, Registration, ResolverConfig};
 use tandem_runtime::{Locate, LocateError, PeerKey, Runtime, SidecarConfig};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,11 @@ pub struct Sidecar {
     pub runtime: Arc<Runtime>,
     pub http_port: u16,
     pub grpc_port: u16,
+    /// `--metrics-port`, or a free port as `dapr run` picks one: told to the app as
+    /// `DAPR_METRICS_PORT` (tandem serves no metrics there yet).
+    pub metrics_port: u16,
+    /// The Unix sockets of `--unix-domain-socket`, removed on stop as `dapr run` does.
+    pub sockets: Vec<PathBuf>,
     /// This sidecar's entry in the machine's registry (`tandem list`), removed on stop
     /// (when the last handle goes; other tasks hold only weak ones).
     pub registration: Option<Arc<Registration>>,
@@ -46,8 +51,9 @@ impl Locate for Located {
     }
 }
 
-/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it).
-pub fn init_logging(level: &str) {
+/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it), as JSON lines with
+/// `--log-as-json`.
+pub fn init_logging_with(level: &str, json: bool) {
     let level = match level {
         "debug" | "info" | "warn" | "error" | "trace" => level,
         "warning" => "warn",
@@ -57,12 +63,18 @@ pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn"))
     });
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        logs.with_ansi(false)
+            .event_format(crate::log_json::JsonLines)
+            .try_init()
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init()
+    };
 }
 
 /// `~/.tandem`, or `TANDEM_HOME`.
@@ -89,23 +101,25 @@ fn peer_key(home: &std::path::Path) -> anyhow::Result<PeerKey> {
 
 /// The runtime's settings from the flags and the environment.
 pub fn config(args: &SidecarArgs) -> anyhow::Result<SidecarConfig> {
-    let app_id = args.app_id.clone().unwrap_or_else(|| {
-        std::env::current_dir()
-            .ok()
-            .and_then(|dir| {
-                dir.file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })
-            .unwrap_or_else(|| "app".into())
-    });
     let home = tandem_home();
+    let app_id = match &args.app_id {
+        Some(app_id) => app_id.clone(),
+        None => {
+            let taken: Vec<String> = tandem_nameresolution::list(&home)
+                .into_iter()
+                .map(|entry| entry.app_id)
+                .collect();
+            crate::app_id::generate(&taken)
+        }
+    };
     let mut resources_paths = args.resources_paths.clone();
     if resources_paths.is_empty() && home.join("components").is_dir() {
         resources_paths.push(home.join("components"));
     }
     let mut config = SidecarConfig::new(app_id);
     config.app_port = args.app_port;
-    config.app_protocol = args.app_protocol.clone();
+    config.app_protocol = app_protocol(&args.app_protocol, args.app_ssl).to_owned();
+    config.app_host = args.app_channel_address.clone();
     config.resources_paths = resources_paths;
     config.data_dir = home;
     config.namespace = env_text("NAMESPACE");
@@ -123,6 +137,66 @@ pub fn config(args: &SidecarArgs) -> anyhow::Result<SidecarConfig> {
         args.app_health_threshold,
     )?;
     Ok(config)
+}
+
+/// The app's protocol as Dapr maps the deprecated `--app-ssl` onto it: http becomes
+/// https, grpc becomes grpcs.
+pub fn app_protocol(protocol: &str, app_ssl: bool) -> &str {
+    match (protocol, app_ssl) {
+        ("http", true) => "https",
+        ("grpc", true) => "grpcs",
+        (protocol, _) => protocol,
+    }
+}
+
+/// Says once, at start, what tandem does with the flags it accepts for `dapr run`'s
+/// sake but has no use for.
+fn note_accepted_flags(args: &SidecarArgs) {
+    let services: Vec<&str> = [
+        ("placement", &args.placement_host_address),
+        ("scheduler", &args.scheduler_host_address),
+    ]
+    .into_iter()
+    // An empty address is Dapr's way to turn the service off: nothing to say then.
+    .filter(|(_, address)| {
+        address
+            .as_deref()
+            .is_some_and(|address| !address.is_empty())
+    })
+    .map(|(service, _)| service)
+    .collect();
+    if !services.is_empty() {
+        tracing::info!(
+            "--{}-host-address accepted: tandem needs no {} service",
+            services.join("-host-address and --"),
+            services.join(" or ")
+        );
+    }
+    if args.enable_profiling || args.profile_port.is_some() {
+        tracing::info!("--enable-profiling accepted: tandem has no profiling endpoint");
+    }
+}
+
+/// Where the Unix sockets of `--unix-domain-socket` are, named as daprd names them.
+pub fn socket_path(dir: &std::path::Path, app_id: &str, api: &str) -> PathBuf {
+    dir.join(format!("dapr-{app_id}-{api}.socket"))
+}
+
+/// Binds a Unix socket; a socket file left by a sidecar that is gone is replaced, one
+/// that still answers is refused.
+async fn bind_unix(path: &std::path::Path, what: &str) -> anyhow::Result<UnixListener> {
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "cannot listen for the {what} API on {}: another process listens there",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot replace the stale socket {}", path.display()))?;
+    }
+    UnixListener::bind(path)
+        .with_context(|| format!("cannot listen for the {what} API on {}", path.display()))
 }
 
 fn listen_addresses(text: &str) -> anyhow::Result<Vec<IpAddr>> {
@@ -164,6 +238,7 @@ async fn bind(
 pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Result<Sidecar> {
     let started = Instant::now();
     let config = config(args)?;
+    note_accepted_flags(args);
     if config.resources_paths.is_empty() {
         tracing::info!(
             "no resources path given and no {}/components: using the embedded defaults (pub/sub 'pubsub' in {})",
@@ -215,7 +290,35 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     let locator = Located(NameResolution::new(
         resolver_config.build(&home, internal_port),
     ));
-    let runtime = Runtime::load(config, stop.clone(), Some(Arc::new(locator))).await?;
+    // The sockets are bound before the components load, like the ports: a folder that
+    // cannot hold them fails the start before anything else happens.
+    let mut sockets = Vec::new();
+    let mut unix_listeners = None;
+    if let Some(dir) = &args.unix_domain_socket {
+        let (http, grpc) = (
+            socket_path(dir, &app_id, "http"),
+            socket_path(dir, &app_id, "grpc"),
+        );
+        let http_listener = bind_unix(&http, "HTTP").await?;
+        sockets.push(http.clone());
+        let grpc_listener = bind_unix(&grpc, "gRPC").await;
+        sockets.push(grpc.clone());
+        let grpc_listener = match grpc_listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                remove_sockets(&sockets);
+                return Err(error);
+            }
+        };
+        unix_listeners = Some((http_listener, grpc_listener));
+    }
+    let runtime = match Runtime::load(config, stop.clone(), Some(Arc::new(locator))).await {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            remove_sockets(&sockets);
+            return Err(error.into());
+        }
+    };
 
     let mut servers = JoinSet::new();
     for listener in grpc_listeners {
@@ -230,7 +333,36 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
             }
         });
     }
-    let router = tandem_api::http::router(runtime.clone(), token, args.enable_api_logging);
+    let router = tandem_api::http::router(runtime.clone(), token.clone(), args.enable_api_logging);
+    if let Some((http_listener, grpc_listener)) = unix_listeners {
+        let (grpc_runtime, grpc_token, grpc_stop) = (runtime.clone(), token.clone(), stop.clone());
+        let log_calls = args.enable_api_logging;
+        servers.spawn(async move {
+            let served = tandem_api::grpc::serve_unix(
+                grpc_listener,
+                grpc_runtime,
+                grpc_token,
+                log_calls,
+                grpc_stop.clone(),
+            );
+            if let Err(error) = served.await {
+                tracing::error!("the gRPC API on its Unix socket stopped: {error}");
+                grpc_stop.cancel();
+            }
+        });
+        let (router, stop) = (router.clone(), stop.clone());
+        servers.spawn(async move {
+            if let Err(error) =
+                tandem_api::http::serve_unix(http_listener, router, stop.clone()).await
+            {
+                tracing::error!("the HTTP API on its Unix socket stopped: {error}");
+                stop.cancel();
+            }
+        });
+        for socket in &sockets {
+            tracing::info!("API listening on Unix socket {}", socket.display());
+        }
+    }
     for listener in http_listeners {
         let (router, stop) = (router.clone(), stop.clone());
         servers.spawn(async move {
@@ -280,6 +412,8 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
         runtime,
         http_port,
         grpc_port,
+        metrics_port: metrics_port(args.metrics_port),
+        sockets,
         registration,
         servers,
     })
@@ -318,8 +452,24 @@ impl Sidecar {
         drop(self.registration.take());
         self.runtime.drain().await;
         while self.servers.join_next().await.is_some() {}
+        remove_sockets(&self.sockets);
         tracing::info!("sidecar stopped");
     }
+}
+
+fn remove_sockets(sockets: &[PathBuf]) {
+    for socket in sockets {
+        let _ = std::fs::remove_file(socket);
+    }
+}
+
+/// The metrics port: the one given, else a free one (what `dapr run` does).
+fn metrics_port(given: Option<u16>) -> u16 {
+    given.unwrap_or_else(|| {
+        std::net::TcpListener::bind((IpAddr::from([127, 0, 0, 1]), 0))
+            .and_then(|listener| listener.local_addr())
+            .map_or(0, |address| address.port())
+    })
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
@@ -334,7 +484,7 @@ pub async fn stop_signal() {
 
 /// `tandem sidecar`: the sidecar alone, until a signal or `POST /v1.0/shutdown`.
 pub async fn run_alone(args: SidecarArgs) -> u8 {
-    init_logging(&args.log_level);
+    init_logging_with(&args.log_level, args.log_as_json);
     let stop = CancellationToken::new();
     let sidecar = match start(&args, stop.clone()).await {
         Ok(sidecar) => sidecar,
