@@ -82,4 +82,5 @@ def test_seed_story(broker, tandem, tmp_path, request):
     subscriptions = [(s["pubsubname"], s["topic"]) for s in metadata["subscriptions"]]
     assert subscriptions == [("order_pub_sub", "orders")]
     # The publisher subscribes to nothing: only the consumer may take the order.
-    assert publisher.metadata()["subscriptions"] == []
+    # As daprd, an empty list is left out of the metadata document.
+    assert publisher.metadata().get("subscriptions", []) == []
