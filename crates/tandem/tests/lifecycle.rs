@@ -299,9 +299,11 @@ fn stops_app_then_sidecar(stop: impl FnOnce(&Place, u32)) {
             .unwrap();
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
-    wait_until(Duration::from_secs(5), "the app's pid in the registry", || {
-        list()[0]["appPid"] == sh
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the app's pid in the registry",
+        || list()[0]["appPid"] == sh,
+    );
     let rows = list();
     assert_eq!(rows[0]["appPid"], sh, "{rows}");
     assert_eq!(rows[0]["cliPid"], run_pid, "{rows}");
