@@ -225,6 +225,25 @@ impl ApiError {
         }
     }
 
+    /// The error as daprd's HTTP door words it: a missing or unconfigured state store's
+    /// `ErrorInfo` names the app (`{"appID": ...}`) there, and not over gRPC.
+    #[must_use]
+    pub fn with_app_id(mut self, app_id: &str) -> Self {
+        if app_id.is_empty() {
+            return self;
+        }
+        for detail in &mut self.details {
+            if let Detail::ErrorInfo {
+                reason: "DAPR_STATE_NOT_FOUND" | "DAPR_STATE_NOT_CONFIGURED",
+                metadata,
+            } = detail
+            {
+                *metadata = Some(BTreeMap::from([("appID".to_owned(), app_id.to_owned())]));
+            }
+        }
+        self
+    }
+
     /// `ERR_BODY_READ`: the request body could not be read (too large, cut off).
     pub fn body_read(reason: impl std::fmt::Display) -> Self {
         Self::from(Error::BodyRead(reason.to_string()))
@@ -708,6 +727,12 @@ mod tests {
             let status = tonic::Status::from(api);
             assert_eq!(status.details().is_empty(), expected.is_none());
         }
+        let missing = ApiError::from(Error::StateStoreNotFound("s".into()));
+        assert_eq!(missing.json()["details"][0]["metadata"], Value::Null);
+        assert_eq!(
+            missing.with_app_id("app").json()["details"][0]["metadata"],
+            json!({"appID": "app"})
+        );
         assert_eq!(
             ApiError::from(Error::PubSubNotFound("nope".into())).json()["details"][0]["metadata"],
             json!({})

@@ -1,7 +1,7 @@
 //! Dapr's rich errors through the binary: an illegal state key refused over gRPC with
 //! daprd's `google.rpc` details (`ErrorInfo` reason, `ResourceInfo`, `BadRequest`) in
 //! the status, and over HTTP as daprd's JSON with the same code and details; a missing
-//! pub/sub's reason over gRPC.
+//! pub/sub's and a missing store's reasons.
 
 mod common;
 
@@ -130,7 +130,7 @@ async fn an_illegal_key_is_refused_with_daprs_rich_error_over_grpc_and_http() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_missing_pubsub_and_store_carry_daprs_reasons_over_grpc() {
+async fn a_missing_pubsub_and_store_carry_daprs_reasons() {
     let (_dir, sidecar) = tokio::task::spawn_blocking(start).await.unwrap();
     let mut grpc = sidecar.grpc().await;
 
@@ -163,4 +163,28 @@ async fn a_missing_pubsub_and_store_carry_daprs_reasons_over_grpc() {
     let (_, details) = rich_status(&status);
     let info = rpc::ErrorInfo::decode(detail(&details, "ErrorInfo")).unwrap();
     assert_eq!(info.reason, "DAPR_STATE_NOT_FOUND");
+    assert!(info.metadata.is_empty(), "{:?}", info.metadata);
+
+    // Over HTTP daprd names the app in a missing store's details.
+    let response = reqwest::Client::new()
+        .post(sidecar.url("/v1.0/state/nostore"))
+        .json(&json!([{"key": "k", "value": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "errorCode": "ERR_STATE_STORE_NOT_FOUND",
+            "message": "state store nostore is not found",
+            "details": [{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "DAPR_STATE_NOT_FOUND",
+                "domain": "dapr.io",
+                "metadata": {"appID": "api-test"},
+            }],
+        })
+    );
 }
