@@ -127,3 +127,32 @@ def test_api_token(tandem, resources, monkeypatch):
         with pytest.raises(grpc.RpcError) as raised:
             client.get_secret("local-secret-store", "redisPassword")
         assert raised.value.code().name == "UNAUTHENTICATED"
+
+
+def test_sdk_reads_daprs_rich_errors(tandem, tmp_path, monkeypatch):
+    """The SDK's DaprGrpcError decodes the google.rpc details tandem sends as daprd does:
+    error_code() is the ErrorInfo reason, and the resource and bad field are named."""
+    components = tmp_path / "components"
+    write_component(components, "state.yaml", "statestore", "state.in-memory")
+    write_component(components, "pubsub.yaml", "pubsub", "pubsub.in-memory")
+    sidecar = tandem.sidecar("sidecar", app_id="sdk-errors", resources=[components])
+    sidecar.wait_healthy()
+    use_sidecar(monkeypatch, sidecar)
+
+    with DaprClient() as client:
+        with pytest.raises(DaprGrpcError) as raised:
+            client.save_state(store_name="statestore", key="a||b", value="x")
+        error = raised.value
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details() == "input key/keyPrefix 'a||b' can't contain '||'"
+        assert error.error_code() == "DAPR_STATE_ILLEGAL_KEY", error.json()
+        details = error.status_details()
+        assert details.error_info["domain"] == "dapr.io"
+        assert details.resource_info["resource_type"] == "state"
+        assert details.resource_info["resource_name"] == "statestore"
+        assert details.bad_request["field_violations"][0]["field"] == "a||b"
+
+        with pytest.raises(DaprGrpcError) as raised:
+            client.publish_event(pubsub_name="no-such-pubsub", topic_name="orders", data="{}",
+                                 data_content_type="application/json")
+        assert raised.value.error_code() == "DAPR_PUBSUB_NOT_FOUND", raised.value.json()

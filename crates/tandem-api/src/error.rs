@@ -1,20 +1,166 @@
 //! The one mapping from runtime errors to Dapr's error codes, HTTP statuses and gRPC
-//! codes, as `daprd` answers them.
+//! codes, as `daprd` answers them, with the rich details (`google.rpc.ErrorInfo`,
+//! `ResourceInfo`, `BadRequest`) daprd attaches to the errors it builds with
+//! `dapr/kit`'s error builder.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::json;
+use prost::Message;
+use serde_json::{Value, json};
+use tandem_proto::rpc;
 use tandem_runtime::{Error, EtagProblem};
 use tonic::Code;
 
-/// An error as the API reports it: Dapr's `errorCode`, its message, and its statuses.
+/// daprd's `ErrorInfo.domain`.
+pub const DOMAIN: &str = "dapr.io";
+
+/// One `google.rpc` detail of a rich error, in the order daprd adds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// `ErrorInfo`: daprd's reason (`DAPR_STATE_ILLEGAL_KEY`, ...) in domain `dapr.io`.
+    /// `metadata: None` is daprd's nil map, which its HTTP JSON shows as `null`.
+    ErrorInfo {
+        reason: &'static str,
+        metadata: Option<BTreeMap<String, String>>,
+    },
+    /// `ResourceInfo`: the component that failed (`state`/`statestore`).
+    ResourceInfo {
+        resource_type: &'static str,
+        resource_name: String,
+        owner: String,
+        description: String,
+    },
+    /// `BadRequest` with one field violation: the request field that was wrong.
+    BadRequest { field: String, description: String },
+}
+
+impl Detail {
+    fn error_info(reason: &'static str, metadata: Option<BTreeMap<String, String>>) -> Self {
+        Self::ErrorInfo { reason, metadata }
+    }
+
+    fn resource(resource_type: &'static str, name: &str, description: &str) -> Self {
+        Self::ResourceInfo {
+            resource_type,
+            resource_name: name.to_owned(),
+            owner: String::new(),
+            description: description.to_owned(),
+        }
+    }
+
+    /// The detail as a packed `Any`, for the gRPC status.
+    fn to_any(&self) -> prost_types::Any {
+        let (name, value) = match self {
+            Self::ErrorInfo { reason, metadata } => (
+                "ErrorInfo",
+                rpc::ErrorInfo {
+                    reason: (*reason).to_owned(),
+                    domain: DOMAIN.to_owned(),
+                    metadata: metadata.clone().unwrap_or_default().into_iter().collect(),
+                }
+                .encode_to_vec(),
+            ),
+            Self::ResourceInfo {
+                resource_type,
+                resource_name,
+                owner,
+                description,
+            } => (
+                "ResourceInfo",
+                rpc::ResourceInfo {
+                    resource_type: (*resource_type).to_owned(),
+                    resource_name: resource_name.clone(),
+                    owner: owner.clone(),
+                    description: description.clone(),
+                }
+                .encode_to_vec(),
+            ),
+            Self::BadRequest { field, description } => (
+                "BadRequest",
+                rpc::BadRequest {
+                    field_violations: vec![rpc::FieldViolation {
+                        field: field.clone(),
+                        description: description.clone(),
+                    }],
+                }
+                .encode_to_vec(),
+            ),
+        };
+        prost_types::Any {
+            type_url: format!("{}{name}", rpc::TYPE_URL_PREFIX),
+            value,
+        }
+    }
+
+    /// The detail as daprd's HTTP JSON writes it (kit's `JSONErrorValue`): snake_case
+    /// keys, every field of `ErrorInfo` and `ResourceInfo` present, a field violation's
+    /// empty strings left out (Go's `omitempty` on the generated struct).
+    fn to_json(&self) -> Value {
+        match self {
+            Self::ErrorInfo { reason, metadata } => json!({
+                "@type": format!("{}ErrorInfo", rpc::TYPE_URL_PREFIX),
+                "reason": reason,
+                "domain": DOMAIN,
+                "metadata": metadata,
+            }),
+            Self::ResourceInfo {
+                resource_type,
+                resource_name,
+                owner,
+                description,
+            } => json!({
+                "@type": format!("{}ResourceInfo", rpc::TYPE_URL_PREFIX),
+                "resource_type": resource_type,
+                "resource_name": resource_name,
+                "owner": owner,
+                "description": description,
+            }),
+            Self::BadRequest { field, description } => {
+                let mut violation = serde_json::Map::new();
+                if !field.is_empty() {
+                    violation.insert("field".into(), field.as_str().into());
+                }
+                if !description.is_empty() {
+                    violation.insert("description".into(), description.as_str().into());
+                }
+                json!({
+                    "@type": format!("{}BadRequest", rpc::TYPE_URL_PREFIX),
+                    "field_violations": [violation],
+                })
+            }
+        }
+    }
+}
+
+/// Which step of reading a bulk publish request's entries failed: daprd gives each
+/// its own reason under the one `ERR_PUBSUB_EVENTS_SER` code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsStep {
+    /// The body is not a JSON list of entries.
+    Unmarshal,
+    /// An entry's event does not match its content type.
+    MarshalEnvelope,
+    /// An entry id is missing or repeated.
+    MarshalEvents,
+}
+
+/// An error as the API reports it: Dapr's `errorCode`, its message, its statuses, and
+/// the rich details daprd sends with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub http: StatusCode,
     pub grpc: Code,
+    /// daprd's `google.rpc` details; empty for its legacy errors, which have none.
+    pub details: Vec<Detail>,
+    /// Whether the HTTP door sends the details too. daprd's gRPC door wraps some
+    /// failures (a state store's read or write) in a rich error where its HTTP door
+    /// answers the legacy `{"errorCode","message"}` alone.
+    pub details_over_http: bool,
 }
 
 impl ApiError {
@@ -29,6 +175,8 @@ impl ApiError {
             message: message.into(),
             http,
             grpc,
+            details: Vec::new(),
+            details_over_http: false,
         }
     }
 
@@ -40,6 +188,60 @@ impl ApiError {
             Code::InvalidArgument,
             message,
         )
+    }
+
+    /// `ERR_PUBSUB_EVENTS_SER`: a bulk publish request's entries could not be read or
+    /// turned into events, with daprd's details: the pub/sub as the resource, and the
+    /// app id and underlying error as the reason's metadata.
+    pub fn pubsub_events(
+        step: EventsStep,
+        pubsub: &str,
+        app_id: &str,
+        error: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        let reason = match step {
+            EventsStep::Unmarshal => "DAPR_PUBSUB_UNMARSHAL_EVENTS",
+            EventsStep::MarshalEnvelope => "DAPR_PUBSUB_MARSHAL_ENVELOPE",
+            EventsStep::MarshalEvents => "DAPR_PUBSUB_MARSHAL_EVENTS",
+        };
+        let mut metadata = BTreeMap::from([("appID".to_owned(), app_id.to_owned())]);
+        if let Some(error) = error {
+            metadata.insert("error".to_owned(), error.to_owned());
+        }
+        Self {
+            details: vec![
+                Detail::resource("pubsub", pubsub, &message),
+                Detail::error_info(reason, Some(metadata)),
+            ],
+            details_over_http: true,
+            ..Self::new(
+                "ERR_PUBSUB_EVENTS_SER",
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                message,
+            )
+        }
+    }
+
+    /// The error as daprd's HTTP door words it: a missing or unconfigured state store's
+    /// `ErrorInfo` names the app (`{"appID": ...}`) there, and not over gRPC.
+    #[must_use]
+    pub fn with_app_id(mut self, app_id: &str) -> Self {
+        if app_id.is_empty() {
+            return self;
+        }
+        for detail in &mut self.details {
+            if let Detail::ErrorInfo {
+                reason: "DAPR_STATE_NOT_FOUND" | "DAPR_STATE_NOT_CONFIGURED",
+                metadata,
+            } = detail
+            {
+                *metadata = Some(BTreeMap::from([("appID".to_owned(), app_id.to_owned())]));
+            }
+        }
+        self
     }
 
     /// `ERR_BODY_READ`: the request body could not be read (too large, cut off).
@@ -127,7 +329,87 @@ impl From<Error> for ApiError {
                 Internal,
             ),
         };
-        Self::new(code, http, grpc, error.to_string())
+        let message = error.to_string();
+        let (details, details_over_http) = details(&error, &message);
+        Self {
+            details,
+            details_over_http,
+            ..Self::new(code, http, grpc, message)
+        }
+    }
+}
+
+/// The details daprd attaches to each error, and whether its HTTP door shows them
+/// (`pkg/api/errors` for the rich errors of both doors; `apierrors.Basic` for the
+/// gRPC door's state failures). Errors daprd answers in the legacy shape get none.
+fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
+    // daprd builds its pub/sub errors with the request's metadata, which over HTTP is
+    // an empty map rather than nil when the query has none: `{}`, not `null`.
+    let request_metadata = || Some(BTreeMap::new());
+    let pubsub = |name: &str, reason, metadata| {
+        vec![
+            Detail::resource("pubsub", name, message),
+            Detail::error_info(reason, metadata),
+        ]
+    };
+    let both = |details| (details, true);
+    let grpc_only = |reason| (vec![Detail::error_info(reason, None)], false);
+    match error {
+        Error::IllegalStateKey { store, key } => both(vec![
+            Detail::BadRequest {
+                field: key.clone(),
+                description: message.to_owned(),
+            },
+            Detail::resource("state", store, ""),
+            Detail::error_info("DAPR_STATE_ILLEGAL_KEY", None),
+        ]),
+        Error::StateStoreNotFound(_) => {
+            both(vec![Detail::error_info("DAPR_STATE_NOT_FOUND", None)])
+        }
+        Error::StateStoresNotConfigured => {
+            both(vec![Detail::error_info("DAPR_STATE_NOT_CONFIGURED", None)])
+        }
+        Error::StateGet { .. } => grpc_only("ERR_STATE_GET"),
+        Error::StateSave { .. } => grpc_only("ERR_STATE_SAVE"),
+        Error::StateDelete { .. } => grpc_only("ERR_STATE_DELETE"),
+        Error::StateTransaction { .. } => grpc_only("ERR_STATE_TRANSACTION"),
+        // Not found skips the resource, as daprd's does.
+        Error::PubSubNotFound(_) => both(vec![Detail::error_info(
+            "DAPR_PUBSUB_NOT_FOUND",
+            request_metadata(),
+        )]),
+        Error::PubSubEmpty => both(pubsub("", "DAPR_PUBSUB_NAME_EMPTY", request_metadata())),
+        Error::TopicEmpty(name) => both(pubsub(
+            name,
+            "DAPR_PUBSUB_TOPIC_NAME_EMPTY",
+            request_metadata(),
+        )),
+        Error::Publish {
+            pubsub: name,
+            topic,
+            cause,
+        } => {
+            let metadata = BTreeMap::from([
+                ("topic".to_owned(), topic.clone()),
+                ("error".to_owned(), cause.to_string()),
+            ]);
+            both(pubsub(name, "DAPR_PUBSUB_PUBLISH_MESSAGE", Some(metadata)))
+        }
+        Error::CloudEvent { pubsub: name, .. } => both(pubsub(
+            name,
+            "DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+            request_metadata(),
+        )),
+        Error::Malformed(_)
+        | Error::BodyRead(_)
+        | Error::SecretStoresNotConfigured
+        | Error::SecretStoreNotFound(_)
+        | Error::SecretGet { .. }
+        | Error::BulkSecretGet { .. }
+        | Error::InvokeNoAppId
+        | Error::InvalidAppId { .. }
+        | Error::Invoke { .. }
+        | Error::PeerUnauthenticated(_) => (Vec::new(), false),
     }
 }
 
@@ -141,16 +423,37 @@ fn with_etag(code: &'static str, problem: Option<EtagProblem>) -> (&'static str,
     }
 }
 
+impl ApiError {
+    /// The HTTP JSON body: `{"errorCode","message"}`, plus `details` for the errors
+    /// daprd answers with them over HTTP.
+    pub fn json(&self) -> Value {
+        let mut body = json!({ "errorCode": self.code, "message": self.message });
+        if self.details_over_http && !self.details.is_empty() {
+            body["details"] = self.details.iter().map(Detail::to_json).collect();
+        }
+        body
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "errorCode": self.code, "message": self.message }));
-        (self.http, body).into_response()
+        (self.http, Json(self.json())).into_response()
     }
 }
 
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
-        tonic::Status::new(error.grpc, error.message)
+        if error.details.is_empty() {
+            return tonic::Status::new(error.grpc, error.message);
+        }
+        // The trailer `grpc-status-details-bin` carries the whole `google.rpc.Status`;
+        // clients check that its code and message are the call's own.
+        let status = rpc::Status {
+            code: error.grpc as i32,
+            message: error.message.clone(),
+            details: error.details.iter().map(Detail::to_any).collect(),
+        };
+        tonic::Status::with_details(error.grpc, error.message, status.encode_to_vec().into())
     }
 }
 
@@ -284,6 +587,182 @@ mod tests {
         assert_eq!(
             ApiError::from(Error::PubSubNotFound("nope".into())).message,
             "pubsub nope is not found"
+        );
+    }
+
+    #[test]
+    fn an_illegal_key_carries_daprs_details_over_both_doors() {
+        let api = ApiError::from(Error::IllegalStateKey {
+            store: "statestore".into(),
+            key: "a||b".into(),
+        });
+        let message = "input key/keyPrefix 'a||b' can't contain '||'";
+        assert_eq!(
+            api.json(),
+            json!({
+                "errorCode": "ERR_MALFORMED_REQUEST",
+                "message": message,
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "field_violations": [{"field": "a||b", "description": message}],
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ResourceInfo",
+                        "resource_type": "state",
+                        "resource_name": "statestore",
+                        "owner": "",
+                        "description": "",
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "DAPR_STATE_ILLEGAL_KEY",
+                        "domain": "dapr.io",
+                        "metadata": null,
+                    },
+                ],
+            })
+        );
+
+        let status = tonic::Status::from(api);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let decoded = rpc::Status::decode(status.details()).unwrap();
+        assert_eq!((decoded.code, decoded.message.as_str()), (3, message));
+        let types: Vec<&str> = decoded
+            .details
+            .iter()
+            .map(|any| any.type_url.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "type.googleapis.com/google.rpc.BadRequest",
+                "type.googleapis.com/google.rpc.ResourceInfo",
+                "type.googleapis.com/google.rpc.ErrorInfo",
+            ]
+        );
+        let info = rpc::ErrorInfo::decode(decoded.details[2].value.as_slice()).unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("DAPR_STATE_ILLEGAL_KEY", "dapr.io")
+        );
+        let bad = rpc::BadRequest::decode(decoded.details[0].value.as_slice()).unwrap();
+        assert_eq!(bad.field_violations[0].field, "a||b");
+    }
+
+    #[test]
+    fn each_rich_error_has_daprds_reason_and_legacy_ones_keep_their_shape() {
+        let reason = |api: &ApiError| {
+            api.details.iter().find_map(|detail| match detail {
+                Detail::ErrorInfo { reason, .. } => Some(*reason),
+                _ => None,
+            })
+        };
+        let cases = [
+            (
+                Error::StateStoreNotFound("s".into()),
+                Some("DAPR_STATE_NOT_FOUND"),
+                true,
+            ),
+            (
+                Error::StateStoresNotConfigured,
+                Some("DAPR_STATE_NOT_CONFIGURED"),
+                true,
+            ),
+            (
+                Error::PubSubNotFound("p".into()),
+                Some("DAPR_PUBSUB_NOT_FOUND"),
+                true,
+            ),
+            (Error::PubSubEmpty, Some("DAPR_PUBSUB_NAME_EMPTY"), true),
+            (
+                Error::TopicEmpty("p".into()),
+                Some("DAPR_PUBSUB_TOPIC_NAME_EMPTY"),
+                true,
+            ),
+            (
+                Error::Publish {
+                    pubsub: "p".into(),
+                    topic: "t".into(),
+                    cause: cause("down"),
+                },
+                Some("DAPR_PUBSUB_PUBLISH_MESSAGE"),
+                true,
+            ),
+            (
+                Error::CloudEvent {
+                    pubsub: "p".into(),
+                    topic: "t".into(),
+                    reason: "bad".into(),
+                },
+                Some("DAPR_PUBSUB_CLOUD_EVENT_CREATION"),
+                true,
+            ),
+            (
+                Error::StateGet {
+                    store: "s".into(),
+                    key: "k".into(),
+                    cause: cause("x"),
+                },
+                Some("ERR_STATE_GET"),
+                false,
+            ),
+            (
+                Error::StateSave {
+                    store: "s".into(),
+                    cause: cause("x"),
+                    etag: Some(EtagProblem::Mismatch),
+                },
+                Some("ERR_STATE_SAVE"),
+                false,
+            ),
+            (Error::Malformed("bad".into()), None, false),
+            (Error::SecretStoreNotFound("s".into()), None, false),
+            (Error::InvokeNoAppId, None, false),
+        ];
+        for (error, expected, over_http) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(reason(&api), expected, "{api:?}");
+            assert_eq!(api.json().get("details").is_some(), over_http, "{api:?}");
+            let status = tonic::Status::from(api);
+            assert_eq!(status.details().is_empty(), expected.is_none());
+        }
+        let missing = ApiError::from(Error::StateStoreNotFound("s".into()));
+        assert_eq!(missing.json()["details"][0]["metadata"], Value::Null);
+        assert_eq!(
+            missing.with_app_id("app").json()["details"][0]["metadata"],
+            json!({"appID": "app"})
+        );
+        assert_eq!(
+            ApiError::from(Error::PubSubNotFound("nope".into())).json()["details"][0]["metadata"],
+            json!({})
+        );
+        // A legacy error's body is exactly today's.
+        assert_eq!(
+            ApiError::from(Error::SecretStoreNotFound("s".into())).json(),
+            json!({"errorCode": "ERR_SECRET_STORE_NOT_FOUND", "message": "failed finding secret store with key s"})
+        );
+    }
+
+    #[test]
+    fn bulk_publish_event_errors_name_the_app_and_the_error() {
+        let api = ApiError::pubsub_events(
+            EventsStep::MarshalEvents,
+            "pubsub",
+            "app",
+            Some("entryId is duplicated or not present for entry"),
+            "no",
+        );
+        assert_eq!(
+            (api.code, api.http.as_u16()),
+            ("ERR_PUBSUB_EVENTS_SER", 400)
+        );
+        let body = api.json();
+        assert_eq!(body["details"][0]["resource_name"], "pubsub");
+        assert_eq!(body["details"][1]["reason"], "DAPR_PUBSUB_MARSHAL_EVENTS");
+        assert_eq!(
+            body["details"][1]["metadata"],
+            json!({"appID": "app", "error": "entryId is duplicated or not present for entry"})
         );
     }
 }

@@ -229,7 +229,16 @@ async fn errors_carry_daprs_codes_over_http_and_grpc() {
     let body: Value = missing.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"errorCode": "ERR_PUBSUB_NOT_FOUND", "message": "pubsub nope is not found"})
+        json!({
+            "errorCode": "ERR_PUBSUB_NOT_FOUND",
+            "message": "pubsub nope is not found",
+            "details": [{
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "DAPR_PUBSUB_NOT_FOUND",
+                "domain": "dapr.io",
+                "metadata": {},
+            }],
+        })
     );
 
     let mut grpc = sidecar.grpc().await;

@@ -17,7 +17,7 @@ use tandem_runtime::{BulkEntry, BulkPublishRequest};
 
 use super::extract::{Body, Path, Query};
 use super::{Api, header_text, request_metadata};
-use crate::error::ApiError;
+use crate::error::{ApiError, EventsStep};
 
 /// One entry of the request body.
 #[derive(Deserialize)]
@@ -30,16 +30,6 @@ struct Entry {
     content_type: String,
     #[serde(default)]
     metadata: Option<HashMap<String, String>>,
-}
-
-/// `ERR_PUBSUB_EVENTS_SER`: the entries could not be read or turned into events.
-fn events_error(message: String) -> ApiError {
-    ApiError::new(
-        "ERR_PUBSUB_EVENTS_SER",
-        StatusCode::BAD_REQUEST,
-        tonic::Code::InvalidArgument,
-        message,
-    )
 }
 
 /// Is `content_type` (parameters aside, any case) `expected`?
@@ -92,23 +82,43 @@ pub(super) async fn bulk_publish(
         topic
     };
     let request_metadata = request_metadata(query);
+    let app_id = api.runtime.app_id();
     let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|error| {
-        events_error(format!(
-            "error when unmarshaling the request for topic {topic} pubsub {pubsub}: {error}"
-        ))
+        ApiError::pubsub_events(
+            EventsStep::Unmarshal,
+            &pubsub,
+            app_id,
+            None,
+            format!(
+                "error when unmarshaling the request for topic {topic} pubsub {pubsub}: {error}"
+            ),
+        )
     })?;
     let mut seen = HashSet::new();
     let mut bulk = Vec::with_capacity(entries.len());
     for entry in entries {
         let data = event_bytes(&entry.event, &entry.content_type).map_err(|error| {
-            events_error(format!(
-                "error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {error}"
-            ))
+            ApiError::pubsub_events(
+                EventsStep::MarshalEnvelope,
+                &pubsub,
+                app_id,
+                Some(&error),
+                format!(
+                    "error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {error}"
+                ),
+            )
         })?;
         if entry.entry_id.is_empty() || !seen.insert(entry.entry_id.clone()) {
-            return Err(events_error(format!(
-                "error marshaling events to bytes for topic {topic} pubsub {pubsub}. error: entryId is duplicated or not present for entry"
-            )));
+            const DUPLICATE: &str = "entryId is duplicated or not present for entry";
+            return Err(ApiError::pubsub_events(
+                EventsStep::MarshalEvents,
+                &pubsub,
+                app_id,
+                Some(DUPLICATE),
+                format!(
+                    "error marshaling events to bytes for topic {topic} pubsub {pubsub}. error: {DUPLICATE}"
+                ),
+            ));
         }
         // The entry's own metadata wins over the request's.
         let mut metadata = request_metadata.clone();

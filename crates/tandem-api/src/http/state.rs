@@ -120,13 +120,25 @@ fn as_json(data: &[u8]) -> Value {
     }
 }
 
+/// A runtime failure as the HTTP door answers it: daprd names the app in a missing
+/// store's details here.
+fn named(api: &Api) -> impl Fn(tandem_runtime::Error) -> ApiError + '_ {
+    |error| ApiError::from(error).with_app_id(api.runtime.app_id())
+}
+
 async fn get_one(
     State(api): State<Api>,
     Path((store, key)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let consistency = consistency(query.get("consistency").map(String::as_str))?;
-    let Some(value) = api.runtime.state().get(&store, &key, consistency).await? else {
+    let Some(value) = api
+        .runtime
+        .state()
+        .get(&store, &key, consistency)
+        .await
+        .map_err(named(&api))?
+    else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&value.data).is_ok() {
@@ -153,7 +165,11 @@ async fn save(
         .into_iter()
         .map(Item::into_state_item)
         .collect::<Result<Vec<_>, _>>()?;
-    api.runtime.state().save(&store, items).await?;
+    api.runtime
+        .state()
+        .save(&store, items)
+        .await
+        .map_err(named(&api))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,7 +187,8 @@ async fn delete_one(
     api.runtime
         .state()
         .delete(&store, &key, etag, first_write)
-        .await?;
+        .await
+        .map_err(named(&api))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -192,7 +209,8 @@ async fn bulk_get(
         .runtime
         .state()
         .bulk_get(&store, request.keys, request.parallelism.unwrap_or(10))
-        .await?;
+        .await
+        .map_err(named(&api))?;
     let answer: Vec<Value> = items
         .into_iter()
         .map(|item| {
@@ -240,7 +258,11 @@ async fn transaction(
             }
         });
     }
-    api.runtime.state().transact(&store, operations).await?;
+    api.runtime
+        .state()
+        .transact(&store, operations)
+        .await
+        .map_err(named(&api))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
