@@ -216,15 +216,11 @@ impl Service {
                 )
                 .into());
             }
-            // The entry's own metadata wins over the request's.
-            let mut metadata: std::collections::HashMap<String, String> =
-                request.metadata.clone().into_iter().collect();
-            metadata.extend(entry.metadata);
             entries.push(BulkEntry {
                 entry_id: entry.entry_id,
                 data: entry.event.into(),
                 content_type: Some(entry.content_type).filter(|t| !t.is_empty()),
-                metadata,
+                metadata: entry.metadata.into_iter().collect(),
             });
         }
         let (pubsub, topic) = (request.pubsub_name, request.topic);
@@ -235,6 +231,7 @@ impl Service {
                 pubsub: pubsub.clone(),
                 topic: topic.clone(),
                 entries,
+                metadata: request.metadata.into_iter().collect(),
                 traceparent,
                 tracestate,
             })

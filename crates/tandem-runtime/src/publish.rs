@@ -34,7 +34,7 @@ pub struct BulkEntry {
     pub entry_id: String,
     pub data: Bytes,
     pub content_type: Option<String>,
-    /// The entry's own metadata, already merged over the request's.
+    /// The entry's own metadata; it wins over the request's.
     pub metadata: HashMap<String, String>,
 }
 
@@ -44,6 +44,8 @@ pub struct BulkPublishRequest {
     pub pubsub: String,
     pub topic: String,
     pub entries: Vec<BulkEntry>,
+    /// The request's metadata, for every entry.
+    pub metadata: HashMap<String, String>,
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
 }
@@ -161,16 +163,19 @@ impl Publisher {
             pubsub,
             topic,
             entries,
+            metadata,
             traceparent,
             tracestate,
         } = request;
         let publishes = entries.into_iter().map(|entry| {
+            let mut merged = metadata.clone();
+            merged.extend(entry.metadata);
             let single = PublishRequest {
                 pubsub: pubsub.clone(),
                 topic: topic.clone(),
                 data: entry.data,
                 content_type: entry.content_type,
-                metadata: entry.metadata,
+                metadata: merged,
                 traceparent: traceparent.clone(),
                 tracestate: tracestate.clone(),
             };

@@ -120,14 +120,11 @@ pub(super) async fn bulk_publish(
                 ),
             ));
         }
-        // The entry's own metadata wins over the request's.
-        let mut metadata = request_metadata.clone();
-        metadata.extend(entry.metadata.unwrap_or_default());
         bulk.push(BulkEntry {
             entry_id: entry.entry_id,
             data,
             content_type: Some(entry.content_type).filter(|text| !text.is_empty()),
-            metadata,
+            metadata: entry.metadata.unwrap_or_default(),
         });
     }
     let failed = api
@@ -137,6 +134,7 @@ pub(super) async fn bulk_publish(
             pubsub,
             topic,
             entries: bulk,
+            metadata: request_metadata,
             traceparent: header_text(&headers, "traceparent"),
             tracestate: header_text(&headers, "tracestate"),
         })
