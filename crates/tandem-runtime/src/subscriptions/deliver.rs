@@ -67,9 +67,16 @@ struct Rule {
     path: String,
 }
 
-/// Asks the app which topics it subscribes to. An app without `/dapr/subscribe`
-/// subscribes to nothing.
+/// Asks the app which topics it subscribes to: `GET /dapr/subscribe`, or
+/// `ListTopicSubscriptions` for a gRPC app. An app without either subscribes to nothing.
 pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
+    if let Some(grpc) = app.grpc() {
+        let listed = grpc.list_subscriptions().await?;
+        return Ok(from_declared(
+            listed.into_iter().map(Declared::from).collect(),
+            true,
+        ));
+    }
     let response = app
         .call(
             Method::GET,
@@ -89,6 +96,43 @@ pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, 
 
 fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
     let declared: Vec<Declared> = serde_json::from_slice(body).map_err(DiscoverError::NotAList)?;
+    Ok(from_declared(declared, false))
+}
+
+/// A gRPC app's subscription in the shape of an HTTP app's `/dapr/subscribe` entry.
+impl From<tandem_proto::runtime::TopicSubscription> for Declared {
+    fn from(listed: tandem_proto::runtime::TopicSubscription) -> Self {
+        let routes = listed.routes.map(|routes| Routes {
+            default: Some(routes.default),
+            rules: routes
+                .rules
+                .into_iter()
+                .map(|rule| Rule {
+                    condition: rule.r#match,
+                    path: rule.path,
+                })
+                .collect(),
+        });
+        Declared {
+            pubsub: listed.pubsub_name,
+            topic: listed.topic,
+            route: None,
+            routes,
+            metadata: Some(
+                listed
+                    .metadata
+                    .into_iter()
+                    .map(|(key, value)| (key, serde_json::Value::String(value)))
+                    .collect(),
+            ),
+            dead_letter_topic: Some(listed.dead_letter_topic).filter(|topic| !topic.is_empty()),
+        }
+    }
+}
+
+/// The subscriptions an app declared. A gRPC app's subscription without any route gets
+/// the empty path, which its SDK maps back to the topic's handler (as with `daprd`).
+fn from_declared(declared: Vec<Declared>, grpc: bool) -> Vec<SubscriptionInfo> {
     let mut subscriptions = Vec::new();
     for entry in declared {
         let routes = entry.routes.unwrap_or(Routes {
@@ -106,7 +150,8 @@ fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, DiscoverErr
                     .iter()
                     .find(|rule| rule.condition.is_empty())
                     .map(|rule| rule.path.clone())
-            });
+            })
+            .or_else(|| (grpc && routes.rules.is_empty()).then(String::new));
         let Some(route) = route else {
             tracing::warn!(
                 pubsub = %entry.pubsub, topic = %entry.topic,
@@ -135,7 +180,7 @@ fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, DiscoverErr
             origin: "PROGRAMMATIC",
         });
     }
-    Ok(subscriptions)
+    subscriptions
 }
 
 /// Delivers one subscription's events to the app.
@@ -225,20 +270,23 @@ impl AppDelivery {
             .and_then(|id| id.as_str())
             .unwrap_or_default()
             .to_owned();
-        let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
-        let answer = self
-            .app
-            .call(Method::POST, &subscription.route, headers, body)
-            .await;
-        let (outcome, warning) = match answer {
-            Ok(response) => outcome_of(response.status, &response.body),
-            Err(error) => (Outcome::Retry, Some(error.to_string())),
+        let (outcome, warning) = if let Some(grpc) = self.app.grpc() {
+            let _permit = self.app.permit().await;
+            grpc.deliver(
+                &event,
+                &subscription.pubsub,
+                &subscription.topic,
+                &subscription.route,
+            )
+            .await
+        } else {
+            self.deliver_http(&event, headers).await
         };
         if let Some(warning) = warning {
             tracing::warn!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
                 "delivery to {}: {warning}; {}",
-                subscription.route,
+                if subscription.route.is_empty() { "the app" } else { &subscription.route },
                 match outcome {
                     Outcome::Retry => "it will be redelivered",
                     Outcome::Drop => "the event is dropped",
@@ -247,6 +295,24 @@ impl AppDelivery {
             );
         }
         outcome
+    }
+
+    /// POSTs the event to the subscription's route on an HTTP app.
+    async fn deliver_http(
+        &self,
+        event: &serde_json::Map<String, serde_json::Value>,
+        headers: HeaderMap,
+    ) -> (Outcome, Option<String>) {
+        let subscription = &self.subscription;
+        let body = Bytes::from(serde_json::to_vec(event).expect("a JSON map serialises"));
+        let answer = self
+            .app
+            .call(Method::POST, &subscription.route, headers, body)
+            .await;
+        match answer {
+            Ok(response) => outcome_of(response.status, &response.body),
+            Err(error) => (Outcome::Retry, Some(error.to_string())),
+        }
     }
 }
 
