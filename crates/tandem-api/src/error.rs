@@ -270,6 +270,11 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
+            Error::Subscribe { .. } => (
+                "ERR_PUBSUB_SUBSCRIBE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::CloudEvent { .. } => (
                 "ERR_PUBSUB_CLOUD_EVENTS_SER",
                 StatusCode::BAD_REQUEST,
@@ -394,6 +399,9 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
                 ("error".to_owned(), cause.to_string()),
             ]);
             both(pubsub(name, "DAPR_PUBSUB_PUBLISH_MESSAGE", Some(metadata)))
+        }
+        Error::Subscribe { pubsub: name, .. } => {
+            (pubsub(name, "DAPR_PUBSUB_SUBSCRIBE", None), false)
         }
         Error::CloudEvent { pubsub: name, .. } => both(pubsub(
             name,

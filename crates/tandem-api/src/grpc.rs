@@ -20,6 +20,7 @@ use crate::auth::ApiToken;
 use crate::error::ApiError;
 
 mod calls;
+mod subscribe_stream;
 mod unix_authority;
 
 /// The gRPC service.
@@ -270,6 +271,15 @@ impl Service {
 
 #[tonic::async_trait]
 impl Dapr for Service {
+    type SubscribeTopicEventsAlpha1Stream = subscribe_stream::Events;
+
+    async fn subscribe_topic_events_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
+    ) -> Result<Response<Self::SubscribeTopicEventsAlpha1Stream>, Status> {
+        subscribe_stream::subscribe(&self.runtime, request).await
+    }
+
     async fn invoke_service(
         &self,
         request: Request<pb::InvokeServiceRequest>,
@@ -581,6 +591,7 @@ impl Dapr for Service {
                 dead_letter_topic: subscription.dead_letter_topic,
                 r#type: match subscription.origin {
                     "DECLARATIVE" => pb::PubsubSubscriptionType::Declarative,
+                    "STREAMING" => pb::PubsubSubscriptionType::Streaming,
                     _ => pb::PubsubSubscriptionType::Programmatic,
                 } as i32,
             })

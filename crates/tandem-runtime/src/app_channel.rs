@@ -6,7 +6,9 @@
 
 mod grpc;
 
-pub use grpc::{DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE};
+pub use grpc::{
+    DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE, topic_event,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -40,6 +40,13 @@ pub enum Error {
         #[source]
         cause: Cause,
     },
+    /// The broker refused or failed a streaming subscription.
+    #[error("error subscribing to topic {topic} in pubsub {pubsub}: {cause}")]
+    Subscribe {
+        pubsub: String,
+        topic: String,
+        cause: String,
+    },
     /// The event could not be made into a CloudEvent (a published envelope that is not
     /// one, a metadata value out of range): the caller's fault.
     #[error(

@@ -28,7 +28,7 @@ mod subscriptions;
 
 pub use app_channel::{
     AppCallError, AppChannel, AppResponse, DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER,
-    PROTOBUF_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE, topic_event,
 };
 pub use body::BodyError;
 pub use config::{
@@ -49,6 +49,7 @@ pub use state::{
     BulkStateItem, Consistency, MAX_TTL_SECONDS, StateItem, StateOperation, StateService,
     StateValue,
 };
-pub use subscriptions::Subscriptions;
+pub use subscriptions::{EventStream, StreamRequest, StreamedEvent, Subscriptions};
 pub use tandem_components::embedded_defaults;
+pub use tandem_components::pubsub::Outcome;
 pub use tandem_components::secretstores::Secret;

@@ -9,6 +9,9 @@
 //! when it is healthy again.
 
 mod deliver;
+mod stream;
+
+pub use stream::{EventStream, StreamRequest, StreamedEvent};
 
 use std::sync::Arc;
 
@@ -34,6 +37,8 @@ pub struct Subscriptions {
     discovered: Mutex<Option<Vec<SubscriptionInfo>>>,
     /// Stops the current round of subscriptions (a child of `stop`): fired on pause.
     round: Mutex<Option<CancellationToken>>,
+    /// The open streaming subscriptions, for the metadata API.
+    streams: Arc<Mutex<Vec<(u64, SubscriptionInfo)>>>,
 }
 
 impl Subscriptions {
@@ -52,6 +57,7 @@ impl Subscriptions {
             stop,
             discovered: Mutex::default(),
             round: Mutex::default(),
+            streams: Arc::default(),
         }
     }
 
@@ -152,9 +158,12 @@ impl Subscriptions {
         }
     }
 
-    /// The active subscriptions, for the metadata API.
+    /// The active subscriptions, for the metadata API: the app's, then the open
+    /// streams'.
     pub fn list(&self) -> Vec<SubscriptionInfo> {
-        self.active.lock().clone()
+        let mut list = self.active.lock().clone();
+        list.extend(self.streams.lock().iter().map(|(_, info)| info.clone()));
+        list
     }
 
     /// Waits for the deliveries in flight to finish after the stop token fired.
