@@ -54,9 +54,11 @@ struct Envelope<'a> {
     id: String,
     source: &'a str,
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: &'a str,
     specversion: &'static str,
     datacontenttype: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Payload<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,12 +80,78 @@ enum Payload<'a> {
     Text(&'a str),
 }
 
+/// Attributes a publisher sets on a new envelope with `cloudevent.*` metadata
+/// (`metadata.cloudevent.id=...`), as daprd takes them: `id`, `source`, `type`,
+/// `subject`, `traceid`, `traceparent` (which wins over `traceid`) and `tracestate`.
+/// Names match without regard to case; `data`, `topic`, `pubsubname` and
+/// `datacontenttype` cannot be overridden.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Overrides<'a> {
+    pub id: Option<&'a str>,
+    pub source: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub traceid: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
+}
+
+impl<'a> Overrides<'a> {
+    /// The overrides among a publish's metadata.
+    pub fn from_metadata<'m: 'a>(
+        metadata: impl IntoIterator<Item = (&'m String, &'m String)>,
+    ) -> Self {
+        let mut overrides = Self::default();
+        for (name, value) in metadata {
+            let Some(attribute) = name
+                .get(..11)
+                .filter(|prefix| prefix.eq_ignore_ascii_case("cloudevent."))
+                .map(|_| name[11..].to_ascii_lowercase())
+            else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            let slot = match attribute.as_str() {
+                "id" => &mut overrides.id,
+                "source" => &mut overrides.source,
+                "type" => &mut overrides.kind,
+                "subject" => &mut overrides.subject,
+                "traceid" => &mut overrides.traceid,
+                "traceparent" => &mut overrides.traceparent,
+                "tracestate" => &mut overrides.tracestate,
+                _ => continue,
+            };
+            *slot = Some(value.as_str());
+        }
+        overrides
+    }
+}
+
 /// Wraps a payload in a new envelope, expiring `expires_in` seconds from now if given.
 pub fn wrap(
     origin: &Origin<'_>,
     data: &[u8],
     content_type: Option<&str>,
     expires_in: Option<std::time::Duration>,
+) -> Vec<u8> {
+    wrap_with(
+        origin,
+        data,
+        content_type,
+        expires_in,
+        &Overrides::default(),
+    )
+}
+
+/// [`wrap`], with the publisher's `cloudevent.*` overrides.
+pub fn wrap_with(
+    origin: &Origin<'_>,
+    data: &[u8],
+    content_type: Option<&str>,
+    expires_in: Option<std::time::Duration>,
+    overrides: &Overrides<'_>,
 ) -> Vec<u8> {
     let content_type = content_type
         .filter(|content_type| !content_type.is_empty())
@@ -99,7 +167,12 @@ pub fn wrap(
         _ => (None, Some(BASE64.encode(data))),
     };
     let generated;
-    let traceparent = match origin.traceparent {
+    // As daprd: an overriding `traceparent` wins, then `traceid`, then the request's.
+    let traceparent = match overrides
+        .traceparent
+        .or(overrides.traceid)
+        .or(origin.traceparent)
+    {
         Some(traceparent) => traceparent,
         None => {
             generated = new_traceparent();
@@ -107,18 +180,21 @@ pub fn wrap(
         }
     };
     let envelope = Envelope {
-        id: uuid::Uuid::new_v4().to_string(),
-        source: origin.app_id,
-        kind: "com.dapr.event.sent",
+        id: overrides
+            .id
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
+        source: overrides.source.unwrap_or(origin.app_id),
+        kind: overrides.kind.unwrap_or("com.dapr.event.sent"),
         specversion: "1.0",
         datacontenttype: content_type,
+        subject: overrides.subject,
         data: payload,
         data_base64,
         topic: origin.topic,
         pubsubname: origin.pubsub,
         traceid: traceparent,
         traceparent,
-        tracestate: origin.tracestate.unwrap_or(""),
+        tracestate: overrides.tracestate.or(origin.tracestate).unwrap_or(""),
         time: now_rfc3339(),
         expiration: expires_in.map(expiration),
     };
@@ -240,6 +316,43 @@ mod tests {
             traceparent: None,
             tracestate: None,
         }
+    }
+
+    #[test]
+    fn cloudevent_metadata_overrides_the_envelope_as_daprd_does() {
+        let metadata: std::collections::HashMap<String, String> = [
+            ("cloudevent.id", "my-id"),
+            ("CloudEvent.Source", "billing"),
+            ("cloudevent.type", "order.placed"),
+            ("cloudevent.subject", "orders/1"),
+            ("cloudevent.traceid", "00-aa-bb-01"),
+            ("cloudevent.traceparent", "00-cc-dd-01"),
+            ("cloudevent.tracestate", "k=v"),
+            ("cloudevent.topic", "not-this"),
+            ("ttlInSeconds", "5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let overrides = Overrides::from_metadata(&metadata);
+        let event: Map<String, Value> = serde_json::from_slice(&wrap_with(
+            &origin(),
+            b"{}",
+            Some("application/json"),
+            None,
+            &overrides,
+        ))
+        .unwrap();
+        assert_eq!(event["id"], "my-id");
+        assert_eq!(event["source"], "billing");
+        assert_eq!(event["type"], "order.placed");
+        assert_eq!(event["subject"], "orders/1");
+        assert_eq!(event["traceparent"], "00-cc-dd-01");
+        assert_eq!(event["traceid"], "00-cc-dd-01");
+        assert_eq!(event["tracestate"], "k=v");
+        assert_eq!(event["topic"], "orders", "the topic cannot be overridden");
+        let plain = wrapped(b"{}", Some("application/json"));
+        assert!(!plain.contains_key("subject"));
     }
 
     #[test]

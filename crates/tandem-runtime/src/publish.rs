@@ -223,11 +223,12 @@ impl Publisher {
                 serde_json::to_vec(&event).expect("a JSON map serialises"),
             ))
         } else {
-            Ok(Bytes::from(cloudevent::wrap(
+            Ok(Bytes::from(cloudevent::wrap_with(
                 &origin,
                 &request.data,
                 content_type,
                 expires_in,
+                &cloudevent::Overrides::from_metadata(&request.metadata),
             )))
         }
     }
