@@ -1,10 +1,11 @@
 //! The app channel: the sidecar's calls *into* the app (`/dapr/subscribe`, event
 //! deliveries, invocations), over pooled keep-alive connections — HTTP/1.1 (`http`),
 //! HTTP/2 without TLS (`h2c`), or Dapr's `AppCallback` gRPC service (`grpc`, see
-//! [`grpc`]). Shared by the subscriptions and the invoker, so `--app-max-concurrency` is
+//! [`grpc`]); `https` and `grpcs` over TLS (see [`tls`]). Shared by the subscriptions and the invoker, so `--app-max-concurrency` is
 //! one limit over both.
 
 mod grpc;
+pub(crate) mod tls;
 
 pub use grpc::{
     DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE, topic_event,
@@ -16,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -61,7 +63,7 @@ pub enum AppCallError {
 /// HTTP calls to the app at `http://{host}:{port}`.
 #[derive(Clone)]
 pub struct AppChannel {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     host: String,
     port: u16,
@@ -93,14 +95,16 @@ impl AppChannel {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let grpc = matches!(protocol, "grpc" | "grpcs")
+            .then(|| GrpcApp::new(protocol, host, port, token, max_body_size));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .http2_only(protocol == "h2c")
-            .build(connector);
-        let grpc = (protocol == "grpc").then(|| GrpcApp::new(host, port, token, max_body_size));
+            .build(tls::connector(connector, false));
+        let scheme = if protocol == "https" { "https" } else { "http" };
         Self {
             client,
-            base: format!("http://{host}:{port}"),
+            base: format!("{scheme}://{host}:{port}"),
             host: host.to_owned(),
             port,
             token: token.and_then(|token| HeaderValue::from_str(token).ok()),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -33,12 +34,12 @@ pub const APP_UNHEALTHY: &str = "rpc error: code = Internal desc = app is not in
 enum Probe {
     /// `GET http://{host}:{port}{path}`.
     Http {
-        client: Client<HttpConnector, Empty<Bytes>>,
+        client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
         url: String,
     },
     /// The health-check unary call over HTTP/2 (cleartext).
     Grpc {
-        client: Client<HttpConnector, Full<Bytes>>,
+        client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
         url: String,
     },
 }
@@ -48,17 +49,27 @@ impl Probe {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let mut builder = Client::builder(TokioExecutor::new());
+        // `https` and `grpcs` apps are probed over TLS, their certificate unverified.
+        let scheme = if crate::app_channel::tls::is_tls(protocol) {
+            "https"
+        } else {
+            "http"
+        };
         if matches!(protocol, "grpc" | "grpcs") {
             Probe::Grpc {
-                client: builder.http2_only(true).build(connector),
-                url: format!("http://{host}:{port}{GRPC_HEALTH_METHOD}"),
+                client: builder
+                    .http2_only(true)
+                    .build(crate::app_channel::tls::connector(connector, true)),
+                url: format!("{scheme}://{host}:{port}{GRPC_HEALTH_METHOD}"),
             }
         } else {
             // As `daprd`: the path always starts with one slash.
             let path = format!("/{}", path.trim_start_matches('/'));
             Probe::Http {
-                client: builder.build(connector),
-                url: format!("http://{host}:{port}{path}"),
+                client: builder
+                    .http2_only(protocol == "h2c")
+                    .build(crate::app_channel::tls::connector(connector, false)),
+                url: format!("{scheme}://{host}:{port}{path}"),
             }
         }
     }

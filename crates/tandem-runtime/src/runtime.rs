@@ -313,8 +313,7 @@ impl Runtime {
     }
 }
 
-/// Whether tandem calls into apps of `protocol` (`--app-protocol`): not yet over TLS
-/// (`https`, `grpcs`).
+/// Whether tandem calls into apps of `protocol` (`--app-protocol`).
 fn calls_into(protocol: &str) -> bool {
-    matches!(protocol, "http" | "h2c" | "grpc")
+    matches!(protocol, "http" | "h2c" | "https" | "grpc" | "grpcs")
 }

@@ -146,6 +146,13 @@ impl AppCallback for App {
         Err(Status::unimplemented("no bindings"))
     }
 
+    async fn on_bulk_topic_event(
+        &self,
+        _: Request<tandem_proto::runtime::TopicEventBulkRequest>,
+    ) -> Result<Response<tandem_proto::runtime::TopicEventBulkResponse>, Status> {
+        Err(Status::unimplemented("no bulk subscriptions"))
+    }
+
     async fn on_binding_event(
         &self,
         _: Request<BindingEventRequest>,

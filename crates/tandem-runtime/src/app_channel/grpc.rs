@@ -48,16 +48,31 @@ pub struct GrpcApp {
 }
 
 impl GrpcApp {
-    pub fn new(host: &str, port: u16, token: Option<&str>, max_body_size: usize) -> Self {
-        let address = format!("http://{host}:{port}");
+    /// The channel to a `grpc` (plain HTTP/2) or `grpcs` (TLS) app.
+    pub fn new(
+        protocol: &str,
+        host: &str,
+        port: u16,
+        token: Option<&str>,
+        max_body_size: usize,
+    ) -> Self {
+        let scheme = if super::tls::is_tls(protocol) {
+            "https"
+        } else {
+            "http"
+        };
+        let address = format!("{scheme}://{host}:{port}");
         // The address is built from a host name and a port that were validated as such;
         // should it still not parse, the loopback default keeps the sidecar up and every
         // call then fails with a clear "cannot reach the app".
         let endpoint = Endpoint::from_shared(address.clone())
             .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1"))
-            .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
-        let client = AppCallbackClient::new(endpoint.connect_lazy())
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+        let channel = endpoint.connect_with_connector_lazy(super::tls::connector(tcp, true));
+        let client = AppCallbackClient::new(channel)
             .max_decoding_message_size(max_body_size)
             .max_encoding_message_size(max_body_size);
         Self {
