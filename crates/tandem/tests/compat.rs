@@ -364,10 +364,7 @@ fn every_skipped_resource_kind_is_one_warning_naming_its_file() {
         file.display()
     );
     assert_eq!(
-        warnings
-            .iter()
-            .filter(|l| l.contains(&unserved))
-            .count(),
+        warnings.iter().filter(|l| l.contains(&unserved)).count(),
         1,
         "{text}"
     );

@@ -349,6 +349,28 @@ mod tests {
     }
 
     #[test]
+    fn the_macros_and_functions_the_docs_name_work() {
+        let event = event(json!({
+            "type": "b", "source": "checkout-eu",
+            "data": {"n": [1, 2, 3], "price": "12", "ratio": 0.5, "tags": ["gift"]}
+        }));
+        for expression in [
+            r#"event.type in ["a", "b"]"#,
+            "event.data.n.all(x, x > 0)",
+            "event.data.n.exists_one(x, x == 2)",
+            "event.data.n.map(x, x * 2)[2] == 6",
+            "size(event.data.n.filter(x, x > 1)) == 2",
+            "event.source.contains('eu') && event.source.endsWith('-eu')",
+            "int(event.data.price) == 12 && double(event.data.price) == 12.0",
+            "uint(event.data.price) == 12u && string(event.data.ratio) == '0.5'",
+            "event.data.ratio < 1 && size(event.data.tags) > 0 && 'gift' in event.data.tags",
+        ] {
+            let routing = Routing::new([(expression, "/yes")], None).unwrap();
+            assert_eq!(routing.route(&event), Some("/yes"), "{expression}");
+        }
+    }
+
+    #[test]
     fn broken_expressions_are_refused_with_the_rule() {
         for (rules, index) in [
             (vec![("event.type ==", "/a")], 0),
