@@ -106,22 +106,28 @@ impl AppDelivery {
                 "event {id} expired at {} before it could be delivered; dropped",
                 text_field(&event, "expiration")
             );
-            return (Ending::Refused, "it expired".into());
+            return (Ending::Refused, format!("event {id}: it expired"));
         }
         let Some(route) = subscription.routing.route(&event) else {
             tracing::debug!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic,
                 "event {id} matches no routing rule and the subscription has no default route: not delivered"
             );
-            return (Ending::Refused, "no routing rule matched it".into());
+            return (
+                Ending::Refused,
+                format!("event {id}: no routing rule matched it"),
+            );
         };
         let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
         let headers = delivery_headers(&event);
         if self.policy.is_none() {
             return match self.deliver_once(route, &id, headers, body).await {
                 Outcome::Done => (Ending::Done, String::new()),
-                Outcome::Drop => (Ending::Refused, "the app dropped it".into()),
-                Outcome::Retry => (Ending::GaveUp, "the app did not process it".into()),
+                Outcome::Drop => (Ending::Refused, format!("event {id}: the app dropped it")),
+                Outcome::Retry => (
+                    Ending::GaveUp,
+                    format!("event {id}: the app did not process it"),
+                ),
             };
         }
         let attempt = || async {
@@ -134,16 +140,16 @@ impl AppDelivery {
             }
         };
         match self.policy.run(attempt, |_| Verdict::Retryable).await {
-            Ok(Outcome::Drop) => (Ending::Refused, "the app dropped it".into()),
+            Ok(Outcome::Drop) => (Ending::Refused, format!("event {id}: the app dropped it")),
             Ok(_) => (Ending::Done, String::new()),
             Err(failure @ Failure::CircuitOpen { .. }) => {
                 tracing::warn!(
                     pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
                     "delivery not done ({failure}); the broker will redeliver it"
                 );
-                (Ending::Later, failure.to_string())
+                (Ending::Later, format!("event {id}: {failure}"))
             }
-            Err(failure) => (Ending::GaveUp, failure.to_string()),
+            Err(failure) => (Ending::GaveUp, format!("event {id}: {failure}")),
         }
     }
 
@@ -158,10 +164,13 @@ impl AppDelivery {
             (Ending::Later, _) => Outcome::Retry,
             (Ending::Refused, None) => Outcome::Drop,
             (Ending::GaveUp, None) => {
-                tracing::warn!(
-                    pubsub = %subscription.pubsub, topic = %subscription.topic,
-                    "delivery not done ({why}); the broker will redeliver it"
-                );
+                // Without a policy, the one attempt's warning has said it all.
+                if !self.policy.is_none() {
+                    tracing::warn!(
+                        pubsub = %subscription.pubsub, topic = %subscription.topic,
+                        "delivery not done ({why}); the broker will redeliver it"
+                    );
+                }
                 Outcome::Retry
             }
             (Ending::GaveUp, Some(_)) if self.stop.is_cancelled() => {
