@@ -1,8 +1,8 @@
 //! Subscriptions end to end, on a private Redis: declarative `Subscription` resources
 //! (v1alpha1 and v2alpha1) with CEL routing rules, scopes, their merge with the app's
 //! own, the metadata API's view of them, dead-letter topics for what the app refuses
-//! (`DROP`, 404, retries run out), an event kept when its dead-letter publish fails,
-//! and a broken rule stopping `tandem run`.
+//! (`DROP`, 404, retries run out), an event kept when its dead-letter publish fails or
+//! the circuit breaker keeps it from the app, and a broken rule stopping `tandem run`.
 
 mod common;
 
@@ -557,6 +557,56 @@ async fn an_event_whose_dead_letter_publish_fails_stays_unacknowledged_until_it_
         .unwrap();
     assert_eq!(dead["data"], json!({"keep": "me"}));
     assert_eq!(dead["topic"], "lockbox");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_the_open_circuit_breaker_keeps_from_the_app_is_not_dead_lettered() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_resources(
+        dir.path(),
+        &[
+            // The breaker guards every delivery of `pubsub`: the dead-letter topic is
+            // read through a second component.
+            (
+                "pubsub.yaml",
+                format!(
+                    "{}---\n{}",
+                    redis_component("pubsub", &redis, None),
+                    redis_component("reader", &redis, None)
+                ),
+            ),
+            (
+                "resiliency.yaml",
+                "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: fuse\nspec:\n  policies:\n    circuitBreakers:\n      fuse:\n        maxRequests: 1\n        timeout: 60s\n        trip: consecutiveFailures >= 1\n  targets:\n    components:\n      pubsub:\n        inbound:\n          circuitBreaker: fuse\n".to_owned(),
+            ),
+        ],
+    );
+    let (app_port, received) = app(json!([
+        {"pubsubname": "pubsub", "topic": "jobs", "route": "/fail-jobs", "deadLetterTopic": "jobs-dead"},
+        {"pubsubname": "reader", "topic": "jobs-dead", "route": "/dead"},
+    ]))
+    .await;
+    let sidecar = sidecar(dir.path(), app_port).await;
+
+    // The first event fails at the app: it is dead-lettered, and the breaker opens.
+    let first = publish(&sidecar, "jobs", "job", json!({"n": 1})).await;
+    wait_for(&received, "the first dead letter", |got| {
+        got.iter()
+            .any(|(path, event)| path == "/dead" && event["id"] == first.as_str())
+    })
+    .await;
+    // The second never reaches the app while the breaker is open: the app did not
+    // refuse it, so it waits in the broker instead of going to the dead-letter topic.
+    let second = publish(&sidecar, "jobs", "job", json!({"n": 2})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        paths_of(&received, &second).is_empty(),
+        "{:?}",
+        received.lock()
+    );
+    assert_eq!(redis.pending("jobs", APP_ID), 1);
+    assert_eq!(paths_of(&received, &first), ["/fail-jobs", "/dead"]);
 }
 
 #[test]
