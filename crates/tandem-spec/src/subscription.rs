@@ -284,7 +284,7 @@ struct SubscriptionFile {
     metadata: ObjectMetaFile,
     #[serde(default)]
     scopes: Vec<String>,
-    /// Only checked to be a mapping here; read per version below.
+    /// Only whether it is there, here: it is read as its version's below.
     #[serde(default)]
     spec: Option<serde::de::IgnoredAny>,
 }
