@@ -26,6 +26,12 @@ use crate::metadata::RuleInfo;
 /// no routing condition needs anything close.
 const MAX_NESTING: usize = 64;
 
+/// The longest expression taken. The interpreter evaluates recursively on the delivery
+/// task's stack: a chain of about 3000 `.field` selections overflows a 2 MiB stack (and
+/// aborts the process), 1000 is far from it. A routing condition is a condition, not a
+/// program; this leaves room for long `in [...]` lists.
+const MAX_LENGTH: usize = 2048;
+
 /// Why a routing rule's expression was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("routing rule {index} `{expression}` is not a valid CEL expression: {reason}")]
@@ -188,6 +194,12 @@ impl Condition {
 
 /// Parses one expression; the parser's own words on failure.
 fn compile(expression: &str) -> Result<Program, String> {
+    if expression.len() > MAX_LENGTH {
+        return Err(format!(
+            "it is {} bytes long; a routing rule's expression may have {MAX_LENGTH} at most",
+            expression.len()
+        ));
+    }
     let mut depth = 0usize;
     for byte in expression.bytes() {
         match byte {
@@ -390,6 +402,19 @@ mod tests {
         let deep = format!("{}true{}", "(".repeat(100), ")".repeat(100));
         let error = Routing::new([(deep.as_str(), "/a")], None).unwrap_err();
         assert!(error.reason.contains("nested deeper"), "{error}");
+        // Long enough to overflow the stack when evaluated: refused before.
+        let long = format!("event{} == 1", ".a".repeat(3000));
+        let error = Routing::new([(long.as_str(), "/a")], None).unwrap_err();
+        assert!(error.reason.contains("2048 at most"), "{error}");
+        // At the limit, it compiles and evaluates on a delivery task's stack.
+        let limit = format!("event{} == 1", ".a".repeat((MAX_LENGTH - 10) / 2));
+        let routing = Routing::new([(limit.as_str(), "/a")], None).unwrap();
+        let evaluated = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || routing.route(&event(json!({"a": 1}))).is_none())
+            .unwrap()
+            .join();
+        assert_eq!(evaluated.ok(), Some(true));
     }
 
     #[test]
