@@ -471,3 +471,50 @@ def redis_server(tmp_path):
         except subprocess.TimeoutExpired:
             pass
         log.close()
+
+
+@pytest.fixture
+def rabbitmq_server(tmp_path):
+    """A private RabbitMQ node (Debian's rabbitmq-server) on free loopback ports, its files
+    under tmp_path, killed with its whole process group afterwards. Yields its AMQP URL."""
+    script = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    if not script.exists():
+        pytest.fail("rabbitmq-server is not installed (scripts/test installs it with apt)")
+    port, dist_port = free_port(), free_port()
+    workdir = tmp_path / "rabbitmq"
+    workdir.mkdir()
+    (workdir / "rabbitmq.conf").write_text(
+        f"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n")
+    (workdir / "enabled_plugins").write_text("[].\n")
+    (workdir / "env.conf").write_text("")
+    env = dict(os.environ,
+               HOME=str(workdir),
+               RABBITMQ_NODENAME=f"tandem-e2e-{port}@localhost",
+               RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+               RABBITMQ_NODE_PORT=str(port),
+               RABBITMQ_DIST_PORT=str(dist_port),
+               RABBITMQ_MNESIA_BASE=str(workdir / "mnesia"),
+               RABBITMQ_LOG_BASE=str(workdir / "log"),
+               RABBITMQ_CONFIG_FILE=str(workdir / "rabbitmq"),
+               RABBITMQ_ENABLED_PLUGINS_FILE=str(workdir / "enabled_plugins"),
+               RABBITMQ_CONF_ENV_FILE=str(workdir / "env.conf"),
+               RABBITMQ_PID_FILE=str(workdir / "pid"),
+               ERL_EPMD_ADDRESS="127.0.0.1")
+    log = open(workdir / "server.log", "wb")
+    process = subprocess.Popen([str(script)], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def listening():
+            if process.poll() is not None:
+                pytest.fail(f"rabbitmq-server exited: {(workdir / 'server.log').read_text()}")
+            return port_open(port)
+
+        wait_until(listening, 60, "rabbitmq-server to listen", interval=0.1)
+        yield f"amqp://guest:guest@127.0.0.1:{port}"
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        log.close()

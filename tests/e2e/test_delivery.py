@@ -26,6 +26,12 @@ def broker_components(broker, tmp_path, request):
             "redeliverInterval": "1000",  # ... or a number of milliseconds
         })
         return directory, port
+    if broker == "rabbitmq":
+        write_component(directory, "pubsub.yaml", PUBSUB, "pubsub.rabbitmq", {
+            "connectionString": request.getfixturevalue("rabbitmq_server"),
+            "deliveryMode": "2",
+        })
+        return directory, None
     write_component(directory, "pubsub.yaml", PUBSUB, "pubsub.sqlite", {
         "connectionString": str(tmp_path / "broker.db"),
         "processingTimeout": "2s",
@@ -45,7 +51,7 @@ def read_record(path):
     return started, done
 
 
-@pytest.mark.parametrize("broker", ["redis", "sqlite"])
+@pytest.mark.parametrize("broker", ["redis", "sqlite", "rabbitmq"])
 def test_no_loss_after_sigkill(broker, tandem, tmp_path, request):
     components, redis_port = broker_components(broker, tmp_path, request)
     record = tmp_path / "record.txt"

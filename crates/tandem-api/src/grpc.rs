@@ -176,6 +176,19 @@ fn grpc_code_for(status: http::StatusCode) -> tonic::Code {
 /// status, the app's body as the message (daprd puts the status text there and the
 /// body in the error details; the body says more), and the status in `dapr-http-status`.
 fn app_failure(response: &tandem_runtime::InvokeResponse) -> Status {
+    // A gRPC app's own error status, passed on as it was.
+    if let Some(code) = response
+        .headers
+        .get(tandem_runtime::GRPC_CODE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+    {
+        let message = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|body| body.get("message")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        return Status::new(tonic::Code::from_i32(code), message);
+    }
     let message = if response.body.is_empty() {
         response
             .status
@@ -261,7 +274,7 @@ impl Dapr for Service {
         &self,
         request: Request<pb::InvokeServiceRequest>,
     ) -> Result<Response<common::InvokeResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let message = request.message.unwrap_or_default();
         let extension = message.http_extension.unwrap_or_default();
         let method = match extension.verb() {
@@ -271,11 +284,22 @@ impl Dapr for Service {
             verb => http::Method::from_bytes(verb.as_str_name().as_bytes())
                 .unwrap_or(http::Method::POST),
         };
-        let mut headers = http::HeaderMap::new();
+        let mut headers = metadata_headers(&metadata);
         if !message.content_type.is_empty()
             && let Ok(content_type) = http::HeaderValue::from_str(&message.content_type)
         {
             headers.insert(http::header::CONTENT_TYPE, content_type);
+        }
+        let data = message.data.unwrap_or_default();
+        if !data.type_url.is_empty() {
+            // A typed message goes to an HTTP app as protobuf, as daprd sends it.
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(tandem_runtime::PROTOBUF_CONTENT_TYPE),
+            );
+            if let Ok(type_url) = http::HeaderValue::from_str(&data.type_url) {
+                headers.insert(tandem_runtime::DATA_TYPE_URL_HEADER, type_url);
+            }
         }
         let response = self
             .runtime
@@ -289,11 +313,7 @@ impl Dapr for Service {
                 )
                 .filter(|query| !query.is_empty()),
                 headers,
-                body: message
-                    .data
-                    .map(|data| data.value)
-                    .unwrap_or_default()
-                    .into(),
+                body: data.value.into(),
             })
             .await
             .map_err(ApiError::from)?;
@@ -306,9 +326,15 @@ impl Dapr for Service {
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let type_url = response
+            .headers
+            .get(tandem_runtime::DATA_TYPE_URL_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         Ok(Response::new(common::InvokeResponse {
             data: Some(prost_types::Any {
-                type_url: String::new(),
+                type_url,
                 value: response.body.to_vec(),
             }),
             content_type,
@@ -616,6 +642,32 @@ impl Dapr for Service {
         self.runtime.shutdown();
         Ok(Response::new(()))
     }
+}
+
+/// A gRPC caller's metadata as the invocation's headers, as daprd passes it on: the
+/// text entries, without gRPC's own and the sidecar's token.
+fn metadata_headers(metadata: &tonic::metadata::MetadataMap) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for entry in metadata.iter() {
+        if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
+            let name = key.as_str();
+            if name.starts_with("grpc-")
+                || matches!(
+                    name,
+                    "content-type" | "te" | "user-agent" | "dapr-api-token" | "host"
+                )
+            {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_bytes(value.as_encoded_bytes()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    headers
 }
 
 #[cfg(test)]

@@ -23,8 +23,6 @@ pub(crate) mod extract;
 mod invoke;
 mod state;
 
-pub(crate) use invoke::into_response as invoke_response;
-
 use crate::auth::ApiToken;
 use crate::error::ApiError;
 use extract::{Body, Path, Query};

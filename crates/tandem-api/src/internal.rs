@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::http::extract::read_body;
-use crate::http::invoke_response;
 
 /// The internal API's routes: everything is a call for this app.
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -39,7 +38,12 @@ async fn serve(
         Err(error) => return error.into_response(),
     };
     match runtime.invoker().serve(method, target, headers, body).await {
-        Ok(response) => invoke_response(response),
+        // Passed on whole, tandem's own headers included: the calling sidecar reads them.
+        Ok(response) => {
+            let mut answer = (response.status, response.body).into_response();
+            answer.headers_mut().extend(response.headers);
+            answer
+        }
         Err(Error::PeerUnauthenticated(reason)) => {
             tracing::warn!("refused a call on the internal port: {reason}");
             let mut response = ApiError::from(Error::PeerUnauthenticated(reason)).into_response();

@@ -6,6 +6,7 @@
 //! that asks for a retry never loses it.
 
 mod in_memory;
+mod rabbitmq;
 mod redis;
 mod sqlite;
 
@@ -73,6 +74,27 @@ pub enum PubSubError {
     },
     #[error(transparent)]
     Sqlite(#[from] crate::sqlite::DatabaseError),
+    #[error("RabbitMQ at {address}: cannot {action}: {source}")]
+    RabbitMq {
+        address: String,
+        action: String,
+        // Boxed: the AMQP error is large, and errors travel by value.
+        #[source]
+        source: Box<::lapin::Error>,
+    },
+    #[error("RabbitMQ at {address}: cannot {action}: no answer within {after:?}")]
+    RabbitMqTimeout {
+        address: String,
+        action: String,
+        after: std::time::Duration,
+    },
+    #[error(
+        "RabbitMQ at {address} refused the message for exchange '{exchange}' (negative publisher confirm)"
+    )]
+    RabbitMqRefused { address: String, exchange: String },
+    /// A subscription's own metadata cannot be used.
+    #[error("subscription to '{topic}': {message}")]
+    InvalidSubscription { topic: String, message: String },
 }
 
 /// A broker.
@@ -102,6 +124,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: redis::METADATA,
                 build: |metadata| Box::pin(redis::RedisStreams::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.rabbitmq",
+                versions: &["v1"],
+                metadata: rabbitmq::METADATA,
+                build: |metadata| Box::pin(rabbitmq::RabbitMq::build(metadata)),
             },
             Entry {
                 kind: "pubsub.in-memory",

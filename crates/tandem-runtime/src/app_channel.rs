@@ -1,6 +1,12 @@
-//! The app channel: the sidecar's HTTP calls *into* the app (`/dapr/subscribe`, event
-//! deliveries, invocations), over pooled keep-alive connections. Shared by the
-//! subscriptions and the invoker, so `--app-max-concurrency` is one limit over both.
+//! The app channel: the sidecar's calls *into* the app (`/dapr/subscribe`, event
+//! deliveries, invocations), over pooled keep-alive connections — HTTP/1.1 (`http`),
+//! HTTP/2 without TLS (`h2c`), or Dapr's `AppCallback` gRPC service (`grpc`, see
+//! [`grpc`]). Shared by the subscriptions and the invoker, so `--app-max-concurrency` is
+//! one limit over both.
+
+mod grpc;
+
+pub use grpc::{DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +46,14 @@ pub enum AppCallError {
         #[source]
         source: BodyError,
     },
+    #[error("calling {method} on the gRPC app at {address} failed: {source}")]
+    Grpc {
+        address: String,
+        method: String,
+        // Boxed: a status is large, and errors travel by value.
+        #[source]
+        source: Box<tonic::Status>,
+    },
 }
 
 /// HTTP calls to the app at `http://{host}:{port}`.
@@ -53,18 +67,35 @@ pub struct AppChannel {
     token: Option<HeaderValue>,
     /// The largest answer read (`--max-body-size`).
     max_body_size: usize,
+    /// Set for gRPC apps: calls go to their `AppCallback` service.
+    grpc: Option<GrpcApp>,
     /// `--app-max-concurrency`: one permit per call in flight; further calls wait.
     limit: Option<Arc<Semaphore>>,
 }
 
 impl AppChannel {
+    /// The channel to an HTTP/1.1 app.
     pub fn new(host: &str, port: u16, token: Option<&str>, max_body_size: usize) -> Self {
+        Self::for_protocol("http", host, port, token, max_body_size)
+    }
+
+    /// The channel to an app speaking `protocol` (`--app-protocol`): `grpc` calls its
+    /// `AppCallback` service, `h2c` speaks HTTP/2 without TLS, anything else HTTP/1.1.
+    pub fn for_protocol(
+        protocol: &str,
+        host: &str,
+        port: u16,
+        token: Option<&str>,
+        max_body_size: usize,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(protocol == "h2c")
             .build(connector);
+        let grpc = (protocol == "grpc").then(|| GrpcApp::new(host, port, token, max_body_size));
         Self {
             client,
             base: format!("http://{host}:{port}"),
@@ -72,7 +103,22 @@ impl AppChannel {
             port,
             token: token.and_then(|token| HeaderValue::from_str(token).ok()),
             max_body_size,
+            grpc,
             limit: None,
+        }
+    }
+
+    /// The gRPC app's callback service, for a gRPC app.
+    pub fn grpc(&self) -> Option<&GrpcApp> {
+        self.grpc.as_ref()
+    }
+
+    /// Waits for a place under `--app-max-concurrency`; held until the app has answered.
+    pub async fn permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.limit {
+            // The semaphore is never closed, so this only fails if it were.
+            Some(limit) => limit.clone().acquire_owned().await.ok(),
+            None => None,
         }
     }
 
@@ -101,11 +147,12 @@ impl AppChannel {
         body: Bytes,
     ) -> Result<AppResponse, AppCallError> {
         // Held until the answer is read whole: the app is busy until then.
-        let _permit = match &self.limit {
-            // The semaphore is never closed, so this only fails if it were.
-            Some(limit) => limit.clone().acquire_owned().await.ok(),
-            None => None,
-        };
+        let _permit = self.permit().await;
+        if let Some(grpc) = &self.grpc {
+            // On the heap: the gRPC call's future would double the size of every
+            // invocation's future, HTTP apps' included.
+            return Box::pin(grpc.invoke(method, path, headers, body)).await;
+        }
         let path = if path.starts_with('/') {
             path.to_owned()
         } else {

@@ -33,7 +33,7 @@ pub fn is_json(content_type: &str) -> bool {
 }
 
 /// Whether a payload of `content_type` is text and can travel as a JSON string.
-fn is_text(content_type: &str) -> bool {
+pub fn is_text(content_type: &str) -> bool {
     let essence = essence(content_type);
     essence.starts_with("text/") || essence.ends_with("/xml") || essence.ends_with("+xml")
 }

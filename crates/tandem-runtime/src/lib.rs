@@ -26,7 +26,10 @@ mod secrets;
 mod state;
 mod subscriptions;
 
-pub use app_channel::{AppCallError, AppChannel, AppResponse};
+pub use app_channel::{
+    AppCallError, AppChannel, AppResponse, DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER,
+    PROTOBUF_CONTENT_TYPE,
+};
 pub use body::BodyError;
 pub use config::{
     AppHealthSettings, ConfigError, DEFAULT_MAX_BODY_SIZE, SidecarConfig, go_duration,

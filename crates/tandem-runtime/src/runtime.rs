@@ -55,7 +55,8 @@ impl Runtime {
     ) -> Result<Arc<Self>, ResourceError> {
         let loaded = loader::load(&config, &shutdown).await?;
         let app = config.app_port.map(|port| {
-            AppChannel::new(
+            AppChannel::for_protocol(
+                &config.app_protocol,
                 &config.app_host,
                 port,
                 config.app_api_token.as_deref(),
@@ -183,7 +184,7 @@ impl Runtime {
                 if !self.wait_for_app(app).await {
                     return;
                 }
-                if !matches!(self.config.app_protocol.as_str(), "http" | "h2c") {
+                if !calls_into(&self.config.app_protocol) {
                     tracing::warn!(
                         "app protocol '{}': tandem probes the app's health but does not call into {} apps yet, so this app's subscriptions are not read",
                         self.config.app_protocol,
@@ -212,7 +213,7 @@ impl Runtime {
                 tracing::info!(app_id = %self.config.app_id, "sidecar ready");
                 return;
             }
-            if !matches!(self.config.app_protocol.as_str(), "http" | "h2c") {
+            if !calls_into(&self.config.app_protocol) {
                 tracing::warn!(
                     "app protocol '{}': tandem does not call into {} apps yet, so this app's subscriptions are not read; \
                      calling the sidecar from the app works",
@@ -254,7 +255,7 @@ impl Runtime {
     ) {
         let (runtime, app) = (self.clone(), app.clone());
         tokio::spawn(async move {
-            let delivers = matches!(runtime.config.app_protocol.as_str(), "http" | "h2c");
+            let delivers = calls_into(&runtime.config.app_protocol);
             loop {
                 tokio::select! {
                     _ = runtime.shutdown.cancelled() => return,
@@ -311,4 +312,10 @@ impl Runtime {
             .insert(key.to_owned(), value.to_owned());
         Ok(())
     }
+}
+
+/// Whether tandem calls into apps of `protocol` (`--app-protocol`): not yet over TLS
+/// (`https`, `grpcs`).
+fn calls_into(protocol: &str) -> bool {
+    matches!(protocol, "http" | "h2c" | "grpc")
 }

@@ -296,3 +296,136 @@ fn postgres_bin_dir() -> PathBuf {
         )
     })
 }
+
+/// A RabbitMQ broker for a test: the machine's own on 127.0.0.1:5672 when it runs (tests
+/// then use uniquely named exchanges and queues), otherwise a private node.
+pub enum RabbitMq {
+    Machine,
+    Private(RabbitMqServer),
+}
+
+impl RabbitMq {
+    pub fn shared() -> Self {
+        if std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:5672".parse().unwrap(),
+            Duration::from_millis(500),
+        )
+        .is_ok()
+        {
+            Self::Machine
+        } else {
+            Self::Private(RabbitMqServer::start())
+        }
+    }
+
+    /// `amqp://guest:guest@127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Machine => "amqp://guest:guest@127.0.0.1:5672".to_owned(),
+            Self::Private(server) => server.url(),
+        }
+    }
+}
+
+/// A private RabbitMQ node (`rabbitmq-server` from Debian's package) on free loopback
+/// ports, its files in a temporary directory, stopped — its whole process group — when
+/// dropped. Starting one takes a few seconds: tests that need to stop and start a broker
+/// use it; the others use [`RabbitMq::shared`].
+pub struct RabbitMqServer {
+    port: u16,
+    dist_port: u16,
+    dir: tempfile::TempDir,
+    /// The running node's script, which leads the node's process group (the script,
+    /// beam and its helpers).
+    process: Option<Child>,
+}
+
+impl RabbitMqServer {
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-rabbitmq-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(dir.path().join("env.conf"), "").unwrap();
+        let mut server = Self {
+            port,
+            dist_port: free_port(),
+            dir,
+            process: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the node (again) on the same ports with the data it had.
+    pub fn start_again(&mut self) {
+        use std::os::unix::process::CommandExt;
+        self.stop();
+        let dir = self.dir.path();
+        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("HOME", dir)
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("tandem-test-{}@localhost", self.port),
+            )
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONF_ENV_FILE", dir.join("env.conf"))
+            .env("RABBITMQ_PID_FILE", dir.join("pid"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("rabbitmq-server is installed (the test command installs it)");
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.stop();
+        panic!("rabbitmq-server did not start on port {}", self.port);
+    }
+
+    /// Kills the node at once, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", process.id())])
+                .status();
+            let _ = process.wait();
+            // Wait until the port is free again, so a restart can take it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for RabbitMqServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use tandem_runtime::{InvokeRequest, InvokeResponse};
+use tandem_runtime::{DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, InvokeRequest, InvokeResponse};
 
 use super::Api;
 use super::extract::{Body, read_body};
@@ -84,7 +84,10 @@ pub(super) async fn invoke_by_header(api: &Api, request: Request) -> Result<Resp
 }
 
 /// The target's answer, passed through as it is.
-pub(crate) fn into_response(response: InvokeResponse) -> Response {
+pub(crate) fn into_response(mut response: InvokeResponse) -> Response {
+    // What tandem carries for gRPC callers is not for HTTP ones.
+    response.headers.remove(DATA_TYPE_URL_HEADER);
+    response.headers.remove(GRPC_CODE_HEADER);
     let mut answer = (response.status, response.body).into_response();
     answer.headers_mut().extend(response.headers);
     answer

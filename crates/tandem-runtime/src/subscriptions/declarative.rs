@@ -125,7 +125,7 @@ mod tests {
         Subscription {
             pubsub: "pubsub".into(),
             topic: topic.into(),
-            routing: Routing::single(path),
+            routing: Routing::catch_all(path),
             metadata: Default::default(),
             dead_letter_topic: None,
             bulk: Default::default(),

@@ -1,8 +1,9 @@
 //! Delivering events to the app: choosing the route by the subscription's routing
-//! rules, POSTing the event there, reading the answer the way Dapr does, and sending
-//! what the app refuses for good to the subscription's dead-letter topic.
+//! rules, POSTing the event there (a gRPC app: `OnTopicEvent` with that path), reading
+//! the answer the way Dapr does, and sending what the app refuses for good to the
+//! subscription's dead-letter topic.
 //!
-//! | app answers                                   | outcome |
+//! | an HTTP app answers                           | outcome |
 //! |-----------------------------------------------|---------|
 //! | 2xx, body empty / not JSON / `SUCCESS`        | done    |
 //! | 2xx with `{"status": "RETRY"}`                | retry   |
@@ -10,6 +11,9 @@
 //! | 2xx with another status word                  | retry, with a warning (as Dapr) |
 //! | 404                                           | dropped, with a warning |
 //! | any other status, or no answer                | retry   |
+//!
+//! A gRPC app's answers are read by the app channel (`app_channel/grpc.rs`): `SUCCESS`,
+//! `RETRY`, `DROP`; `Unimplemented` is dropped, another error retried.
 //!
 //! Retries follow the pub/sub component's inbound resiliency policy; when it gives up
 //! (with no policy: after the one attempt) the broker redelivers the event later.
@@ -121,7 +125,7 @@ impl AppDelivery {
         let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
         let headers = delivery_headers(&event);
         if self.policy.is_none() {
-            return match self.deliver_once(route, &id, headers, body).await {
+            return match self.deliver_once(&event, route, &id, headers, body).await {
                 Outcome::Done => (Ending::Done, String::new()),
                 Outcome::Drop => (Ending::Refused, format!("event {id}: the app dropped it")),
                 Outcome::Retry => (
@@ -132,7 +136,7 @@ impl AppDelivery {
         }
         let attempt = || async {
             match self
-                .deliver_once(route, &id, headers.clone(), body.clone())
+                .deliver_once(&event, route, &id, headers.clone(), body.clone())
                 .await
             {
                 Outcome::Retry => Err(NotDone),
@@ -202,24 +206,32 @@ impl AppDelivery {
         }
     }
 
-    /// POSTs the event to `route` once and reads the answer.
+    /// Delivers the event to `route` once and reads the answer: POSTed to an HTTP app
+    /// (as `body`), `OnTopicEvent` with `route` as its path to a gRPC app.
     async fn deliver_once(
         &self,
+        event: &Map<String, Value>,
         route: &str,
         id: &str,
         headers: HeaderMap,
         body: Bytes,
     ) -> Outcome {
         let subscription = &self.subscription;
-        let answer = self.app.call(Method::POST, route, headers, body).await;
-        let (outcome, warning) = match answer {
-            Ok(response) => outcome_of(response.status, &response.body),
-            Err(error) => (Outcome::Retry, Some(error.to_string())),
+        let (outcome, warning) = if let Some(grpc) = self.app.grpc() {
+            let _permit = self.app.permit().await;
+            grpc.deliver(event, &subscription.pubsub, &subscription.topic, route)
+                .await
+        } else {
+            match self.app.call(Method::POST, route, headers, body).await {
+                Ok(response) => outcome_of(response.status, &response.body),
+                Err(error) => (Outcome::Retry, Some(error.to_string())),
+            }
         };
         if let Some(warning) = warning {
             tracing::warn!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
-                "delivery to {route}: {warning}; {}",
+                "delivery to {}: {warning}; {}",
+                if route.is_empty() { "the app" } else { route },
                 match outcome {
                     Outcome::Retry => "not done",
                     Outcome::Drop => "the app refuses it",

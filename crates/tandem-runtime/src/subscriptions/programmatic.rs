@@ -1,10 +1,12 @@
-//! Programmatic subscriptions: what the app answers at `GET /dapr/subscribe`.
+//! Programmatic subscriptions: what the app answers at `GET /dapr/subscribe`, or a
+//! gRPC app at `ListTopicSubscriptions`.
 //!
 //! Each entry is read as daprd reads it: its `routes.rules` in order, then
 //! `routes.default` (or, without one, `route`) as the rule that matches every event.
-//! An entry with no route at all is left out with a warning. An entry whose routing
-//! rule does not compile is left out with an error naming it and the rule; daprd
-//! instead drops every subscription of the app, declarative ones included.
+//! An HTTP app's entry with no route at all is left out with a warning; a gRPC app's
+//! gets the empty path, which its SDK maps to the topic's handler. An entry whose
+//! routing rule does not compile is left out with an error naming it and the rule;
+//! daprd instead drops every subscription of the app, declarative ones included.
 
 use std::collections::BTreeMap;
 
@@ -73,9 +75,16 @@ struct BulkSubscribe {
     max_await_duration_ms: Option<u32>,
 }
 
-/// Asks the app which topics it subscribes to. An app without `/dapr/subscribe`
-/// subscribes to nothing.
+/// Asks the app which topics it subscribes to: `GET /dapr/subscribe`, or
+/// `ListTopicSubscriptions` for a gRPC app. An app without either subscribes to nothing.
 pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<Subscription>, DiscoverError> {
+    if let Some(grpc) = app.grpc() {
+        let listed = grpc.list_subscriptions().await?;
+        return Ok(from_declared(
+            listed.into_iter().map(Declared::from).collect(),
+            true,
+        ));
+    }
     let response = app
         .call(
             Method::GET,
@@ -95,6 +104,48 @@ pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<Subscription>, Disc
 
 pub(crate) fn parse_subscriptions(body: &[u8]) -> Result<Vec<Subscription>, DiscoverError> {
     let declared: Vec<Declared> = serde_json::from_slice(body).map_err(DiscoverError::NotAList)?;
+    Ok(from_declared(declared, false))
+}
+
+/// A gRPC app's subscription in the shape of an HTTP app's `/dapr/subscribe` entry.
+impl From<tandem_proto::runtime::TopicSubscription> for Declared {
+    fn from(listed: tandem_proto::runtime::TopicSubscription) -> Self {
+        let routes = listed.routes.map(|routes| Routes {
+            default: Some(routes.default),
+            rules: routes
+                .rules
+                .into_iter()
+                .map(|rule| Rule {
+                    condition: rule.r#match,
+                    path: rule.path,
+                })
+                .collect(),
+        });
+        let bulk_subscribe = listed.bulk_subscribe.map(|bulk| BulkSubscribe {
+            enabled: bulk.enabled,
+            max_messages_count: u32::try_from(bulk.max_messages_count).ok(),
+            max_await_duration_ms: u32::try_from(bulk.max_await_duration_ms).ok(),
+        });
+        Declared {
+            pubsub: listed.pubsub_name,
+            topic: listed.topic,
+            route: None,
+            routes,
+            metadata: Some(
+                listed
+                    .metadata
+                    .into_iter()
+                    .map(|(key, value)| (key, serde_json::Value::String(value)))
+                    .collect(),
+            ),
+            dead_letter_topic: Some(listed.dead_letter_topic),
+            bulk_subscribe,
+        }
+    }
+}
+
+/// The subscriptions an app declared (`grpc`: by a gRPC app).
+fn from_declared(declared: Vec<Declared>, grpc: bool) -> Vec<Subscription> {
     let mut subscriptions = Vec::new();
     for entry in declared {
         let routes = entry.routes.unwrap_or_default();
@@ -108,6 +159,8 @@ pub(crate) fn parse_subscriptions(body: &[u8]) -> Result<Vec<Subscription>, Disc
             .iter()
             .map(|rule| (rule.condition.as_str(), rule.path.as_str()));
         let routing = match Routing::new(rules, default.as_deref()) {
+            // daprd: a gRPC app's subscription without a route has the empty path.
+            Ok(routing) if grpc && routing.is_empty() => Routing::catch_all(""),
             Ok(routing) => routing,
             Err(error) => {
                 tracing::error!(
@@ -153,7 +206,7 @@ pub(crate) fn parse_subscriptions(body: &[u8]) -> Result<Vec<Subscription>, Disc
             source: Source::Programmatic,
         });
     }
-    Ok(subscriptions)
+    subscriptions
 }
 
 #[cfg(test)]
@@ -189,5 +242,68 @@ mod tests {
         assert!(subscriptions[3].bulk.enabled);
         assert_eq!(subscriptions[3].bulk.max_messages_count, Some(10));
         assert!(parse_subscriptions(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_grpc_apps_subscriptions_are_read_as_daprd_reads_them() {
+        use tandem_proto::runtime::{
+            BulkSubscribeConfig, TopicRoutes, TopicRule, TopicSubscription,
+        };
+        let listed = |topic: &str, routes: Option<TopicRoutes>| TopicSubscription {
+            pubsub_name: "p".into(),
+            topic: topic.into(),
+            metadata: [("rawPayload".to_owned(), "true".to_owned())].into(),
+            routes,
+            dead_letter_topic: String::new(),
+            bulk_subscribe: Some(BulkSubscribeConfig {
+                enabled: true,
+                max_messages_count: -1,
+                max_await_duration_ms: 50,
+            }),
+        };
+        let rule = |condition: &str, path: &str| TopicRule {
+            r#match: condition.into(),
+            path: path.into(),
+        };
+        let subscriptions = from_declared(
+            vec![
+                listed("plain", None).into(),
+                listed(
+                    "routed",
+                    Some(TopicRoutes {
+                        rules: vec![rule("event.type == 'a'", "a")],
+                        default: "d".into(),
+                    }),
+                )
+                .into(),
+                listed("empty", Some(TopicRoutes::default())).into(),
+                listed(
+                    "broken",
+                    Some(TopicRoutes {
+                        rules: vec![rule("event.type ==", "a")],
+                        default: String::new(),
+                    }),
+                )
+                .into(),
+            ],
+            true,
+        );
+        let seen: Vec<_> = subscriptions
+            .iter()
+            .map(|s| (s.topic.as_str(), s.routing.paths()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("plain", String::new()),
+                ("routed", "a, d".to_owned()),
+                ("empty", String::new()),
+            ]
+        );
+        assert_eq!(subscriptions[0].metadata["rawPayload"], "true");
+        assert_eq!(subscriptions[0].dead_letter_topic, None);
+        assert!(subscriptions[0].bulk.enabled);
+        assert_eq!(subscriptions[0].bulk.max_messages_count, None);
+        assert_eq!(subscriptions[0].bulk.max_await_duration_ms, Some(50));
     }
 }

@@ -97,9 +97,8 @@ impl Routing {
         Ok(Self { rules: compiled })
     }
 
-    /// A single route for every event.
-    #[cfg(test)]
-    pub(crate) fn single(path: &str) -> Self {
+    /// A single route for every event (for a gRPC app, possibly the empty path).
+    pub(crate) fn catch_all(path: &str) -> Self {
         Self {
             rules: vec![Rule {
                 condition: None,

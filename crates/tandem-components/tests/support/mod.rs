@@ -1,0 +1,126 @@
+//! Helpers shared by the pub/sub component tests: building a component from metadata
+//! pairs, a scripted subscriber, and a sidecar that dies mid-delivery.
+#![allow(dead_code)] // each test file uses its own share of them
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tandem_components::pubsub::{self, Deliver, Message, Outcome, PubSub, Subscribe};
+use tandem_spec::{Component, ComponentMetadata};
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let component = Component::new("test", kind);
+    let values: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pubsub::registry()
+        .build(&ComponentMetadata::new(component, values))
+        .await
+        .unwrap_or_else(|error| panic!("{kind} builds: {error}"))
+}
+
+/// Records deliveries and answers with a scripted outcome.
+pub struct Recorder {
+    seen: mpsc::UnboundedSender<Bytes>,
+    /// Outcomes to give, in order; `Done` once they run out.
+    script: Mutex<Vec<Outcome>>,
+}
+
+impl Recorder {
+    pub fn new(script: Vec<Outcome>) -> (Arc<Self>, mpsc::UnboundedReceiver<Bytes>) {
+        let (seen, received) = mpsc::unbounded_channel();
+        (
+            Arc::new(Self {
+                seen,
+                script: Mutex::new(script),
+            }),
+            received,
+        )
+    }
+}
+
+#[async_trait]
+impl Deliver for Recorder {
+    async fn deliver(&self, message: Message) -> Outcome {
+        let _ = self.seen.send(message.data);
+        let mut script = self.script.lock().await;
+        if script.is_empty() {
+            Outcome::Done
+        } else {
+            script.remove(0)
+        }
+    }
+}
+
+/// Takes deliveries and never finishes them, like a sidecar that died mid-delivery.
+pub struct Stuck;
+
+#[async_trait]
+impl Deliver for Stuck {
+    async fn deliver(&self, _: Message) -> Outcome {
+        std::future::pending().await
+    }
+}
+
+/// A sidecar that takes `topic`'s next message and dies before finishing it: its
+/// consumer runs on a runtime of its own, which is then dropped with all its tasks.
+pub fn crash_mid_delivery(
+    broker: impl FnOnce()
+        -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<dyn PubSub>> + Send>>
+    + Send
+    + 'static,
+    topic: &'static str,
+) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let broker = broker().await;
+            let stop = CancellationToken::new();
+            let _task = broker
+                .subscribe(subscription(topic), Arc::new(Stuck), stop)
+                .await
+                .unwrap();
+            broker.publish(message(topic, "unfinished")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        runtime.shutdown_background();
+    })
+    .join()
+    .unwrap();
+}
+
+pub fn message(topic: &str, data: &str) -> Message {
+    Message {
+        topic: topic.into(),
+        data: Bytes::from(data.to_owned()),
+        metadata: Default::default(),
+    }
+}
+
+pub fn subscription(topic: &str) -> Subscribe {
+    Subscribe {
+        topic: topic.into(),
+        metadata: Default::default(),
+    }
+}
+
+pub async fn next(
+    received: &mut mpsc::UnboundedReceiver<Bytes>,
+    within: Duration,
+) -> Option<String> {
+    tokio::time::timeout(within, received.recv())
+        .await
+        .ok()
+        .flatten()
+        .map(|data| String::from_utf8(data.to_vec()).unwrap())
+}
