@@ -583,10 +583,14 @@ impl Dapr for Service {
                 topic: subscription.topic,
                 metadata: subscription.metadata.into_iter().collect(),
                 rules: Some(pb::PubsubSubscriptionRules {
-                    rules: vec![pb::PubsubSubscriptionRule {
-                        r#match: String::new(),
-                        path: subscription.route,
-                    }],
+                    rules: subscription
+                        .rules
+                        .into_iter()
+                        .map(|rule| pb::PubsubSubscriptionRule {
+                            r#match: rule.condition,
+                            path: rule.path,
+                        })
+                        .collect(),
                 }),
                 dead_letter_topic: subscription.dead_letter_topic,
                 r#type: match subscription.origin {

@@ -262,12 +262,30 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
             let mut entry = json!({
                 "pubsubname": subscription.pubsub,
                 "topic": subscription.topic,
-                "rules": [{ "path": subscription.route }],
                 "deadLetterTopic": subscription.dead_letter_topic,
                 "type": subscription.origin,
             });
             if !subscription.metadata.is_empty() {
                 entry["metadata"] = json!(subscription.metadata);
+            }
+            // As daprd: each rule's `match` and `path` only when not empty (the
+            // default route is the last rule, without `match`).
+            let rules: Vec<Value> = subscription
+                .rules
+                .iter()
+                .map(|rule| {
+                    let mut shown = serde_json::Map::new();
+                    if !rule.condition.is_empty() {
+                        shown.insert("match".into(), json!(rule.condition));
+                    }
+                    if !rule.path.is_empty() {
+                        shown.insert("path".into(), json!(rule.path));
+                    }
+                    Value::Object(shown)
+                })
+                .collect();
+            if !rules.is_empty() {
+                entry["rules"] = json!(rules);
             }
             entry
         })

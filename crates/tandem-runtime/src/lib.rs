@@ -41,7 +41,7 @@ pub use invoke::{
     LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey,
     PeerKeyError, method_path, query_text,
 };
-pub use metadata::{ComponentInfo, MetadataSnapshot, SubscriptionInfo};
+pub use metadata::{ComponentInfo, MetadataSnapshot, RuleInfo, SubscriptionInfo};
 pub use publish::{BulkEntry, BulkPublishRequest, FailedEntry, PublishRequest, Publisher};
 pub use runtime::Runtime;
 pub use secrets::Secrets;

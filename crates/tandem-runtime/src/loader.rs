@@ -28,6 +28,8 @@ pub(crate) struct Loaded {
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
+    /// The declarative subscriptions, compiled.
+    pub subscriptions: Vec<crate::subscriptions::Subscription>,
 }
 
 /// Building blocks Dapr has and tandem does not serve yet: their components are
@@ -64,6 +66,9 @@ pub(crate) async fn load(
             },
         )?
     };
+    // Compiled before any component connects: a broken routing rule stops the
+    // sidecar at once.
+    let subscriptions = crate::subscriptions::from_resources(&resources.subscriptions)?;
     let declared = resources.components;
     let resiliency = tandem_resiliency::Resiliencies::new(&resources.resiliencies, &config.app_id);
     let templates = Templates {
@@ -80,6 +85,7 @@ pub(crate) async fn load(
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
+        subscriptions,
     };
 
     let (stores, others): (Vec<_>, Vec<_>) = declared

@@ -30,21 +30,31 @@ impl ComponentInfo {
     }
 }
 
-/// One active subscription.
+/// One active subscription, as the metadata API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SubscriptionInfo {
     #[serde(rename = "pubsubname")]
     pub pubsub: String,
     pub topic: String,
-    /// The app route events are delivered to.
-    #[serde(skip)]
-    pub route: String,
+    /// The routing rules in the order they are tried; the default route (or a v1
+    /// subscription's `route`) is the last, with no `match`.
+    pub rules: Vec<RuleInfo>,
     pub metadata: BTreeMap<String, String>,
     #[serde(rename = "deadLetterTopic", skip_serializing_if = "String::is_empty")]
     pub dead_letter_topic: String,
-    /// `PROGRAMMATIC` (from `/dapr/subscribe`) or `DECLARATIVE`.
+    /// `PROGRAMMATIC` (from `/dapr/subscribe`) or `DECLARATIVE` (a `Subscription`
+    /// resource).
     #[serde(rename = "type")]
     pub origin: &'static str,
+}
+
+/// One routing rule of a subscription.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleInfo {
+    /// The CEL expression; empty for the default route.
+    #[serde(rename = "match", skip_serializing_if = "String::is_empty")]
+    pub condition: String,
+    pub path: String,
 }
 
 /// Everything the metadata API tells.

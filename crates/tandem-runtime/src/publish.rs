@@ -123,21 +123,34 @@ impl Publisher {
             data,
             metadata: request.metadata,
         };
-        let published = match &broker.policy {
-            None => broker.pubsub.publish(message).await.map_err(Error::cause),
-            // Every broker failure may be retried: a publish is not applied twice by
-            // any broker tandem has (the message id is the broker's).
-            Some(policy) => policy
-                .run(
-                    || broker.pubsub.publish(message.clone()),
-                    |_| Verdict::Retryable,
-                )
-                .await
-                .map_err(|failure| Error::cause(Reason(failure.to_string()))),
-        };
-        published.map_err(|cause| Error::Publish {
+        send(broker, message).await.map_err(|cause| Error::Publish {
             pubsub: request.pubsub,
             topic: request.topic,
+            cause,
+        })
+    }
+
+    /// Publishes a message delivered from `pubsub` again, to `topic` of the same
+    /// pub/sub, byte for byte (its CloudEvent is not touched): how a dead-lettered
+    /// event reaches its dead-letter topic.
+    pub(crate) async fn forward(
+        &self,
+        pubsub: &str,
+        topic: &str,
+        delivered: &Message,
+    ) -> Result<(), Error> {
+        let broker = self
+            .brokers
+            .get(pubsub)
+            .ok_or_else(|| Error::PubSubNotFound(pubsub.to_owned()))?;
+        let message = Message {
+            topic: topic.to_owned(),
+            data: delivered.data.clone(),
+            metadata: delivered.metadata.clone(),
+        };
+        send(broker, message).await.map_err(|cause| Error::Publish {
+            pubsub: pubsub.to_owned(),
+            topic: topic.to_owned(),
             cause,
         })
     }
@@ -231,6 +244,22 @@ impl Publisher {
                 &cloudevent::Overrides::from_metadata(&request.metadata),
             )))
         }
+    }
+}
+
+/// Hands `message` to `broker` under its outbound policy.
+async fn send(broker: &Broker, message: Message) -> Result<(), crate::error::Cause> {
+    match &broker.policy {
+        None => broker.pubsub.publish(message).await.map_err(Error::cause),
+        // Every broker failure may be retried: a publish is not applied twice by
+        // any broker tandem has (the message id is the broker's).
+        Some(policy) => policy
+            .run(
+                || broker.pubsub.publish(message.clone()),
+                |_| Verdict::Retryable,
+            )
+            .await
+            .map_err(|failure| Error::cause(Reason(failure.to_string()))),
     }
 }
 

@@ -76,6 +76,7 @@ impl Runtime {
             publisher.clone(),
             resiliency.clone(),
             shutdown.clone(),
+            loaded.subscriptions,
         );
         let invoker = Invoker::new(InvokerParts {
             app_id: config.app_id.clone(),

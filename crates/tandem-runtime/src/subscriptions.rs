@@ -1,6 +1,10 @@
-//! The delivering half of pub/sub: [`Subscriptions`] asks the app what it subscribes to,
-//! subscribes through the [`Publisher`]'s brokers, and keeps the delivery tasks so a
-//! stopping sidecar can let the deliveries in flight finish.
+//! The delivering half of pub/sub: [`Subscriptions`] combines the declarative
+//! subscriptions (`Subscription` resources, `declarative.rs`) with what the app asks
+//! for at `/dapr/subscribe` (`programmatic.rs`) as daprd does, subscribes through the
+//! [`Publisher`]'s brokers, and keeps the delivery tasks so a stopping sidecar can let
+//! the deliveries in flight finish. Each event's route comes from the subscription's
+//! routing rules (`routing.rs`, CEL); `deliver.rs` delivers it and dead-letters what
+//! the app refuses.
 //!
 //! With app health checks, delivery follows the app's health as in `daprd`: the app's
 //! subscriptions are read when it is first healthy, [`pause`](Subscriptions::pause)d
@@ -8,11 +12,15 @@
 //! meanwhile stays unacknowledged in the broker — and [`resume`](Subscriptions::resume)d
 //! when it is healthy again.
 
+mod declarative;
 mod deliver;
+mod programmatic;
+mod routing;
 mod stream;
 
 pub use stream::{EventStream, StreamRequest, StreamedEvent};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -21,20 +29,74 @@ use tandem_resiliency::Resiliencies;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use declarative::from_resources;
+use routing::Routing;
+
 use crate::app_channel::AppChannel;
 use crate::metadata::SubscriptionInfo;
 use crate::publish::Publisher;
+
+/// One subscription, ready to be made: the topic its events come from and how each
+/// finds its route.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub pubsub: String,
+    pub topic: String,
+    pub routing: Routing,
+    /// Subscription metadata: `rawPayload`, and settings handed to the broker.
+    pub metadata: BTreeMap<String, String>,
+    pub dead_letter_topic: Option<String>,
+    /// Read and shown; events are delivered one at a time for now.
+    pub bulk: tandem_spec::BulkSubscribe,
+    pub source: Source,
+}
+
+/// Where a subscription was declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A `Subscription` resource, by name.
+    Declarative(String),
+    /// The app's `/dapr/subscribe` answer.
+    Programmatic,
+}
+
+impl Subscription {
+    /// How the metadata API shows it.
+    pub(crate) fn info(&self) -> SubscriptionInfo {
+        SubscriptionInfo {
+            pubsub: self.pubsub.clone(),
+            topic: self.topic.clone(),
+            rules: self.routing.describe(),
+            metadata: self.metadata.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone().unwrap_or_default(),
+            origin: match self.source {
+                Source::Declarative(_) => "DECLARATIVE",
+                Source::Programmatic => "PROGRAMMATIC",
+            },
+        }
+    }
+
+    /// How logs name it.
+    fn describe(&self) -> String {
+        match &self.source {
+            Source::Declarative(name) => format!("Subscription '{name}'"),
+            Source::Programmatic => "the app's subscription (/dapr/subscribe)".into(),
+        }
+    }
+}
 
 /// The app's subscriptions and their deliveries.
 pub struct Subscriptions {
     app_id: String,
     publisher: Arc<Publisher>,
     resiliency: Arc<Resiliencies>,
-    active: Mutex<Vec<SubscriptionInfo>>,
+    /// The `Subscription` resources for this app, in file order.
+    declared: Vec<Subscription>,
+    active: Mutex<Vec<Subscription>>,
     deliveries: Mutex<Vec<JoinHandle<()>>>,
     stop: CancellationToken,
     /// What the app asked for at `/dapr/subscribe`, read once (`None`: not yet).
-    discovered: Mutex<Option<Vec<SubscriptionInfo>>>,
+    discovered: Mutex<Option<Vec<Subscription>>>,
     /// Stops the current round of subscriptions (a child of `stop`): fired on pause.
     round: Mutex<Option<CancellationToken>>,
     /// The open streaming subscriptions, for the metadata API.
@@ -47,11 +109,13 @@ impl Subscriptions {
         publisher: Arc<Publisher>,
         resiliency: Arc<Resiliencies>,
         stop: CancellationToken,
+        declared: Vec<Subscription>,
     ) -> Self {
         Self {
             app_id: app_id.to_owned(),
             publisher,
             resiliency,
+            declared,
             active: Mutex::default(),
             deliveries: Mutex::default(),
             stop,
@@ -61,22 +125,23 @@ impl Subscriptions {
         }
     }
 
-    /// Reads the app's subscriptions (`GET /dapr/subscribe`) and subscribes to each.
+    /// Reads the app's subscriptions (`GET /dapr/subscribe`) and subscribes to them and
+    /// the declarative ones.
     pub(crate) async fn start(&self, app: &AppChannel) {
         self.resume(app).await;
     }
 
-    /// Subscribes to what the app asks for (read from the app the first time only),
-    /// unless subscribed already.
+    /// Subscribes to the declarative subscriptions and what the app asks for (read
+    /// from the app the first time only), unless subscribed already.
     pub(crate) async fn resume(&self, app: &AppChannel) {
         if self.round.lock().is_some() || self.stop.is_cancelled() {
             return;
         }
         let known = self.discovered.lock().clone();
-        let (subscriptions, first) = match known {
+        let (programmatic, first) = match known {
             Some(subscriptions) => (subscriptions, false),
             None => {
-                let subscriptions = deliver::discover(app).await.unwrap_or_else(|error| {
+                let subscriptions = programmatic::discover(app).await.unwrap_or_else(|error| {
                     tracing::warn!("could not read the app's subscriptions: {error}");
                     Vec::new()
                 });
@@ -84,6 +149,7 @@ impl Subscriptions {
                 (subscriptions, true)
             }
         };
+        let subscriptions = declarative::merge(&self.declared, programmatic);
         let round = self.stop.child_token();
         *self.round.lock() = Some(round.clone());
         let mut active = Vec::new();
@@ -115,13 +181,14 @@ impl Subscriptions {
     async fn subscribe(
         &self,
         app: &AppChannel,
-        subscription: &SubscriptionInfo,
+        subscription: &Subscription,
         round: &CancellationToken,
         first: bool,
     ) -> bool {
         let Some(broker) = self.publisher.broker(&subscription.pubsub) else {
             tracing::warn!(
-                "the app subscribes to topic '{}' of pubsub '{}', which is not loaded; loaded: {}",
+                "{} to topic '{}' names pubsub '{}', which is not loaded; loaded: {}",
+                subscription.describe(),
                 subscription.topic,
                 subscription.pubsub,
                 self.publisher.names().join(", ")
@@ -135,15 +202,31 @@ impl Subscriptions {
         let policy = self
             .resiliency
             .for_component_inbound(&subscription.pubsub, &broker.kind);
-        let delivery = deliver::delivery(app, &self.app_id, subscription, policy);
-        match broker
-            .pubsub
-            .subscribe(request, delivery, round.child_token())
-            .await
-        {
+        if subscription.bulk.enabled && first {
+            tracing::warn!(
+                pubsub = %subscription.pubsub, topic = %subscription.topic,
+                "{} asks for bulk delivery (`bulkSubscribe`), which tandem does not do yet: events are delivered one at a time",
+                subscription.describe()
+            );
+        }
+        let stop = round.child_token();
+        let delivery = deliver::delivery(
+            app,
+            &self.app_id,
+            subscription,
+            policy,
+            self.publisher.clone(),
+            stop.clone(),
+        );
+        match broker.pubsub.subscribe(request, delivery, stop).await {
             Ok(task) => {
                 if first {
-                    tracing::info!(pubsub = %subscription.pubsub, topic = %subscription.topic, route = %subscription.route, "subscribed");
+                    tracing::info!(
+                        pubsub = %subscription.pubsub, topic = %subscription.topic,
+                        routes = %subscription.routing.paths(),
+                        dead_letter_topic = subscription.dead_letter_topic.as_deref().unwrap_or_default(),
+                        "subscribed ({})", subscription.describe()
+                    );
                 }
                 self.deliveries.lock().push(task);
                 true
@@ -161,7 +244,8 @@ impl Subscriptions {
     /// The active subscriptions, for the metadata API: the app's, then the open
     /// streams'.
     pub fn list(&self) -> Vec<SubscriptionInfo> {
-        let mut list = self.active.lock().clone();
+        let mut list: Vec<SubscriptionInfo> =
+            self.active.lock().iter().map(Subscription::info).collect();
         list.extend(self.streams.lock().iter().map(|(_, info)| info.clone()));
         list
     }

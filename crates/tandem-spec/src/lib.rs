@@ -1,8 +1,9 @@
 //! Dapr resource files, read the way `daprd` reads them.
 //!
 //! A resources path holds `*.yaml`/`*.yml` files, each with one or more YAML documents.
-//! [`load`] turns them into typed [`Resources`]: [`Component`]s, [`HttpEndpoint`]s and
-//! [`Resiliency`] policies (other kinds are skipped for now); [`load_configuration`]
+//! [`load`] turns them into typed [`Resources`]: [`Component`]s, [`HttpEndpoint`]s,
+//! [`Resiliency`] policies and declarative [`Subscription`]s (other kinds are skipped
+//! for now); [`load_configuration`]
 //! reads the [`Configuration`] that `--config` names. [`Component::resolve`] turns a
 //! component's `spec.metadata` into plain values: secret references through the
 //! component's `auth.secretStore`, `envRef`s through the environment, and
@@ -25,6 +26,7 @@ mod load;
 mod metadata;
 mod resiliency;
 mod resource;
+mod subscription;
 mod suggest;
 mod yaml;
 
@@ -46,6 +48,9 @@ pub use resiliency::{
     RetryMatching, RetrySpec, StatusCodeError, TargetPolicies, Targets, TripCondition,
     TripExpression, TripExpressionError, TripProblem, UnknownBackoffPolicy, UnknownBreakerScope,
     parse_resiliency, parse_status_codes,
+};
+pub use subscription::{
+    BulkSubscribe, RoutingRule, SUBSCRIPTION_V1ALPHA1, SUBSCRIPTION_V2ALPHA1, Subscription,
 };
 pub use suggest::closest;
 pub use yaml::Node as YamlNode;

@@ -8,6 +8,7 @@ use crate::error::ResourceError;
 use crate::http_endpoint::HttpEndpoint;
 use crate::resiliency::Resiliency;
 use crate::resource::{self, Kind, Resource};
+use crate::subscription::Subscription;
 
 /// Everything a resources path declares that this app may use.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,9 @@ pub struct Resources {
     pub components: Vec<Component>,
     pub http_endpoints: Vec<HttpEndpoint>,
     pub resiliencies: Vec<Resiliency>,
+    /// Declarative subscriptions, in the order they are written (files by name, then
+    /// documents in file order): for one topic, the first one wins.
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// Who is loading: components are filtered by app id (`scopes`) and namespace.
@@ -70,6 +74,18 @@ pub fn load(paths: &[PathBuf], options: &LoadOptions) -> Result<Resources, Resou
                 resiliency.namespace.as_deref(),
             ) {
                 loaded.resiliencies.push(resiliency);
+            }
+        }
+        for subscription in found.subscriptions {
+            let name = subscription.describe();
+            if options.admits(
+                &name,
+                &file,
+                &subscription.scopes,
+                subscription.namespace.as_deref(),
+            ) {
+                unique(&mut seen, "subscription", &subscription.name, &file, &name)?;
+                loaded.subscriptions.push(subscription);
             }
         }
     }
@@ -160,12 +176,18 @@ fn is_yaml(path: &Path) -> bool {
 /// Parses every document of one file that a resources path may hold.
 pub(crate) fn parse_file(file: &Path, text: &str) -> Result<Resources, ResourceError> {
     let mut found = Resources::default();
-    let kinds = [Kind::Component, Kind::HttpEndpoint, Kind::Resiliency];
+    let kinds = [
+        Kind::Component,
+        Kind::HttpEndpoint,
+        Kind::Resiliency,
+        Kind::Subscription,
+    ];
     for resource in resource::parse_file(file, text, &kinds)? {
         match resource {
             Resource::Component(component) => found.components.push(component),
             Resource::HttpEndpoint(endpoint) => found.http_endpoints.push(endpoint),
             Resource::Resiliency(resiliency) => found.resiliencies.push(resiliency),
+            Resource::Subscription(subscription) => found.subscriptions.push(subscription),
             // Read from `--config`, as in Dapr; not asked for above.
             Resource::Configuration(_) => {}
         }

@@ -11,6 +11,7 @@ use crate::configuration::{self, Configuration};
 use crate::error::ResourceError;
 use crate::http_endpoint::{self, HttpEndpoint};
 use crate::resiliency::{self, Resiliency};
+use crate::subscription::{self, Subscription};
 use crate::yaml::{self, Node};
 
 /// The kinds of resource tandem reads.
@@ -20,14 +21,16 @@ pub(crate) enum Kind {
     HttpEndpoint,
     Resiliency,
     Configuration,
+    Subscription,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::Component,
         Kind::HttpEndpoint,
         Kind::Resiliency,
         Kind::Configuration,
+        Kind::Subscription,
     ];
 
     /// The `kind:` as Dapr spells it.
@@ -37,6 +40,7 @@ impl Kind {
             Kind::HttpEndpoint => "HTTPEndpoint",
             Kind::Resiliency => "Resiliency",
             Kind::Configuration => "Configuration",
+            Kind::Subscription => "Subscription",
         }
     }
 }
@@ -48,6 +52,7 @@ pub(crate) enum Resource {
     HttpEndpoint(HttpEndpoint),
     Resiliency(Resiliency),
     Configuration(Configuration),
+    Subscription(Subscription),
 }
 
 /// Reads a resource file's text.
@@ -58,7 +63,7 @@ pub(crate) fn read_file(file: &Path) -> Result<String, ResourceError> {
 
 /// Parses every document of one file whose kind is in `wanted`, in file order.
 ///
-/// Other kinds are skipped: those tandem does not handle yet (`Subscription`, ...),
+/// Other kinds are skipped: those tandem does not handle yet (`MCPServer`, ...),
 /// and those read from elsewhere (a `Configuration` comes from `--config`, not from a
 /// resources path). A document without a `kind` is an error: it is no resource.
 pub(crate) fn parse_file(
@@ -96,13 +101,14 @@ pub(crate) fn parse_file(
             Kind::HttpEndpoint => Resource::HttpEndpoint(http_endpoint::from_node(file, &node)?),
             Kind::Resiliency => Resource::Resiliency(resiliency::from_node(file, &node)?),
             Kind::Configuration => Resource::Configuration(configuration::from_node(file, &node)?),
+            Kind::Subscription => Resource::Subscription(subscription::from_node(file, &node)?),
         });
     }
     Ok(found)
 }
 
 /// Dapr's resource kinds that tandem does not serve yet.
-const NOT_SERVED_YET: [&str; 2] = ["Subscription", "MCPServer"];
+const NOT_SERVED_YET: [&str; 1] = ["MCPServer"];
 
 /// What to say about a document whose `kind` tandem does not read.
 fn unserved_kind(file: &Path, kind: &str) -> String {
@@ -213,8 +219,12 @@ mod tests {
     fn kinds_not_served_are_named_with_a_suggestion() {
         let file = std::path::Path::new("c.yaml");
         assert_eq!(
-            super::unserved_kind(file, "Subscription"),
-            "c.yaml: tandem does not serve `kind: Subscription` resources yet"
+            super::unserved_kind(file, "MCPServer"),
+            "c.yaml: tandem does not serve `kind: MCPServer` resources yet"
+        );
+        assert_eq!(
+            super::unserved_kind(file, "Subscriptoin"),
+            "c.yaml: `kind: Subscriptoin` is not a Dapr resource kind; did you mean `Subscription`?"
         );
         assert_eq!(
             super::unserved_kind(file, "Componnent"),

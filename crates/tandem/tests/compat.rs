@@ -336,7 +336,7 @@ fn every_skipped_resource_kind_is_one_warning_naming_its_file() {
     std::fs::write(
         dir.path().join("components.yaml"),
         format!(
-            "{COMPONENTS}---\napiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  topic: orders\n  pubsubname: events\n  routes:\n    default: /orders\n---\nkind: Componnent\nmetadata:\n  name: typo\n"
+            "{COMPONENTS}---\napiVersion: dapr.io/v1alpha1\nkind: MCPServer\nmetadata:\n  name: tools\n---\nkind: Componnent\nmetadata:\n  name: typo\n"
         ),
     )
     .unwrap();
@@ -355,8 +355,8 @@ fn every_skipped_resource_kind_is_one_warning_naming_its_file() {
     let text = std::fs::read_to_string(&log).unwrap();
     let file = dir.path().join("components.yaml");
     let warnings: Vec<&str> = text.lines().filter(|line| line.contains("WARN")).collect();
-    let subscription = format!(
-        "{}: tandem does not serve `kind: Subscription` resources yet",
+    let unserved = format!(
+        "{}: tandem does not serve `kind: MCPServer` resources yet",
         file.display()
     );
     let typo = format!(
@@ -364,10 +364,7 @@ fn every_skipped_resource_kind_is_one_warning_naming_its_file() {
         file.display()
     );
     assert_eq!(
-        warnings
-            .iter()
-            .filter(|l| l.contains(&subscription))
-            .count(),
+        warnings.iter().filter(|l| l.contains(&unserved)).count(),
         1,
         "{text}"
     );

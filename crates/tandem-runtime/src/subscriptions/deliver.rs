@@ -1,7 +1,9 @@
-//! Delivering events to the app: finding its subscriptions (`GET /dapr/subscribe`),
-//! POSTing each event to its route, and reading the answer the way Dapr does.
+//! Delivering events to the app: choosing the route by the subscription's routing
+//! rules, POSTing the event there (a gRPC app: `OnTopicEvent` with that path), reading
+//! the answer the way Dapr does, and sending what the app refuses for good to the
+//! subscription's dead-letter topic.
 //!
-//! | app answers                                   | outcome |
+//! | an HTTP app answers                           | outcome |
 //! |-----------------------------------------------|---------|
 //! | 2xx, body empty / not JSON / `SUCCESS`        | done    |
 //! | 2xx with `{"status": "RETRY"}`                | retry   |
@@ -9,213 +11,69 @@
 //! | 2xx with another status word                  | retry, with a warning (as Dapr) |
 //! | 404                                           | dropped, with a warning |
 //! | any other status, or no answer                | retry   |
+//!
+//! A gRPC app's answers are read by the app channel (`app_channel/grpc.rs`): `SUCCESS`,
+//! `RETRY`, `DROP`; `Unimplemented` is dropped, another error retried.
+//!
+//! Retries follow the pub/sub component's inbound resiliency policy; when it gives up
+//! (with no policy: after the one attempt) the broker redelivers the event later.
+//!
+//! With a `deadLetterTopic`, as daprd: a dropped event (`DROP`, 404), one whose
+//! retries ran out, an expired one, and one no routing rule matches are published to
+//! the dead-letter topic on the same pub/sub, byte for byte as they were delivered,
+//! and only then acknowledged. If that publish fails the event is not acknowledged:
+//! the broker redelivers it and it is tried again, so nothing is lost. An event the
+//! circuit breaker kept from the app, or one whose retries ended because the sidecar
+//! is stopping, is left for redelivery rather than dead-lettered: the app never
+//! refused it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use tandem_components::pubsub::{Deliver, Message, Outcome};
-use tandem_resiliency::{Policy, Verdict};
+use tandem_resiliency::{Failure, Policy, Verdict};
+use tokio_util::sync::CancellationToken;
 
-use crate::app_channel::{AppCallError, AppChannel};
+use super::Subscription;
+use crate::app_channel::AppChannel;
 use crate::cloudevent::{self, CLOUDEVENT_CONTENT_TYPE, Origin};
-use crate::metadata::SubscriptionInfo;
-
-/// Why the app's subscriptions could not be read.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DiscoverError {
-    #[error(transparent)]
-    Call(#[from] AppCallError),
-    #[error("GET /dapr/subscribe answered {0}")]
-    Status(StatusCode),
-    #[error("the app's /dapr/subscribe answer is not a list of subscriptions: {0}")]
-    NotAList(#[source] serde_json::Error),
-}
-
-/// One entry of the app's `/dapr/subscribe` answer.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Declared {
-    #[serde(rename = "pubsubname", alias = "pubsubName")]
-    pubsub: String,
-    topic: String,
-    #[serde(default)]
-    route: Option<String>,
-    #[serde(default)]
-    routes: Option<Routes>,
-    #[serde(default)]
-    metadata: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(default)]
-    dead_letter_topic: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Routes {
-    #[serde(default)]
-    default: Option<String>,
-    #[serde(default)]
-    rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Rule {
-    #[serde(default, rename = "match")]
-    condition: String,
-    path: String,
-}
-
-/// Asks the app which topics it subscribes to: `GET /dapr/subscribe`, or
-/// `ListTopicSubscriptions` for a gRPC app. An app without either subscribes to nothing.
-pub(crate) async fn discover(app: &AppChannel) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
-    if let Some(grpc) = app.grpc() {
-        let listed = grpc.list_subscriptions().await?;
-        return Ok(from_declared(
-            listed.into_iter().map(Declared::from).collect(),
-            true,
-        ));
-    }
-    let response = app
-        .call(
-            Method::GET,
-            "/dapr/subscribe",
-            HeaderMap::new(),
-            Bytes::new(),
-        )
-        .await?;
-    if response.status == StatusCode::NOT_FOUND || response.body.is_empty() {
-        return Ok(Vec::new());
-    }
-    if !response.status.is_success() {
-        return Err(DiscoverError::Status(response.status));
-    }
-    parse_subscriptions(&response.body)
-}
-
-fn parse_subscriptions(body: &[u8]) -> Result<Vec<SubscriptionInfo>, DiscoverError> {
-    let declared: Vec<Declared> = serde_json::from_slice(body).map_err(DiscoverError::NotAList)?;
-    Ok(from_declared(declared, false))
-}
-
-/// A gRPC app's subscription in the shape of an HTTP app's `/dapr/subscribe` entry.
-impl From<tandem_proto::runtime::TopicSubscription> for Declared {
-    fn from(listed: tandem_proto::runtime::TopicSubscription) -> Self {
-        let routes = listed.routes.map(|routes| Routes {
-            default: Some(routes.default),
-            rules: routes
-                .rules
-                .into_iter()
-                .map(|rule| Rule {
-                    condition: rule.r#match,
-                    path: rule.path,
-                })
-                .collect(),
-        });
-        Declared {
-            pubsub: listed.pubsub_name,
-            topic: listed.topic,
-            route: None,
-            routes,
-            metadata: Some(
-                listed
-                    .metadata
-                    .into_iter()
-                    .map(|(key, value)| (key, serde_json::Value::String(value)))
-                    .collect(),
-            ),
-            dead_letter_topic: Some(listed.dead_letter_topic).filter(|topic| !topic.is_empty()),
-        }
-    }
-}
-
-/// The subscriptions an app declared. A gRPC app's subscription without any route gets
-/// the empty path, which its SDK maps back to the topic's handler (as with `daprd`).
-fn from_declared(declared: Vec<Declared>, grpc: bool) -> Vec<SubscriptionInfo> {
-    let mut subscriptions = Vec::new();
-    for entry in declared {
-        let routes = entry.routes.unwrap_or(Routes {
-            default: None,
-            rules: Vec::new(),
-        });
-        let route = entry
-            .route
-            .filter(|route| !route.is_empty())
-            .or(routes.default.filter(|route| !route.is_empty()))
-            .or_else(|| {
-                // Without a default, the catch-all rule (empty match) is the route.
-                routes
-                    .rules
-                    .iter()
-                    .find(|rule| rule.condition.is_empty())
-                    .map(|rule| rule.path.clone())
-            })
-            .or_else(|| (grpc && routes.rules.is_empty()).then(String::new));
-        let Some(route) = route else {
-            tracing::warn!(
-                pubsub = %entry.pubsub, topic = %entry.topic,
-                "subscription has only conditional routing rules, which tandem does not evaluate yet; give it a `routes.default`"
-            );
-            continue;
-        };
-        let metadata = entry
-            .metadata
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, value)| {
-                let value = match value {
-                    serde_json::Value::String(text) => text,
-                    other => other.to_string(),
-                };
-                (key, value)
-            })
-            .collect();
-        subscriptions.push(SubscriptionInfo {
-            pubsub: entry.pubsub,
-            topic: entry.topic,
-            route,
-            metadata,
-            dead_letter_topic: entry.dead_letter_topic.unwrap_or_default(),
-            origin: "PROGRAMMATIC",
-        });
-    }
-    subscriptions
-}
+use crate::publish::Publisher;
 
 /// Delivers one subscription's events to the app.
 pub(crate) struct AppDelivery {
     pub app: AppChannel,
     pub app_id: String,
-    pub subscription: SubscriptionInfo,
+    pub subscription: Subscription,
     /// The pub/sub component's inbound resiliency policy.
     pub policy: Policy,
+    /// Where dead-lettered events are published.
+    pub publisher: Arc<Publisher>,
+    /// Fired when the subscription stops (pause or shutdown).
+    pub stop: CancellationToken,
+}
+
+/// How a delivery ended, before the dead-letter topic is considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The app processed it.
+    Done,
+    /// Refused for good by the app (`DROP`, 404), expired, or matched by no rule.
+    Refused,
+    /// Failed on every attempt the policy allowed.
+    GaveUp,
+    /// Not refused by the app, but not done either (circuit open): redelivered later.
+    Later,
 }
 
 #[async_trait]
 impl Deliver for AppDelivery {
-    /// Delivers under the component's inbound policy: a delivery the app asks to retry
-    /// (or fails) is retried as the policy says; when it gives up the broker redelivers.
     async fn deliver(&self, message: Message) -> Outcome {
-        if self.policy.is_none() {
-            return self.deliver_once(&message).await;
-        }
-        let attempt = || async {
-            match self.deliver_once(&message).await {
-                Outcome::Retry => Err(NotDone),
-                settled => Ok(settled),
-            }
-        };
-        match self.policy.run(attempt, |_| Verdict::Retryable).await {
-            Ok(settled) => settled,
-            Err(failure) => {
-                tracing::warn!(
-                    pubsub = %self.subscription.pubsub, topic = %self.subscription.topic,
-                    "delivery not done ({failure}); the broker will redeliver it"
-                );
-                Outcome::Retry
-            }
-        }
+        let (ending, why) = self.try_deliver(&message).await;
+        self.settle(&message, ending, why).await
     }
 }
 
@@ -229,7 +87,9 @@ impl std::fmt::Display for NotDone {
 }
 
 impl AppDelivery {
-    async fn deliver_once(&self, message: &Message) -> Outcome {
+    /// Routes the event and delivers it under the component's inbound policy: a
+    /// delivery the app asks to retry (or fails) is retried as the policy says.
+    async fn try_deliver(&self, message: &Message) -> (Ending, String) {
         let subscription = &self.subscription;
         let raw_payload = subscription
             .metadata
@@ -243,77 +103,171 @@ impl AppDelivery {
             tracestate: None,
         };
         let event = cloudevent::for_delivery(&origin, &message.data, raw_payload);
+        let id = text_field(&event, "id");
         if cloudevent::has_expired(&event) {
             tracing::warn!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic,
-                "event {} expired at {} before it could be delivered; dropped",
-                event.get("id").and_then(|id| id.as_str()).unwrap_or_default(),
-                event.get("expiration").and_then(|at| at.as_str()).unwrap_or_default()
+                "event {id} expired at {} before it could be delivered; dropped",
+                text_field(&event, "expiration")
             );
-            return Outcome::Drop;
+            return (Ending::Refused, format!("event {id}: it expired"));
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static(CLOUDEVENT_CONTENT_TYPE),
-        );
-        for field in ["traceparent", "tracestate"] {
-            if let Some(value) = event.get(field).and_then(|value| value.as_str())
-                && let Ok(value) = HeaderValue::from_str(value)
-                && !value.is_empty()
+        let Some(route) = subscription.routing.route(&event) else {
+            tracing::debug!(
+                pubsub = %subscription.pubsub, topic = %subscription.topic,
+                "event {id} matches no routing rule and the subscription has no default route: not delivered"
+            );
+            return (
+                Ending::Refused,
+                format!("event {id}: no routing rule matched it"),
+            );
+        };
+        let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
+        let headers = delivery_headers(&event);
+        if self.policy.is_none() {
+            return match self.deliver_once(&event, route, &id, headers, body).await {
+                Outcome::Done => (Ending::Done, String::new()),
+                Outcome::Drop => (Ending::Refused, format!("event {id}: the app dropped it")),
+                Outcome::Retry => (
+                    Ending::GaveUp,
+                    format!("event {id}: the app did not process it"),
+                ),
+            };
+        }
+        let attempt = || async {
+            match self
+                .deliver_once(&event, route, &id, headers.clone(), body.clone())
+                .await
             {
-                headers.insert(field, value);
+                Outcome::Retry => Err(NotDone),
+                settled => Ok(settled),
+            }
+        };
+        match self.policy.run(attempt, |_| Verdict::Retryable).await {
+            Ok(Outcome::Drop) => (Ending::Refused, format!("event {id}: the app dropped it")),
+            Ok(_) => (Ending::Done, String::new()),
+            Err(failure @ Failure::CircuitOpen { .. }) => {
+                tracing::warn!(
+                    pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
+                    "delivery not done ({failure}); the broker will redeliver it"
+                );
+                (Ending::Later, format!("event {id}: {failure}"))
+            }
+            Err(failure) => (Ending::GaveUp, format!("event {id}: {failure}")),
+        }
+    }
+
+    /// The outcome for the broker: without a dead-letter topic, a refused event is
+    /// dropped and one the app gave up on is redelivered; with one, both are
+    /// acknowledged once the dead-letter topic has them.
+    async fn settle(&self, message: &Message, ending: Ending, why: String) -> Outcome {
+        let subscription = &self.subscription;
+        let dead_letter = subscription.dead_letter_topic.as_deref();
+        match (ending, dead_letter) {
+            (Ending::Done, _) => Outcome::Done,
+            (Ending::Later, _) => Outcome::Retry,
+            (Ending::Refused, None) => Outcome::Drop,
+            (Ending::GaveUp, None) => {
+                // Without a policy, the one attempt's warning has said it all.
+                if !self.policy.is_none() {
+                    tracing::warn!(
+                        pubsub = %subscription.pubsub, topic = %subscription.topic,
+                        "delivery not done ({why}); the broker will redeliver it"
+                    );
+                }
+                Outcome::Retry
+            }
+            (Ending::GaveUp, Some(_)) if self.stop.is_cancelled() => {
+                // Stopping is not the app refusing: the event waits for the next start.
+                Outcome::Retry
+            }
+            (Ending::Refused | Ending::GaveUp, Some(topic)) => {
+                match self
+                    .publisher
+                    .forward(&subscription.pubsub, topic, message)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::warn!(
+                            pubsub = %subscription.pubsub, topic = %subscription.topic,
+                            "event sent to dead-letter topic '{topic}' ({why})"
+                        );
+                        Outcome::Drop
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            pubsub = %subscription.pubsub, topic = %subscription.topic,
+                            "the event could not be sent to dead-letter topic '{topic}' ({why}): {error}; it stays unacknowledged and will be redelivered"
+                        );
+                        Outcome::Retry
+                    }
+                }
             }
         }
-        let id = event
-            .get("id")
-            .and_then(|id| id.as_str())
-            .unwrap_or_default()
-            .to_owned();
+    }
+
+    /// Delivers the event to `route` once and reads the answer: POSTed to an HTTP app
+    /// (as `body`), `OnTopicEvent` with `route` as its path to a gRPC app.
+    async fn deliver_once(
+        &self,
+        event: &Map<String, Value>,
+        route: &str,
+        id: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Outcome {
+        let subscription = &self.subscription;
         let (outcome, warning) = if let Some(grpc) = self.app.grpc() {
             let _permit = self.app.permit().await;
-            grpc.deliver(
-                &event,
-                &subscription.pubsub,
-                &subscription.topic,
-                &subscription.route,
-            )
-            .await
+            grpc.deliver(event, &subscription.pubsub, &subscription.topic, route)
+                .await
         } else {
-            self.deliver_http(&event, headers).await
+            match self.app.call(Method::POST, route, headers, body).await {
+                Ok(response) => outcome_of(response.status, &response.body),
+                Err(error) => (Outcome::Retry, Some(error.to_string())),
+            }
         };
         if let Some(warning) = warning {
             tracing::warn!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic, event = %id,
                 "delivery to {}: {warning}; {}",
-                if subscription.route.is_empty() { "the app" } else { &subscription.route },
+                if route.is_empty() { "the app" } else { route },
                 match outcome {
-                    Outcome::Retry => "it will be redelivered",
-                    Outcome::Drop => "the event is dropped",
+                    Outcome::Retry => "not done",
+                    Outcome::Drop => "the app refuses it",
                     Outcome::Done => "done",
                 }
             );
         }
         outcome
     }
+}
 
-    /// POSTs the event to the subscription's route on an HTTP app.
-    async fn deliver_http(
-        &self,
-        event: &serde_json::Map<String, serde_json::Value>,
-        headers: HeaderMap,
-    ) -> (Outcome, Option<String>) {
-        let subscription = &self.subscription;
-        let body = Bytes::from(serde_json::to_vec(event).expect("a JSON map serialises"));
-        let answer = self
-            .app
-            .call(Method::POST, &subscription.route, headers, body)
-            .await;
-        match answer {
-            Ok(response) => outcome_of(response.status, &response.body),
-            Err(error) => (Outcome::Retry, Some(error.to_string())),
+/// A text field of the event, or empty.
+fn text_field(event: &Map<String, Value>, field: &str) -> String {
+    event
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The headers of a delivery: the CloudEvent content type and the trace context.
+fn delivery_headers(event: &Map<String, Value>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CLOUDEVENT_CONTENT_TYPE),
+    );
+    for field in ["traceparent", "tracestate"] {
+        if let Some(value) = event.get(field).and_then(Value::as_str)
+            && let Ok(value) = HeaderValue::from_str(value)
+            && !value.is_empty()
+        {
+            headers.insert(field, value);
         }
     }
+    headers
 }
 
 #[derive(Deserialize)]
@@ -348,14 +302,18 @@ pub(crate) fn outcome_of(status: StatusCode, body: &[u8]) -> (Outcome, Option<St
 pub(crate) fn delivery(
     app: &AppChannel,
     app_id: &str,
-    subscription: &SubscriptionInfo,
+    subscription: &Subscription,
     policy: Policy,
+    publisher: Arc<Publisher>,
+    stop: CancellationToken,
 ) -> Arc<dyn Deliver> {
     Arc::new(AppDelivery {
         app: app.clone(),
         app_id: app_id.to_owned(),
         subscription: subscription.clone(),
         policy,
+        publisher,
+        stop,
     })
 }
 
@@ -384,23 +342,5 @@ mod tests {
             outcome_of(StatusCode::BAD_REQUEST, br#"{"status": "SUCCESS"}"#).0,
             Outcome::Retry
         );
-    }
-
-    #[test]
-    fn subscriptions_take_route_or_the_default_route() {
-        let body = br#"[
-            {"pubsubname": "order_pub_sub", "topic": "orders", "route": "/events/order_pub_sub/orders", "metadata": {}},
-            {"pubsubname": "p", "topic": "t", "routes": {"default": "/t", "rules": [{"match": "event.type == 'x'", "path": "/x"}]}, "deadLetterTopic": "poison"},
-            {"pubsubname": "p", "topic": "only-rules", "routes": {"rules": [{"match": "event.type == 'x'", "path": "/x"}]}},
-            {"pubsubname": "p", "topic": "raw", "route": "/raw", "metadata": {"rawPayload": "true", "n": 3}}
-        ]"#;
-        let subscriptions = parse_subscriptions(body).unwrap();
-        assert_eq!(subscriptions.len(), 3);
-        assert_eq!(subscriptions[0].route, "/events/order_pub_sub/orders");
-        assert_eq!(subscriptions[1].route, "/t");
-        assert_eq!(subscriptions[1].dead_letter_topic, "poison");
-        assert_eq!(subscriptions[2].metadata["rawPayload"], "true");
-        assert_eq!(subscriptions[2].metadata["n"], "3");
-        assert!(parse_subscriptions(b"{}").is_err());
     }
 }

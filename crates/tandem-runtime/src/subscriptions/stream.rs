@@ -134,7 +134,10 @@ fn stream_info(request: &StreamRequest) -> SubscriptionInfo {
     SubscriptionInfo {
         pubsub: request.pubsub.clone(),
         topic: request.topic.clone(),
-        route: "/".into(),
+        rules: vec![crate::metadata::RuleInfo {
+            condition: String::new(),
+            path: "/".into(),
+        }],
         metadata: request.metadata.clone(),
         dead_letter_topic: request.dead_letter_topic.clone().unwrap_or_default(),
         origin: "STREAMING",
