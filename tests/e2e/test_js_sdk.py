@@ -1,6 +1,8 @@
 """The official JavaScript SDK (@dapr/dapr, installed by scripts/test into tests/e2e/js):
 an app on its DaprServer — HTTP and gRPC — subscribes and serves a method; a client on its
-DaprClient — HTTP and gRPC — publishes to it and invokes it, each through `tandem run`."""
+DaprClient — HTTP and gRPC — publishes to it and invokes it, each through `tandem run`.
+The app's bulk subscription (`subscribeBulk`) gets every event exactly as its single one
+does: once each, in batches, none acknowledged without the app's own status."""
 
 import json
 import re
@@ -38,11 +40,12 @@ def test_js_sdk_server_and_client(tandem, tmp_path, node, protocol):
                         env={"PROTOCOL": protocol},
                         extra_args=["--app-protocol", protocol])
     server.wait_subscribed("pubsub", "orders")
+    server.wait_subscribed("pubsub", "batches")
 
     client = tandem.run("js-client", [node, "client.mjs"], app_id=f"js-client-{protocol}",
                         resources=[components], cwd=JS,
                         env={"PROTOCOL": protocol, "TARGET": f"js-server-{protocol}",
-                             "COUNT": str(COUNT)})
+                             "COUNT": str(COUNT), "TOPICS": "orders,batches"})
     wait_until(lambda: records(client.proc, "done") or not client.proc.alive(), 60,
                "the client to finish")
     assert records(client.proc, "done"), client.proc.tail()
@@ -51,5 +54,7 @@ def test_js_sdk_server_and_client(tandem, tmp_path, node, protocol):
 
     wait_until(lambda: len(records(server.proc, "event")) >= COUNT, 30, f"{COUNT} events")
     assert sorted(event["n"] for event in records(server.proc, "event")) == list(range(COUNT))
+    wait_until(lambda: len(records(server.proc, "bulk")) >= COUNT, 30, f"{COUNT} bulk events")
+    assert sorted(event["n"] for event in records(server.proc, "bulk")) == list(range(COUNT))
     # The SDK's servers hand a method its body as text, HTTP and gRPC alike.
     assert json.loads(records(server.proc, "call")[0]["body"]) == {"from": "js"}

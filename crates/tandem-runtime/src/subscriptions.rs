@@ -12,6 +12,8 @@
 //! meanwhile stays unacknowledged in the broker — and [`resume`](Subscriptions::resume)d
 //! when it is healthy again.
 
+mod batch;
+mod bulk;
 mod declarative;
 mod deliver;
 mod programmatic;
@@ -202,15 +204,8 @@ impl Subscriptions {
         let policy = self
             .resiliency
             .for_component_inbound(&subscription.pubsub, &broker.kind);
-        if subscription.bulk.enabled && first {
-            tracing::warn!(
-                pubsub = %subscription.pubsub, topic = %subscription.topic,
-                "{} asks for bulk delivery (`bulkSubscribe`), which tandem does not do yet: events are delivered one at a time",
-                subscription.describe()
-            );
-        }
         let stop = round.child_token();
-        let delivery = deliver::delivery(
+        let single = deliver::delivery(
             app,
             &self.app_id,
             subscription,
@@ -218,6 +213,19 @@ impl Subscriptions {
             self.publisher.clone(),
             stop.clone(),
         );
+        let delivery: Arc<dyn tandem_components::pubsub::Deliver> = if subscription.bulk.enabled {
+            let size = batch::BatchSize::from_settings(
+                subscription.bulk.max_messages_count,
+                subscription.bulk.max_await_duration_ms,
+            );
+            Arc::new(batch::Batcher::new(
+                size,
+                Arc::new(bulk::BulkDelivery { single }),
+                stop.clone(),
+            ))
+        } else {
+            single
+        };
         match broker.pubsub.subscribe(request, delivery, stop).await {
             Ok(task) => {
                 if first {

@@ -1,5 +1,6 @@
 // A client on the official JavaScript SDK's DaprClient, HTTP or gRPC (PROTOCOL): publishes
-// COUNT events {n} to TOPIC and invokes `greet` on TARGET; prints the answers as JSON lines.
+// COUNT events {n} to each of TOPICS (comma-separated) and invokes `greet` on TARGET;
+// prints the answers as JSON lines.
 import { CommunicationProtocolEnum, DaprClient, HttpMethod } from "@dapr/dapr";
 
 const grpc = process.env.PROTOCOL === "grpc";
@@ -11,10 +12,12 @@ const client = new DaprClient({
 const say = (fields) => console.log(JSON.stringify(fields));
 
 const count = Number(process.env.COUNT ?? "10");
-for (let n = 0; n < count; n++) {
-  const result = await client.pubsub.publish("pubsub", process.env.TOPIC ?? "orders", { n });
-  if (result.error) {
-    say({ kind: "publish-failed", n, error: String(result.error) });
+for (const topic of (process.env.TOPICS ?? "orders").split(",")) {
+  for (let n = 0; n < count; n++) {
+    const result = await client.pubsub.publish("pubsub", topic, { n });
+    if (result.error) {
+      say({ kind: "publish-failed", topic, n, error: String(result.error) });
+    }
   }
 }
 say({ kind: "published", count });

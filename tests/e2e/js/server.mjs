@@ -1,5 +1,6 @@
 // An app on the official JavaScript SDK's DaprServer, HTTP or gRPC (PROTOCOL=http|grpc):
-// it subscribes to `orders` (one event at a time) and `batches` (bulk), and serves the
+// it subscribes to `orders` (one event at a time) and `batches` (bulk, in batches of at
+// most 10 gathered for at most 200 ms), and serves the
 // method `greet`. Each handled event and call is printed as one JSON line.
 import { CommunicationProtocolEnum, DaprServer, HttpMethod } from "@dapr/dapr";
 
@@ -18,7 +19,7 @@ const say = (fields) => console.log(JSON.stringify(fields));
 await server.pubsub.subscribe("pubsub", "orders", async (data) => {
   say({ kind: "event", n: data.n });
 });
-if (process.env.BULK === "1") {
+{
   await server.pubsub.subscribeBulk("pubsub", "batches", async (data) => {
     say({ kind: "bulk", n: data.n });
   }, { maxMessagesCount: 10, maxAwaitDurationMs: 200 });

@@ -16,8 +16,12 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value};
 use tandem_components::pubsub::Outcome;
 use tandem_proto::common::{HttpExtension, InvokeRequest, http_extension::Verb};
+use tandem_proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
 use tandem_proto::runtime::app_callback_client::AppCallbackClient;
-use tandem_proto::runtime::{TopicEventRequest, TopicSubscription, topic_event_response};
+use tandem_proto::runtime::{
+    TopicEventBulkRequest, TopicEventBulkRequestEntry, TopicEventCeRequest, TopicEventRequest,
+    TopicSubscription, topic_event_bulk_request_entry, topic_event_response,
+};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
@@ -42,6 +46,8 @@ pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 #[derive(Clone)]
 pub struct GrpcApp {
     client: AppCallbackClient<Channel>,
+    /// The same connection, for `AppCallbackAlpha` (bulk events' earlier home).
+    alpha: AppCallbackAlphaClient<Channel>,
     address: String,
     /// `APP_API_TOKEN`, sent as `dapr-api-token` metadata on every call.
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -72,11 +78,15 @@ impl GrpcApp {
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(Duration::from_secs(5)));
         let channel = endpoint.connect_with_connector_lazy(super::tls::connector(tcp, true));
+        let alpha = AppCallbackAlphaClient::new(channel.clone())
+            .max_decoding_message_size(max_body_size)
+            .max_encoding_message_size(max_body_size);
         let client = AppCallbackClient::new(channel)
             .max_decoding_message_size(max_body_size)
             .max_encoding_message_size(max_body_size);
         Self {
             client,
+            alpha,
             address,
             token: token.and_then(|token| MetadataValue::try_from(token).ok()),
         }
@@ -142,6 +152,60 @@ impl GrpcApp {
                     status.message()
                 )),
             ),
+        }
+    }
+
+    /// `OnBulkTopicEvent` for a batch — or, when the app lacks it, `AppCallbackAlpha`'s
+    /// `OnBulkTopicEventAlpha1`, as daprd falls back. The app's status for each entry
+    /// id; `Err` with the outcome for the whole batch when the call failed (an app with
+    /// neither method drops the batch, as daprd does; other errors retry it).
+    pub async fn deliver_bulk(
+        &self,
+        batch: TopicEventBulkRequest,
+    ) -> Result<Vec<(String, Outcome)>, (Outcome, String)> {
+        let answer = match self
+            .client
+            .clone()
+            .on_bulk_topic_event(self.request(batch.clone(), MetadataMap::new()))
+            .await
+        {
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.alpha
+                    .clone()
+                    .on_bulk_topic_event_alpha1(self.request(batch, MetadataMap::new()))
+                    .await
+            }
+            answer => answer,
+        };
+        match answer {
+            Ok(answer) => Ok(answer
+                .into_inner()
+                .statuses
+                .into_iter()
+                .map(|entry| {
+                    let outcome = match topic_event_response::TopicEventResponseStatus::try_from(
+                        entry.status,
+                    ) {
+                        Ok(topic_event_response::TopicEventResponseStatus::Success) => {
+                            Outcome::Done
+                        }
+                        Ok(topic_event_response::TopicEventResponseStatus::Drop) => Outcome::Drop,
+                        _ => Outcome::Retry,
+                    };
+                    (entry.entry_id, outcome)
+                })
+                .collect()),
+            Err(status) if status.code() == tonic::Code::Unimplemented => Err((
+                Outcome::Drop,
+                format!(
+                    "the app does not take bulk events (Unimplemented: {})",
+                    status.message()
+                ),
+            )),
+            Err(status) => Err((
+                Outcome::Retry,
+                format!("the app answered {:?}: {}", status.code(), status.message()),
+            )),
         }
     }
 
@@ -380,6 +444,42 @@ pub fn topic_event(
         pubsub_name: pubsub.to_owned(),
         path: path.to_owned(),
         extensions: Some(to_struct(extensions)),
+    })
+}
+
+/// One entry of a gRPC bulk request: the CloudEvent as `OnTopicEvent` would get it, or,
+/// for a `rawPayload` subscription, the broker's bytes.
+pub fn bulk_entry(
+    entry_id: String,
+    event: &Map<String, Value>,
+    raw: Option<&[u8]>,
+) -> Result<TopicEventBulkRequestEntry, String> {
+    let (content_type, event) = match raw {
+        Some(bytes) => (
+            "application/octet-stream".to_owned(),
+            topic_event_bulk_request_entry::Event::Bytes(bytes.to_vec()),
+        ),
+        None => {
+            let single = topic_event(event, "", "", "")?;
+            (
+                cloudevent::CLOUDEVENT_CONTENT_TYPE.to_owned(),
+                topic_event_bulk_request_entry::Event::CloudEvent(TopicEventCeRequest {
+                    id: single.id,
+                    source: single.source,
+                    r#type: single.r#type,
+                    spec_version: single.spec_version,
+                    data_content_type: single.data_content_type,
+                    data: single.data,
+                    extensions: single.extensions,
+                }),
+            )
+        }
+    };
+    Ok(TopicEventBulkRequestEntry {
+        entry_id,
+        event: Some(event),
+        content_type,
+        metadata: Default::default(),
     })
 }
 

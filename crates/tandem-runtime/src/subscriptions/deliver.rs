@@ -56,9 +56,17 @@ pub(crate) struct AppDelivery {
     pub stop: CancellationToken,
 }
 
+/// An event ready to go to the app.
+pub(super) struct Prepared {
+    pub event: Map<String, Value>,
+    pub id: String,
+    /// The route its subscription's rules chose.
+    pub route: String,
+}
+
 /// How a delivery ended, before the dead-letter topic is considered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
+pub(super) enum Ending {
     /// The app processed it.
     Done,
     /// Refused for good by the app (`DROP`, 404), expired, or matched by no rule.
@@ -87,14 +95,10 @@ impl std::fmt::Display for NotDone {
 }
 
 impl AppDelivery {
-    /// Routes the event and delivers it under the component's inbound policy: a
-    /// delivery the app asks to retry (or fails) is retried as the policy says.
-    async fn try_deliver(&self, message: &Message) -> (Ending, String) {
+    /// The event a broker message becomes, and where it goes: its CloudEvent, id and
+    /// route — or how it ends without reaching the app (expired, matched by no rule).
+    pub(super) fn prepare(&self, message: &Message) -> Result<Prepared, (Ending, String)> {
         let subscription = &self.subscription;
-        let raw_payload = subscription
-            .metadata
-            .get("rawPayload")
-            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
         let origin = Origin {
             app_id: &self.app_id,
             pubsub: &subscription.pubsub,
@@ -102,7 +106,7 @@ impl AppDelivery {
             traceparent: None,
             tracestate: None,
         };
-        let event = cloudevent::for_delivery(&origin, &message.data, raw_payload);
+        let event = cloudevent::for_delivery(&origin, &message.data, self.raw_payload());
         let id = text_field(&event, "id");
         if cloudevent::has_expired(&event) {
             tracing::warn!(
@@ -110,20 +114,41 @@ impl AppDelivery {
                 "event {id} expired at {} before it could be delivered; dropped",
                 text_field(&event, "expiration")
             );
-            return (Ending::Refused, format!("event {id}: it expired"));
+            return Err((Ending::Refused, format!("event {id}: it expired")));
         }
         let Some(route) = subscription.routing.route(&event) else {
             tracing::debug!(
                 pubsub = %subscription.pubsub, topic = %subscription.topic,
                 "event {id} matches no routing rule and the subscription has no default route: not delivered"
             );
-            return (
+            return Err((
                 Ending::Refused,
                 format!("event {id}: no routing rule matched it"),
-            );
+            ));
         };
+        let route = route.to_owned();
+        Ok(Prepared { event, id, route })
+    }
+
+    /// Whether the subscription asks for the broker's bytes as they are (`rawPayload`).
+    pub(super) fn raw_payload(&self) -> bool {
+        self.subscription
+            .metadata
+            .get("rawPayload")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+    }
+
+    /// Routes the event and delivers it under the component's inbound policy: a
+    /// delivery the app asks to retry (or fails) is retried as the policy says.
+    async fn try_deliver(&self, message: &Message) -> (Ending, String) {
+        let subscription = &self.subscription;
+        let Prepared { event, id, route } = match self.prepare(message) {
+            Ok(prepared) => prepared,
+            Err(ending) => return ending,
+        };
+        let route = route.as_str();
         let body = Bytes::from(serde_json::to_vec(&event).expect("a JSON map serialises"));
-        let headers = delivery_headers(&event);
+        let headers = delivery_headers(&event, &subscription.pubsub);
         if self.policy.is_none() {
             return match self.deliver_once(&event, route, &id, headers, body).await {
                 Outcome::Done => (Ending::Done, String::new()),
@@ -160,7 +185,7 @@ impl AppDelivery {
     /// The outcome for the broker: without a dead-letter topic, a refused event is
     /// dropped and one the app gave up on is redelivered; with one, both are
     /// acknowledged once the dead-letter topic has them.
-    async fn settle(&self, message: &Message, ending: Ending, why: String) -> Outcome {
+    pub(super) async fn settle(&self, message: &Message, ending: Ending, why: String) -> Outcome {
         let subscription = &self.subscription;
         let dead_letter = subscription.dead_letter_topic.as_deref();
         match (ending, dead_letter) {
@@ -244,7 +269,7 @@ impl AppDelivery {
 }
 
 /// A text field of the event, or empty.
-fn text_field(event: &Map<String, Value>, field: &str) -> String {
+pub(super) fn text_field(event: &Map<String, Value>, field: &str) -> String {
     event
         .get(field)
         .and_then(Value::as_str)
@@ -252,13 +277,17 @@ fn text_field(event: &Map<String, Value>, field: &str) -> String {
         .to_owned()
 }
 
-/// The headers of a delivery: the CloudEvent content type and the trace context.
-fn delivery_headers(event: &Map<String, Value>) -> HeaderMap {
+/// The headers of a delivery, as daprd sends them: the CloudEvent content type, the
+/// pub/sub's name (`pubsubname`) and the trace context.
+fn delivery_headers(event: &Map<String, Value>, pubsub: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(CLOUDEVENT_CONTENT_TYPE),
     );
+    if let Ok(pubsub) = HeaderValue::from_str(pubsub) {
+        headers.insert("pubsubname", pubsub);
+    }
     for field in ["traceparent", "tracestate"] {
         if let Some(value) = event.get(field).and_then(Value::as_str)
             && let Ok(value) = HeaderValue::from_str(value)
@@ -306,7 +335,7 @@ pub(crate) fn delivery(
     policy: Policy,
     publisher: Arc<Publisher>,
     stop: CancellationToken,
-) -> Arc<dyn Deliver> {
+) -> Arc<AppDelivery> {
     Arc::new(AppDelivery {
         app: app.clone(),
         app_id: app_id.to_owned(),

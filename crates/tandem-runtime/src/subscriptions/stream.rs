@@ -7,7 +7,9 @@
 //! published after the app got its initial response reaches it. Each event waits for
 //! the app's answer; an event whose stream ends unanswered (the app stopped, crashed or
 //! cancelled) is not acknowledged, so the broker delivers it again — to the next stream
-//! of that topic. The subscription lives as long as the [`EventStream`].
+//! of that topic. With a dead-letter topic, an event the app answers `DROP` or `RETRY` is
+//! published there and then acknowledged, as with other subscriptions. The subscription
+//! lives as long as the [`EventStream`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,6 +94,8 @@ impl Subscriptions {
             .is_some_and(|value| value.eq_ignore_ascii_case("true"));
         let delivery = Arc::new(StreamDelivery {
             sender,
+            publisher: self.publisher.clone(),
+            dead_letter_topic: request.dead_letter_topic.clone().filter(|topic| !topic.is_empty()),
             app_id: self.app_id.clone(),
             pubsub: request.pubsub.clone(),
             topic: request.topic.clone(),
@@ -147,6 +151,9 @@ fn stream_info(request: &StreamRequest) -> SubscriptionInfo {
 /// Hands a subscription's messages to its stream and waits for the app's answers.
 struct StreamDelivery {
     sender: mpsc::Sender<StreamedEvent>,
+    /// Where dead-lettered events are published.
+    publisher: Arc<crate::publish::Publisher>,
+    dead_letter_topic: Option<String>,
     app_id: String,
     pubsub: String,
     topic: String,
@@ -179,6 +186,30 @@ impl Deliver for StreamDelivery {
             // The stream is gone: the broker keeps the message for the next one.
             return Outcome::Retry;
         }
-        answered.await.unwrap_or(Outcome::Retry)
+        // No answer (the stream ended): not the app refusing it, so never dead-lettered.
+        let Ok(outcome) = answered.await else {
+            return Outcome::Retry;
+        };
+        match (outcome, &self.dead_letter_topic) {
+            // As with other subscriptions: what the app refuses (`DROP`) or did not
+            // process (`RETRY`) goes to the dead-letter topic, then is acknowledged.
+            (Outcome::Drop | Outcome::Retry, Some(dead_letter)) => {
+                match self
+                    .publisher
+                    .forward(&self.pubsub, dead_letter, &message)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::warn!(pubsub = %self.pubsub, topic = %self.topic, "event sent to dead-letter topic '{dead_letter}' (the streaming subscriber answered {outcome:?})");
+                        Outcome::Drop
+                    }
+                    Err(error) => {
+                        tracing::error!(pubsub = %self.pubsub, topic = %self.topic, "the event could not be sent to dead-letter topic '{dead_letter}': {error}; it stays unacknowledged and will be redelivered");
+                        Outcome::Retry
+                    }
+                }
+            }
+            (outcome, _) => outcome,
+        }
     }
 }
