@@ -253,18 +253,23 @@ impl Service {
             .map_err(ApiError::from)?;
         match failed.first() {
             None => Ok(Response::new(pb::BulkPublishResponse::default())),
-            Some(first) => Err(ApiError::new(
-                "ERR_PUBSUB_PUBLISH_MESSAGE",
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                tonic::Code::Internal,
-                format!(
-                    "error when publish to topic {topic} in pubsub {pubsub}: {} of the entries failed; the first, {}: {}",
+            // As a single publish's failure, with its rich details (the SDKs'
+            // `error_code()` reads `DAPR_PUBSUB_PUBLISH_MESSAGE`).
+            Some(first) => {
+                let cause: Box<dyn std::error::Error + Send + Sync> = format!(
+                    "{} of the entries failed; the first, {}: {}",
                     failed.len(),
                     first.entry_id,
                     first.error
-                ),
-            )
-            .into()),
+                )
+                .into();
+                Err(ApiError::from(tandem_runtime::Error::Publish {
+                    pubsub,
+                    topic,
+                    cause: Arc::from(cause),
+                })
+                .into())
+            }
         }
     }
 }

@@ -95,7 +95,10 @@ impl Subscriptions {
         let delivery = Arc::new(StreamDelivery {
             sender,
             publisher: self.publisher.clone(),
-            dead_letter_topic: request.dead_letter_topic.clone().filter(|topic| !topic.is_empty()),
+            dead_letter_topic: request
+                .dead_letter_topic
+                .clone()
+                .filter(|topic| !topic.is_empty()),
             app_id: self.app_id.clone(),
             pubsub: request.pubsub.clone(),
             topic: request.topic.clone(),
