@@ -42,6 +42,8 @@ pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 #[derive(Clone)]
 pub struct GrpcApp {
     client: AppCallbackClient<Channel>,
+    /// The same connection, for proxied calls of the app's own services.
+    channel: Channel,
     address: String,
     /// `APP_API_TOKEN`, sent as `dapr-api-token` metadata on every call.
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -57,11 +59,13 @@ impl GrpcApp {
             .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1"))
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
-        let client = AppCallbackClient::new(endpoint.connect_lazy())
+        let channel = endpoint.connect_lazy();
+        let client = AppCallbackClient::new(channel.clone())
             .max_decoding_message_size(max_body_size)
             .max_encoding_message_size(max_body_size);
         Self {
             client,
+            channel,
             address,
             token: token.and_then(|token| MetadataValue::try_from(token).ok()),
         }
@@ -211,6 +215,39 @@ impl GrpcApp {
                 })
             }
         }
+    }
+
+    /// A proxied call of any of the app's services (`/package.Service/Method`): the
+    /// caller's metadata and frames go to the app as they are, with `APP_API_TOKEN` as
+    /// the token; the answer comes back as it streams.
+    pub async fn proxy(
+        &self,
+        path: &str,
+        mut headers: HeaderMap,
+        body: tonic::body::Body,
+    ) -> Result<http::Response<tonic::body::Body>, AppCallError> {
+        use tower::{Service, ServiceExt};
+        headers.remove("dapr-api-token");
+        if let Some(token) = &self.token
+            && let Ok(token) = HeaderValue::from_bytes(token.as_encoded_bytes())
+        {
+            headers.insert("dapr-api-token", token);
+        }
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        // The channel adds the app's scheme and authority to the path.
+        let mut request = http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .body(body)
+            .map_err(AppCallError::Request)?;
+        *request.headers_mut() = headers;
+        let failed = |source| AppCallError::Proxy {
+            address: self.address.clone(),
+            source,
+        };
+        let mut channel = self.channel.clone();
+        channel.ready().await.map_err(failed)?;
+        channel.call(request).await.map_err(failed)
     }
 
     fn failed(&self, method: &str, status: tonic::Status) -> AppCallError {
