@@ -199,7 +199,7 @@ async fn unary(
 struct Pair {
     _dir: tempfile::TempDir,
     caller: Sidecar,
-    _target: Sidecar,
+    target: Sidecar,
     cancellations: mpsc::UnboundedReceiver<()>,
 }
 
@@ -238,7 +238,7 @@ async fn pair() -> Pair {
     Pair {
         _dir: dir,
         caller,
-        _target: target,
+        target,
         cancellations,
     }
 }
@@ -340,6 +340,19 @@ async fn every_kind_of_call_goes_through_both_sidecars() {
     }
     drop(send);
     assert!(replies.message().await.unwrap().is_none());
+
+    // An app calling itself through its own sidecar: no hop between sidecars, and the
+    // caller it claims is replaced by the one it is.
+    let own = self::channel(pair.target.grpc).await;
+    let mut call = Request::new("me".to_owned());
+    let metadata = call.metadata_mut();
+    metadata.insert("dapr-app-id", MetadataValue::from_static("target"));
+    metadata.insert("dapr-caller-app-id", MetadataValue::from_static("mallory"));
+    let answer = unary(&own, "/tandemtest.Echo/Say", call).await.unwrap();
+    assert_eq!(
+        answer.into_inner(),
+        "hello me; app-id=- token=app-token caller=target callee=target tenant=- timeout=false"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,4 +481,47 @@ async fn the_sidecars_own_api_tokens_and_unknown_targets() {
         .unwrap()
         .into_inner();
     assert_eq!(metadata.id, "caller");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unhealthy_target_app_is_not_called() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test app serves no health-check service: every probe fails.
+    let (app_port, _cancellations) = start_app().await;
+    let home = dir.path().join("home");
+    let resources = dir.path().to_owned();
+    let (caller, _target) = tokio::task::spawn_blocking(move || {
+        let target = Sidecar::start_with(
+            &home,
+            "sick",
+            &resources,
+            Some(app_port),
+            None,
+            &[
+                "--app-protocol",
+                "grpc",
+                "--enable-app-health-check",
+                "--app-health-probe-interval",
+                "1",
+            ],
+            None,
+            &[],
+        );
+        let caller = Sidecar::start_in(&home, "caller", &resources, None, None);
+        (caller, target)
+    })
+    .await
+    .unwrap();
+    let channel = channel(caller.grpc).await;
+    let mut call = Request::new("x".to_owned());
+    call.metadata_mut()
+        .insert("dapr-app-id", MetadataValue::from_static("sick"));
+    let refused = unary(&channel, "/tandemtest.Echo/Say", call)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+    assert!(
+        refused.message().ends_with("app is not in a healthy state"),
+        "{refused:?}"
+    );
 }

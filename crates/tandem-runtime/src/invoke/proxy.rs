@@ -130,17 +130,18 @@ impl Invoker {
             app_id: app_id.to_owned(),
             reason,
         };
+        // Set here, whatever the caller sent: the app may trust them.
+        for (name, value) in [(CALLER_HEADER, &self.app_id[..]), (CALLEE_HEADER, app_id)] {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| unreachable(format!("'{value}' cannot be sent as a header")))?;
+            headers.insert(name, value);
+        }
         if app_id == self.app_id && namespace == self.namespace.as_deref() {
             return self.proxy_to_own_app(&path, headers, body).await;
         }
         let locate = self.locator.as_ref().ok_or_else(|| {
             unreachable("service invocation is not set up in this sidecar".into())
         })?;
-        for (name, value) in [(CALLER_HEADER, &self.app_id[..]), (CALLEE_HEADER, app_id)] {
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| unreachable(format!("'{value}' cannot be sent as a header")))?;
-            headers.insert(name, value);
-        }
         headers.insert(
             PEER_AUTH_HEADER,
             self.peer_key.sign(&Claim {
@@ -232,7 +233,7 @@ impl Invoker {
     async fn proxy_to_own_app(
         &self,
         path: &str,
-        mut headers: HeaderMap,
+        headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, Error> {
         let app = self.app.as_ref().ok_or_else(|| Error::Invoke {
@@ -250,12 +251,6 @@ impl Invoker {
         let grpc = app
             .grpc()
             .ok_or_else(|| ProxyError::NotGrpc(self.app_id.clone()))?;
-        if !headers.contains_key(CALLER_HEADER)
-            && let Ok(own) = HeaderValue::from_str(&self.app_id)
-        {
-            headers.insert(CALLER_HEADER, own.clone());
-            headers.insert(CALLEE_HEADER, own);
-        }
         let permit = app.permit().await;
         let response =
             grpc.proxy(path, headers, body)
