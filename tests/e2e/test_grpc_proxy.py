@@ -1,7 +1,8 @@
 """gRPC proxying between two `tandem run`s: a caller app calls a method of a plain grpcio
 server (no Dapr code, no generated stubs) on its own sidecar's gRPC port with
 `dapr-app-id`, and the call reaches the server through both sidecars — unary and
-bidirectional streaming, metadata both ways, an error status with details and trailers,
+bidirectional streaming, metadata both ways, trailers after the messages, an error status
+with details and trailing metadata,
 and daprd's answer for an unknown app id."""
 
 import json
@@ -37,5 +38,7 @@ def test_a_grpc_call_is_proxied_to_another_apps_server(tandem):
                             "why": "because", "details": "rich details"}
     assert seen["chat"]["replies"] == ["PING", "PONG"]
     assert seen["chat"]["rest"] == []
+    assert seen["chat"]["code"] == "OK"
+    assert seen["chat"]["trailers"] == {"x-said": "goodbye"}
     assert seen["unknown"]["code"] == "UNKNOWN"
     assert seen["unknown"]["message"] == "couldn't find service: nobody"

@@ -24,6 +24,7 @@ def say(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 
 def chat(requests, context):
+    context.set_trailing_metadata((("x-said", "goodbye"),))
     for message in requests:
         yield message.upper()
 

@@ -44,7 +44,9 @@ with grpc.insecure_channel(f"127.0.0.1:{os.environ['DAPR_GRPC_PORT']}") as chann
         outgoing.put(word)
         got.append(next(replies).decode())
     outgoing.put(None)
-    out(kind="chat", replies=got, rest=[reply.decode() for reply in replies])
+    rest = [reply.decode() for reply in replies]
+    out(kind="chat", replies=got, rest=rest, code=replies.code().name,
+        trailers=dict(replies.trailing_metadata()))
 
     try:
         say(b"x", metadata=(("dapr-app-id", "nobody"),), timeout=20)
