@@ -200,6 +200,8 @@ struct Pair {
     _dir: tempfile::TempDir,
     caller: Sidecar,
     target: Sidecar,
+    /// The target sidecar's internal port.
+    internal: u16,
     cancellations: mpsc::UnboundedReceiver<()>,
 }
 
@@ -210,14 +212,23 @@ async fn pair() -> Pair {
     let (app_port, cancellations) = start_app().await;
     let home = dir.path().join("home");
     let resources = dir.path().to_owned();
+    let internal = tandem_testkit::free_port();
     let (caller, target) = tokio::task::spawn_blocking(move || {
+        let internal = internal.to_string();
         let target = Sidecar::start_with(
             &home,
             "target",
             &resources,
             Some(app_port),
             None,
-            &["--app-protocol", "grpc", "--app-max-concurrency", "1"],
+            &[
+                "--app-protocol",
+                "grpc",
+                "--app-max-concurrency",
+                "1",
+                "--dapr-internal-grpc-port",
+                &internal,
+            ],
             None,
             &[("APP_API_TOKEN", "app-token")],
         );
@@ -239,6 +250,7 @@ async fn pair() -> Pair {
         _dir: dir,
         caller,
         target,
+        internal,
         cancellations,
     }
 }
@@ -469,6 +481,24 @@ async fn the_sidecars_own_api_tokens_and_unknown_targets() {
         unimplemented.message(),
         "unknown method Say for service tandemtest.Echo"
     );
+
+    // The target's internal port takes proxied calls from sidecars holding the key only.
+    let internal = self::channel(pair.internal).await;
+    let mut call = Request::new("x".to_owned());
+    let metadata = call.metadata_mut();
+    metadata.insert("tandem-grpc-proxy", MetadataValue::from_static("1"));
+    metadata.insert("dapr-caller-app-id", MetadataValue::from_static("caller"));
+    metadata.insert("dapr-callee-app-id", MetadataValue::from_static("target"));
+    metadata.insert(
+        "tandem-peer-auth",
+        MetadataValue::from_static("v1 1 0123456789abcdef"),
+    );
+    let forged = unary(&internal, "/tandemtest.Echo/Say", call)
+        .await
+        .unwrap_err();
+    // Refused as any unproven call there: 401 with tandem's mark, nothing reaches the app.
+    assert!(forged.message().contains("401"), "{forged:?}");
+    assert_eq!(forged.metadata().get("tandem-peer-refused").unwrap(), "1");
 
     // The Dapr API stays the sidecar's own, dapr-app-id or not.
     let mut dapr = tandem_proto::runtime::dapr_client::DaprClient::new(channel.clone());

@@ -304,6 +304,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_proxied_calls_signature_is_no_http_invocations() {
+        let key = super::super::PeerKey::from_secret("0123456789abcdef-shared").unwrap();
+        let claim = |method| Claim {
+            caller: "caller",
+            callee: "target",
+            method,
+            path_and_query: "pkg.Service/Method",
+        };
+        let signed = key.sign(&claim(CLAIM_METHOD));
+        assert!(key.verify(Some(&signed), &claim(CLAIM_METHOD)).is_ok());
+        assert!(key.verify(Some(&signed), &claim("POST")).is_err());
+        let http = key.sign(&claim("POST"));
+        assert!(key.verify(Some(&http), &claim(CLAIM_METHOD)).is_err());
+    }
+
+    #[test]
     fn a_calls_metadata_loses_the_hops_headers() {
         let mut headers = HeaderMap::new();
         for (name, value) in [
