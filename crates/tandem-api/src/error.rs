@@ -11,7 +11,7 @@ use http::StatusCode;
 use prost::Message;
 use serde_json::{Value, json};
 use tandem_proto::rpc;
-use tandem_runtime::{Error, EtagProblem};
+use tandem_runtime::{Error, EtagProblem, ProxyError};
 use tonic::Code;
 
 /// daprd's `ErrorInfo.domain`.
@@ -333,6 +333,17 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
+            // daprd's proxy answers these as plain errors: `Unknown` for the name
+            // resolution's, `Unavailable` for a connection that failed.
+            Error::Proxy(failure) => (
+                "ERR_DIRECT_INVOKE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                match failure {
+                    ProxyError::UnknownApp(_) | ProxyError::InvalidAppId(_) => Unknown,
+                    ProxyError::Unreachable { .. } => Unavailable,
+                    ProxyError::NotGrpc(_) => Unimplemented,
+                },
+            ),
         };
         let message = error.to_string();
         let (details, details_over_http) = details(&error, &message);
@@ -417,6 +428,7 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::InvokeNoAppId
         | Error::InvalidAppId { .. }
         | Error::Invoke { .. }
+        | Error::Proxy(_)
         | Error::PeerUnauthenticated(_) => (Vec::new(), false),
     }
 }

@@ -20,6 +20,7 @@ use crate::auth::ApiToken;
 use crate::error::ApiError;
 
 mod calls;
+mod proxy;
 mod subscribe_stream;
 mod unix_authority;
 
@@ -73,6 +74,13 @@ where
     // Dapr's `--max-body-size` limits gRPC messages both ways; a larger one is
     // refused with RESOURCE_EXHAUSTED, as grpc-go refuses it.
     let max_body_size = runtime.config().max_body_size;
+    // Everything the Dapr service does not match is for gRPC proxying (`dapr-app-id`).
+    let proxy = {
+        let (runtime, token) = (runtime.clone(), token.clone());
+        move |request: http::Request<axum::body::Body>| {
+            proxy::fallback(runtime.clone(), token.clone(), request)
+        }
+    };
     let server = DaprServer::new(Service { runtime })
         .max_decoding_message_size(max_body_size)
         .max_encoding_message_size(max_body_size);
@@ -89,11 +97,14 @@ where
             ))
         }
     });
+    let routes = tonic::service::Routes::new(service)
+        .into_axum_router()
+        .fallback(proxy);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(tower::util::MapResponseLayer::new(daprs_size_status))
         .layer(calls::CallsLayer { log_calls })
-        .add_service(service)
+        .add_routes(tonic::service::Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
         .await
 }
@@ -101,6 +112,9 @@ where
 /// A message over `--max-body-size` is `RESOURCE_EXHAUSTED` in grpc-go (daprd), where
 /// tonic says `OUT_OF_RANGE`: clients that look at the code see Dapr's.
 fn daprs_size_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    if response.extensions().get::<proxy::Proxied>().is_some() {
+        return response;
+    }
     let headers = response.headers_mut();
     let too_large = headers.get("grpc-status").is_some_and(|code| code == "11")
         && headers

@@ -2,7 +2,8 @@
 //! HTTP/2 (cleartext, one multiplexed connection per peer). Every request is one
 //! [`Invoker::serve`](tandem_runtime::Invoker::serve) call, which first checks that the
 //! caller is a sidecar holding the deployment's key; the app's answer goes back as it
-//! is. Bodies are limited like the public API's.
+//! is. Bodies are limited like the public API's. Proxied gRPC calls (marked with
+//! [`PROXY_HEADER`]) stream both ways instead.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use tandem_runtime::{Error, PEER_REFUSED_HEADER, Runtime};
+use tandem_runtime::{Error, PEER_REFUSED_HEADER, PROXY_HEADER, ProxyBody, Runtime};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +30,9 @@ async fn serve(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
+    if headers.contains_key(PROXY_HEADER) {
+        return serve_proxied(&runtime, &uri, headers, body).await;
+    }
     let target = uri
         .path_and_query()
         .map(|target| target.as_str().trim_start_matches('/'))
@@ -44,16 +48,38 @@ async fn serve(
             answer.headers_mut().extend(response.headers);
             answer
         }
-        Err(Error::PeerUnauthenticated(reason)) => {
-            tracing::warn!("refused a call on the internal port: {reason}");
-            let mut response = ApiError::from(Error::PeerUnauthenticated(reason)).into_response();
-            response
-                .headers_mut()
-                .insert(PEER_REFUSED_HEADER, HeaderValue::from_static("1"));
-            response
-        }
+        Err(Error::PeerUnauthenticated(reason)) => refused(reason),
         Err(error) => ApiError::from(error).into_response(),
     }
+}
+
+/// A proxied gRPC call (`dapr-app-id`) from another sidecar: streamed to the app and
+/// back. Failures are answered as gRPC statuses, which the calling sidecar passes on.
+async fn serve_proxied(
+    runtime: &Runtime,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let answer = runtime
+        .invoker()
+        .serve_proxied(uri.path(), headers, ProxyBody::new(body))
+        .await;
+    match answer {
+        Ok(answer) => answer.map(axum::body::Body::new),
+        Err(Error::PeerUnauthenticated(reason)) => refused(reason),
+        Err(error) => tonic::Status::from(ApiError::from(error)).into_http(),
+    }
+}
+
+/// A caller that is not a sidecar of this deployment.
+fn refused(reason: String) -> Response {
+    tracing::warn!("refused a call on the internal port: {reason}");
+    let mut response = ApiError::from(Error::PeerUnauthenticated(reason)).into_response();
+    response
+        .headers_mut()
+        .insert(PEER_REFUSED_HEADER, HeaderValue::from_static("1"));
+    response
 }
 
 /// Serves the internal API on `listener` until `stop` fires.

@@ -58,6 +58,12 @@ pub enum AppCallError {
         #[source]
         source: Box<tonic::Status>,
     },
+    #[error("proxying a call to the gRPC app at {address} failed: {source}")]
+    Proxy {
+        address: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
 }
 
 /// HTTP calls to the app at `http://{host}:{port}`.

@@ -121,6 +121,9 @@ pub enum Error {
     /// Another sidecar's call on the internal port did not prove it is one of ours.
     #[error("the caller is not an authenticated sidecar: {0}")]
     PeerUnauthenticated(String),
+    /// A proxied gRPC call (`dapr-app-id` on any service) that did not reach the app.
+    #[error(transparent)]
+    Proxy(#[from] crate::invoke::ProxyError),
 }
 
 impl Error {

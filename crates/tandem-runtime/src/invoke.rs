@@ -12,6 +12,7 @@
 mod cache;
 mod peer_auth;
 mod peers;
+mod proxy;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub use cache::CACHE_HEADER;
 pub use peer_auth::{
     MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey, PeerKeyError,
 };
+
+pub use proxy::{PROXY_HEADER, ProxyBody, ProxyError, ProxyRequest};
 
 use cache::ResponseCaches;
 use peer_auth::Claim;

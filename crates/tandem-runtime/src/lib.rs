@@ -38,8 +38,8 @@ pub use config::{
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,
-    LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PeerAuthError, PeerKey,
-    PeerKeyError, method_path, query_text,
+    LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PROXY_HEADER, PeerAuthError,
+    PeerKey, PeerKeyError, ProxyBody, ProxyError, ProxyRequest, method_path, query_text,
 };
 pub use metadata::{ComponentInfo, MetadataSnapshot, RuleInfo, SubscriptionInfo};
 pub use publish::{BulkEntry, BulkPublishRequest, FailedEntry, PublishRequest, Publisher};

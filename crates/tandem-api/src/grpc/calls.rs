@@ -79,7 +79,13 @@ where
         let mut response = ready!(this.inner.poll(cx))?;
         let path = this.uri.path();
         let status = response.headers().get("grpc-status").cloned();
-        let unimplemented = status.as_ref().is_some_and(|code| code == "12")
+        // A proxied call's status is the target app's, passed on as it was.
+        let proxied = response
+            .extensions()
+            .get::<super::proxy::Proxied>()
+            .is_some();
+        let unimplemented = !proxied
+            && status.as_ref().is_some_and(|code| code == "12")
             && !response.headers().contains_key("grpc-message");
         if unimplemented {
             let message = unknown_call(path);

@@ -48,6 +48,8 @@ pub struct GrpcApp {
     client: AppCallbackClient<Channel>,
     /// The same connection, for `AppCallbackAlpha` (bulk events' earlier home).
     alpha: AppCallbackAlphaClient<Channel>,
+    /// The same connection, for proxied calls of the app's own services.
+    channel: Channel,
     address: String,
     /// `APP_API_TOKEN`, sent as `dapr-api-token` metadata on every call.
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -81,12 +83,13 @@ impl GrpcApp {
         let alpha = AppCallbackAlphaClient::new(channel.clone())
             .max_decoding_message_size(max_body_size)
             .max_encoding_message_size(max_body_size);
-        let client = AppCallbackClient::new(channel)
+        let client = AppCallbackClient::new(channel.clone())
             .max_decoding_message_size(max_body_size)
             .max_encoding_message_size(max_body_size);
         Self {
             client,
             alpha,
+            channel,
             address,
             token: token.and_then(|token| MetadataValue::try_from(token).ok()),
         }
@@ -290,6 +293,39 @@ impl GrpcApp {
                 })
             }
         }
+    }
+
+    /// A proxied call of any of the app's services (`/package.Service/Method`): the
+    /// caller's metadata and frames go to the app as they are, with `APP_API_TOKEN` as
+    /// the token; the answer comes back as it streams.
+    pub async fn proxy(
+        &self,
+        path: &str,
+        mut headers: HeaderMap,
+        body: tonic::body::Body,
+    ) -> Result<http::Response<tonic::body::Body>, AppCallError> {
+        use tower::{Service, ServiceExt};
+        headers.remove("dapr-api-token");
+        if let Some(token) = &self.token
+            && let Ok(token) = HeaderValue::from_bytes(token.as_encoded_bytes())
+        {
+            headers.insert("dapr-api-token", token);
+        }
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        // The channel adds the app's scheme and authority to the path.
+        let mut request = http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .body(body)
+            .map_err(AppCallError::Request)?;
+        *request.headers_mut() = headers;
+        let failed = |source| AppCallError::Proxy {
+            address: self.address.clone(),
+            source,
+        };
+        let mut channel = self.channel.clone();
+        channel.ready().await.map_err(failed)?;
+        channel.call(request).await.map_err(failed)
     }
 
     fn failed(&self, method: &str, status: tonic::Status) -> AppCallError {

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::peer_auth::PEER_REFUSED_HEADER;
+use super::proxy::ProxyBody;
 use super::{InvokeResponse, forwardable};
 use crate::body::{BodyError, read_limited};
 
@@ -56,6 +57,8 @@ pub(crate) enum OutsideError {
 #[derive(Clone)]
 pub(crate) struct Peers {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Proxied gRPC calls: bodies streamed both ways, trailers included.
+    streams: Client<HttpConnector, ProxyBody>,
     outside: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body_size: usize,
 }
@@ -66,6 +69,10 @@ impl Peers {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector.clone());
+        let streams = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector.clone());
@@ -81,6 +88,7 @@ impl Peers {
             .build(https);
         Self {
             client,
+            streams,
             outside,
             max_body_size,
         }
@@ -168,6 +176,31 @@ impl Peers {
             status: parts.status,
             headers: parts.headers,
             body,
+        })
+    }
+
+    /// Opens a proxied gRPC call to the sidecar at `address`: the request's body is
+    /// streamed as the caller sends it, the answer is returned as soon as its headers
+    /// arrive, its body (messages and trailers) streamed after.
+    pub async fn open_stream(
+        &self,
+        address: SocketAddr,
+        path: &str,
+        headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Result<http::Response<hyper::body::Incoming>, PeerError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{address}{path}"))
+            .body(body)
+            .map_err(|error| PeerError::Failed(Box::new(error)))?;
+        *request.headers_mut() = headers;
+        self.streams.request(request).await.map_err(|error| {
+            if error.is_connect() {
+                PeerError::Unreachable(error)
+            } else {
+                PeerError::Failed(Box::new(error))
+            }
         })
     }
 }
