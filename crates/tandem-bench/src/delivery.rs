@@ -13,13 +13,14 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tandem_proto::common::{InvokeRequest, InvokeResponse};
 use tandem_proto::runtime::app_callback_server::{AppCallback, AppCallbackServer};
@@ -74,7 +75,7 @@ struct Sink {
 impl Sink {
     /// Starts run `run`, which is complete after `expected` deliveries.
     fn begin(&self, run: u64, expected: u64) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         *seen = Seen::default();
         self.expected.store(expected, Ordering::SeqCst);
         self.run.store(run, Ordering::SeqCst);
@@ -90,7 +91,7 @@ impl Sink {
         if run != self.run.load(Ordering::SeqCst) {
             return;
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         seen.nanos.push(now.saturating_sub(stamp));
         seen.last = Some(Instant::now());
         if seen.nanos.len() as u64 == self.expected.load(Ordering::SeqCst) {
@@ -106,7 +107,7 @@ impl Sink {
     }
 
     fn complete(&self) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.seen.lock();
         seen.nanos.len() as u64 >= self.expected.load(Ordering::SeqCst)
     }
 
@@ -123,7 +124,7 @@ impl Sink {
         }
         // Anything recorded after this belongs to no run.
         self.run.store(0, Ordering::SeqCst);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock();
         std::mem::take(&mut *seen)
     }
 }
@@ -797,4 +798,32 @@ pub fn json(r: &DeliveryResults) -> Value {
         "grpc_app": path(&r.paths[1]),
         "direct": path(&r.paths[2]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_keep_the_envelope_and_carry_run_and_stamp() {
+        let template = br#"{"id":"1","source":"bench","type":"com.dapr.event.sent","specversion":"1.0","datacontenttype":"application/json","topic":"elsewhere","pubsubname":"p","data":{"orderId":42}}"#;
+        let envelope = Envelope::new(template, "here", 1024).expect("a JSON object");
+        let event: Value = serde_json::from_slice(&envelope.event(7)).expect("JSON");
+        assert_eq!(event["topic"], "here");
+        assert_eq!(event["type"], "com.dapr.event.sent");
+        assert_eq!(event["data"]["r"], 7);
+        assert!(event["data"]["t"].as_u64().is_some());
+        assert!((1000..=1040).contains(&envelope.payload_len()));
+    }
+
+    #[test]
+    fn the_sink_counts_its_own_run_only() {
+        let sink = Sink::default();
+        sink.begin(3, 2);
+        sink.record(&json!({"r": 2, "t": 0}));
+        sink.record_cloudevent(br#"{"data":{"r":3,"t":0}}"#);
+        assert!(!sink.complete());
+        sink.record(&json!({"r": 3, "t": 0}));
+        assert!(sink.complete());
+    }
 }
