@@ -1,10 +1,14 @@
 //! `tandem-bench`: measures the tandem sidecar on this machine — start-to-ready, idle RSS,
-//! and publish throughput/latency over HTTP and gRPC against the same payload `XADD`ed
-//! straight to Redis — against a private `redis-server` it starts and stops itself.
+//! publish throughput/latency over HTTP and gRPC against the same payload `XADD`ed
+//! straight to Redis, delivery to an HTTP and a gRPC app against a direct `XREADGROUP`
+//! reader, bulk against single publishes, state reads and service invocation — against a
+//! private `redis-server` it starts and stops itself.
 //! Prints a table with the targets' PASS/MISS and, with `--json FILE`, a JSON summary.
 //! `scripts/bench` builds the release binaries and runs it.
 #![forbid(unsafe_code)]
 
+mod bulk;
+mod delivery;
 mod invoke;
 mod load;
 mod procs;
@@ -29,7 +33,7 @@ const PUBSUB: &str = "bench-pubsub";
 #[derive(Parser)]
 #[command(
     name = "tandem-bench",
-    about = "Benchmarks the tandem sidecar: start-to-ready, idle RSS, publish rate and latency vs. direct Redis."
+    about = "Benchmarks the tandem sidecar: start-to-ready, idle RSS, publish rate and latency vs. direct Redis, delivery to HTTP and gRPC apps vs. a direct reader, bulk publish."
 )]
 pub struct Args {
     /// The `tandem` binary (default: next to this one, i.e. target/release/tandem).
@@ -78,6 +82,27 @@ pub struct Args {
     /// Skip the service invocation section (paced, full speed, cached slow call).
     #[arg(long)]
     skip_invoke: bool,
+    /// Skip the delivery section (sidecar to an HTTP and a gRPC app vs. direct XREADGROUP).
+    #[arg(long)]
+    skip_delivery: bool,
+    /// Events written as fast as possible per delivery path (the throughput run).
+    #[arg(long, value_name = "EVENTS", default_value_t = 20_000)]
+    delivery_events: u64,
+    /// Rate of the paced delivery run (the latency run), events/s.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 1000.0)]
+    delivery_rate: f64,
+    /// Length of the paced delivery run per path, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    delivery_paced_secs: f64,
+    /// Skip the bulk publish section (100-entry bulk calls vs. 100 single publishes).
+    #[arg(long)]
+    skip_bulk: bool,
+    /// Entries per bulk publish (and single publishes per batch compared with it).
+    #[arg(long, default_value_t = 100)]
+    bulk_entries: usize,
+    /// Measured batches per way in the bulk publish section.
+    #[arg(long, default_value_t = 200)]
+    bulk_batches: usize,
     /// Measured time per path of the state GET and invocation sections, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     section_secs: f64,
@@ -107,6 +132,8 @@ pub struct Results {
     pub direct: Phase,
     pub single: Option<[Phase; 3]>,
     pub event_bytes: usize,
+    pub delivery: Option<delivery::DeliveryResults>,
+    pub bulk: Option<bulk::BulkResults>,
     pub state: Option<state::StateResults>,
     pub invoke: Option<invoke::InvokeResults>,
 }
@@ -387,6 +414,46 @@ fn run(args: &Args) -> Result<()> {
     http_sidecar.stop();
     grpc_sidecar.stop();
 
+    let delivery = if args.skip_delivery {
+        None
+    } else {
+        Some(delivery::run(
+            &runtime,
+            &spec.binary,
+            &scratch.path,
+            &spec.resources,
+            PUBSUB,
+            &event,
+            redis.port,
+            redis.pid(),
+            &delivery::Settings {
+                flood_events: args.delivery_events.max(1),
+                paced_rate: args.delivery_rate,
+                paced_duration: seconds(args.delivery_paced_secs, "--delivery-paced-secs")?,
+                payload_bytes: args.payload_bytes,
+            },
+            poll,
+        )?)
+    };
+    let bulk = if args.skip_bulk {
+        None
+    } else {
+        progress(&format!(
+            "bulk publish: {} entries per call vs. {} single publishes, HTTP and gRPC, {} batches each",
+            args.bulk_entries, args.bulk_entries, args.bulk_batches
+        ));
+        Some(bulk::run(
+            &runtime,
+            &spec,
+            PUBSUB,
+            payload.clone(),
+            redis.port,
+            args.bulk_entries.max(1),
+            args.bulk_batches.max(1),
+            poll,
+        )?)
+    };
+
     let section_warmup = seconds(args.section_warmup, "--section-warmup")?;
     let section = seconds(args.section_secs, "--section-secs")?;
     let state = if args.skip_state {
@@ -431,6 +498,8 @@ fn run(args: &Args) -> Result<()> {
         direct,
         single,
         event_bytes: event.len(),
+        delivery,
+        bulk,
         state,
         invoke,
     };

@@ -288,6 +288,12 @@ pub fn table(machine: &Machine, config: &Config, results: &Results) -> String {
         publish_row(&mut out, "gRPC via sidecar", grpc, direct_rate);
         publish_row(&mut out, "XADD direct (redis-rs)", direct, direct_rate);
     }
+    if let Some(delivery) = &results.delivery {
+        crate::delivery::table(&mut out, delivery);
+    }
+    if let Some(bulk) = &results.bulk {
+        crate::bulk::table(&mut out, bulk);
+    }
     if let Some(state) = &results.state {
         crate::state::table(&mut out, state);
     }
@@ -401,6 +407,8 @@ pub fn json(machine: &Machine, config: &Config, results: &Results) -> Value {
             "direct": phase_json(&results.direct, direct_rate),
         },
         "single_client": single,
+        "delivery": results.delivery.as_ref().map(crate::delivery::json),
+        "bulk_publish": results.bulk.as_ref().map(crate::bulk::json),
         "state_get": results.state.as_ref().map(crate::state::json),
         "invoke": results.invoke.as_ref().map(crate::invoke::json),
         "targets": targets,
