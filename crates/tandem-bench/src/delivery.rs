@@ -214,6 +214,13 @@ impl AppCallback for GrpcApp {
     ) -> Result<Response<BindingEventResponse>, Status> {
         Err(Status::unimplemented("no bindings"))
     }
+
+    async fn on_bulk_topic_event(
+        &self,
+        _: Request<tandem_proto::runtime::TopicEventBulkRequest>,
+    ) -> Result<Response<tandem_proto::runtime::TopicEventBulkResponse>, Status> {
+        Err(Status::unimplemented("no bulk subscriptions"))
+    }
 }
 
 async fn redis_connection(port: u16) -> Result<redis::aio::MultiplexedConnection> {
