@@ -8,7 +8,8 @@ mod grpc;
 pub(crate) mod tls;
 
 pub use grpc::{
-    DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE, bulk_entry, topic_event,
+    DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER, GrpcApp, PROTOBUF_CONTENT_TYPE, bulk_entry,
+    outcome_of_status, topic_event,
 };
 
 use std::sync::Arc;

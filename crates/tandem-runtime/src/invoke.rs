@@ -510,6 +510,25 @@ impl Invoker {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<InvokeResponse, Error> {
+        let callee = self.verify_peer(&headers, method.as_str(), path_and_query)?;
+        if callee != self.app_id {
+            return Err(Error::Invoke {
+                app_id: callee.to_owned(),
+                reason: format!("this sidecar serves app '{}'", self.app_id),
+            });
+        }
+        self.call_own_app(method, path_and_query, forwardable(&headers), body)
+            .await
+    }
+
+    /// Checks that a call from another sidecar carries the deployment key's signature
+    /// over its caller, callee, `method` and path; returns the callee it names.
+    pub(crate) fn verify_peer<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<&'h str, Error> {
         let text = |name: &str| {
             headers
                 .get(name)
@@ -523,28 +542,16 @@ impl Invoker {
                 &Claim {
                     caller,
                     callee,
-                    method: method.as_str(),
+                    method,
                     path_and_query,
                 },
             )
             .map_err(|error| Error::PeerUnauthenticated(error.to_string()))?;
-        if callee != self.app_id {
-            return Err(Error::Invoke {
-                app_id: callee.to_owned(),
-                reason: format!("this sidecar serves app '{}'", self.app_id),
-            });
-        }
-        self.call_own_app(method, path_and_query, forwardable(&headers), body)
-            .await
+        Ok(callee)
     }
 
-    async fn call_own_app(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        mut headers: HeaderMap,
-        body: Bytes,
-    ) -> Result<InvokeResponse, Error> {
+    /// This sidecar's app, when it has one and is not known to be unhealthy.
+    pub(crate) fn own_app(&self) -> Result<&AppChannel, Error> {
         let app = self.app.as_ref().ok_or_else(|| Error::Invoke {
             app_id: self.app_id.clone(),
             reason: "the app has no port (--app-port), so it cannot be called".into(),
@@ -557,6 +564,17 @@ impl Invoker {
                 reason: crate::app_health::APP_UNHEALTHY.into(),
             });
         }
+        Ok(app)
+    }
+
+    async fn call_own_app(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<InvokeResponse, Error> {
+        let app = self.own_app()?;
         headers.remove(header::HOST);
         let response = app
             .call(method, &format!("/{path_and_query}"), headers, body)

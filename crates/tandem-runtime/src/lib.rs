@@ -28,7 +28,7 @@ mod subscriptions;
 
 pub use app_channel::{
     AppCallError, AppChannel, AppResponse, DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER,
-    PROTOBUF_CONTENT_TYPE, topic_event,
+    PROTOBUF_CONTENT_TYPE, outcome_of_status, topic_event,
 };
 pub use body::BodyError;
 pub use config::{

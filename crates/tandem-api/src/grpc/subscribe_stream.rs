@@ -10,7 +10,6 @@ use std::pin::Pin;
 use tandem_proto::runtime as pb;
 use tandem_proto::runtime::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Incoming;
 use tandem_proto::runtime::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outgoing;
-use tandem_proto::runtime::topic_event_response::TopicEventResponseStatus;
 use tandem_runtime::{EventStream, Outcome, Runtime, StreamRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -128,17 +127,12 @@ async fn pump(
     }
 }
 
-/// What the app's answer means, as daprd reads it: a missing status is `SUCCESS` (the
-/// protobuf default), an unknown one a retry.
+/// What the app's answer means: a missing status is `SUCCESS` (the protobuf default),
+/// the rest as for any gRPC subscriber.
 fn outcome(status: Option<&pb::TopicEventResponse>) -> Outcome {
-    let Some(status) = status else {
-        return Outcome::Done;
-    };
-    match TopicEventResponseStatus::try_from(status.status) {
-        Ok(TopicEventResponseStatus::Success) => Outcome::Done,
-        Ok(TopicEventResponseStatus::Drop) => Outcome::Drop,
-        Ok(TopicEventResponseStatus::Retry) | Err(_) => Outcome::Retry,
-    }
+    status.map_or(Outcome::Done, |status| {
+        tandem_runtime::outcome_of_status(status.status)
+    })
 }
 
 #[cfg(test)]

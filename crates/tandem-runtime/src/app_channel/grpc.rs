@@ -9,6 +9,8 @@
 //! or, when the app answers with an error status, the HTTP status `daprd` maps that
 //! code to and the status as JSON (`{"code": 5, "message": "..."}`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +40,11 @@ pub const DATA_TYPE_URL_HEADER: &str = "x-tandem-data-type-url";
 /// was (HTTP callers get the HTTP status `daprd` maps it to). Never shown to HTTP callers.
 pub const GRPC_CODE_HEADER: &str = "x-tandem-grpc-code";
 
+/// What [`GrpcApp::deliver_bulk`] has learnt of the app's bulk-event service.
+const BULK_UNKNOWN: u8 = 0;
+const BULK_CURRENT: u8 = 1;
+const BULK_ALPHA: u8 = 2;
+
 /// The content type of a typed protobuf message (`Any` with a type URL), as daprd names it.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
 
@@ -48,6 +55,8 @@ pub struct GrpcApp {
     client: AppCallbackClient<Channel>,
     /// The same connection, for `AppCallbackAlpha` (bulk events' earlier home).
     alpha: AppCallbackAlphaClient<Channel>,
+    /// Which bulk-event service the app answered on: `BULK_UNKNOWN` until it has.
+    bulk_service: Arc<AtomicU8>,
     /// The same connection, for proxied calls of the app's own services.
     channel: Channel,
     address: String,
@@ -89,6 +98,7 @@ impl GrpcApp {
         Self {
             client,
             alpha,
+            bulk_service: Arc::new(AtomicU8::new(BULK_UNKNOWN)),
             channel,
             address,
             token: token.and_then(|token| MetadataValue::try_from(token).ok()),
@@ -133,12 +143,9 @@ impl GrpcApp {
         };
         let request = self.request(message, MetadataMap::new());
         match self.client.clone().on_topic_event(request).await {
-            Ok(answer) => match answer.into_inner().status() {
-                topic_event_response::TopicEventResponseStatus::Success => (Outcome::Done, None),
-                topic_event_response::TopicEventResponseStatus::Retry => (Outcome::Retry, None),
-                topic_event_response::TopicEventResponseStatus::Drop => {
-                    (Outcome::Drop, Some("the app answered DROP".into()))
-                }
+            Ok(answer) => match outcome_of_status(answer.into_inner().status) {
+                Outcome::Drop => (Outcome::Drop, Some("the app answered DROP".into())),
+                outcome => (outcome, None),
             },
             Err(status) if status.code() == tonic::Code::Unimplemented => (
                 Outcome::Drop,
@@ -166,37 +173,52 @@ impl GrpcApp {
         &self,
         batch: TopicEventBulkRequest,
     ) -> Result<Vec<(String, Outcome)>, (Outcome, String)> {
-        let answer = match self
-            .client
-            .clone()
-            .on_bulk_topic_event(self.request(batch.clone(), MetadataMap::new()))
-            .await
-        {
-            Err(status) if status.code() == tonic::Code::Unimplemented => {
+        // Which of the two services the app serves is learnt on the first batch, so
+        // later batches are sent once, without a copy kept for the fallback.
+        let answer = match self.bulk_service.load(Ordering::Relaxed) {
+            BULK_ALPHA => {
                 self.alpha
                     .clone()
                     .on_bulk_topic_event_alpha1(self.request(batch, MetadataMap::new()))
                     .await
             }
-            answer => answer,
+            BULK_CURRENT => {
+                self.client
+                    .clone()
+                    .on_bulk_topic_event(self.request(batch, MetadataMap::new()))
+                    .await
+            }
+            _ => match self
+                .client
+                .clone()
+                .on_bulk_topic_event(self.request(batch.clone(), MetadataMap::new()))
+                .await
+            {
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    let answer = self
+                        .alpha
+                        .clone()
+                        .on_bulk_topic_event_alpha1(self.request(batch, MetadataMap::new()))
+                        .await;
+                    if answer.is_ok() {
+                        self.bulk_service.store(BULK_ALPHA, Ordering::Relaxed);
+                    }
+                    answer
+                }
+                answer => {
+                    if answer.is_ok() {
+                        self.bulk_service.store(BULK_CURRENT, Ordering::Relaxed);
+                    }
+                    answer
+                }
+            },
         };
         match answer {
             Ok(answer) => Ok(answer
                 .into_inner()
                 .statuses
                 .into_iter()
-                .map(|entry| {
-                    let outcome = match topic_event_response::TopicEventResponseStatus::try_from(
-                        entry.status,
-                    ) {
-                        Ok(topic_event_response::TopicEventResponseStatus::Success) => {
-                            Outcome::Done
-                        }
-                        Ok(topic_event_response::TopicEventResponseStatus::Drop) => Outcome::Drop,
-                        _ => Outcome::Retry,
-                    };
-                    (entry.entry_id, outcome)
-                })
+                .map(|entry| (entry.entry_id, outcome_of_status(entry.status)))
                 .collect()),
             Err(status) if status.code() == tonic::Code::Unimplemented => Err((
                 Outcome::Drop,
@@ -517,6 +539,16 @@ pub fn bulk_entry(
         content_type,
         metadata: Default::default(),
     })
+}
+
+/// What an app's `TopicEventResponse` status means, as daprd reads it: `SUCCESS` done
+/// (also the protobuf default), `DROP` dropped, `RETRY` or a value it does not know retried.
+pub fn outcome_of_status(status: i32) -> Outcome {
+    match topic_event_response::TopicEventResponseStatus::try_from(status) {
+        Ok(topic_event_response::TopicEventResponseStatus::Success) => Outcome::Done,
+        Ok(topic_event_response::TopicEventResponseStatus::Drop) => Outcome::Drop,
+        Ok(topic_event_response::TopicEventResponseStatus::Retry) | Err(_) => Outcome::Retry,
+    }
 }
 
 fn to_struct(map: Map<String, Value>) -> prost_types::Struct {

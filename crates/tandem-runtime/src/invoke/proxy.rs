@@ -64,25 +64,9 @@ pub enum ProxyError {
 }
 
 /// Whether a header belongs to one hop of a proxied call (or to the sidecars) rather
-/// than to the call's metadata.
+/// than to the call's metadata: what no invocation forwards, plus the proxy's own marker.
 fn is_hop_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-            | "dapr-app-id"
-            | "dapr-api-token"
-            | PEER_AUTH_HEADER
-            | PEER_REFUSED_HEADER
-            | PROXY_HEADER
-    )
+    super::is_hop_by_hop(name) || matches!(name.as_str(), "proxy-connection" | PROXY_HEADER)
 }
 
 /// The call's metadata, without the hop's headers.
@@ -198,24 +182,7 @@ impl Invoker {
         headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, Error> {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-        };
-        let (caller, callee) = (text(CALLER_HEADER), text(CALLEE_HEADER));
-        self.peer_key
-            .verify(
-                headers.get(PEER_AUTH_HEADER),
-                &Claim {
-                    caller,
-                    callee,
-                    method: CLAIM_METHOD,
-                    path_and_query: path.trim_start_matches('/'),
-                },
-            )
-            .map_err(|error| Error::PeerUnauthenticated(error.to_string()))?;
+        let callee = self.verify_peer(&headers, CLAIM_METHOD, path.trim_start_matches('/'))?;
         if callee != self.app_id {
             return Err(ProxyError::Unreachable {
                 app_id: callee.to_owned(),
@@ -236,18 +203,7 @@ impl Invoker {
         headers: HeaderMap,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, Error> {
-        let app = self.app.as_ref().ok_or_else(|| Error::Invoke {
-            app_id: self.app_id.clone(),
-            reason: "the app has no port (--app-port), so it cannot be called".into(),
-        })?;
-        if let Some(health) = &self.app_health
-            && !*health.borrow()
-        {
-            return Err(Error::Invoke {
-                app_id: self.app_id.clone(),
-                reason: crate::app_health::APP_UNHEALTHY.into(),
-            });
-        }
+        let app = self.own_app()?;
         let grpc = app
             .grpc()
             .ok_or_else(|| ProxyError::NotGrpc(self.app_id.clone()))?;
