@@ -22,6 +22,12 @@ use crate::registry::{Entry, Registry};
 
 pub use sqlite::SqlitePubSub;
 
+/// Log targets of the brokers' client libraries, whose errors the components report
+/// themselves: the sidecar keeps them silent unless debugging.
+pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
+    rabbitmq::CLIENT_LOG_TARGETS.iter().copied()
+}
+
 /// A message on its way to or from a broker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

@@ -52,4 +52,5 @@ pub use state::{
 pub use subscriptions::{EventStream, StreamRequest, StreamedEvent, Subscriptions};
 pub use tandem_components::embedded_defaults;
 pub use tandem_components::pubsub::Outcome;
+pub use tandem_components::pubsub::client_log_targets;
 pub use tandem_components::secretstores::Secret;

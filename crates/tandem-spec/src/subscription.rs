@@ -306,7 +306,9 @@ enum Routes {
     V2(RoutesFile),
 }
 
-/// `spec` of `dapr.io/v1alpha1`.
+/// `spec` of `dapr.io/v1alpha1`. The two versions' specs share all but their routes;
+/// they are written out twice because `deny_unknown_fields` (which catches a v1 `routes`
+/// or a v2 `route`) does not work through `#[serde(flatten)]`.
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,

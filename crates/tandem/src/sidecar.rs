@@ -64,22 +64,25 @@ pub fn init_logging_with(level: &str, json: bool) {
         _ => "info",
     };
     // `RUST_LOG` takes `target=level` directives; the default keeps the HTTP/2 and
-    // HTTP stacks quiet, and the AMQP client silent unless debugging: its errors are
-    // reported by `pubsub.rabbitmq` in tandem's own words (file, component, field). A `Targets` filter rather than an `EnvFilter`: the latter
+    // HTTP stacks quiet, and the brokers' client libraries silent unless debugging: the
+    // components report their errors in tandem's own words. A `Targets` filter rather
+    // than an `EnvFilter`: the latter
     // compiles a regular expression at every start (and its regex engine is ~0.3 MiB
     // of the idle sidecar's memory) for features tandem's users do not need here.
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directives| directives.parse::<Targets>().ok())
         .unwrap_or_else(|| {
-            let amqp = if matches!(level, "debug" | "trace") {
+            let clients = if matches!(level, "debug" | "trace") {
                 "warn"
             } else {
                 "off"
             };
-            format!("{level},h2=warn,hyper=warn,tower=warn,lapin={amqp}")
-                .parse()
-                .unwrap_or_default()
+            let mut directives = format!("{level},h2=warn,hyper=warn,tower=warn");
+            for target in tandem_runtime::client_log_targets() {
+                directives.push_str(&format!(",{target}={clients}"));
+            }
+            directives.parse().unwrap_or_default()
         });
     let logs = tracing_subscriber::fmt()
         .with_max_level(LevelFilter::TRACE)

@@ -71,6 +71,10 @@ pub const METADATA: &[&str] = &[
     "saslExternal",
 ];
 
+/// The client library's log target: silent unless debugging, since its errors are
+/// reported here in tandem's own words (file, component, field).
+pub const CLIENT_LOG_TARGETS: &[&str] = &["lapin"];
+
 /// How long one broker operation (connect, declare, publish and its confirm) may take.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
