@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tandem_spec::{
-    BackoffPolicy, CacheSpec, CircuitBreakerSpec, Resiliency, RetryMatching, RetrySpec,
-    TargetPolicies,
+    ActorBreakerScope, BackoffPolicy, CacheSpec, CircuitBreakerSpec, Resiliency, RetryMatching,
+    RetrySpec, TargetPolicies,
 };
 
 use crate::breaker::CircuitBreaker;
@@ -43,6 +43,8 @@ pub struct Resiliencies {
     /// Named targets, resolved against their own resource's policies.
     apps: HashMap<String, Resolved>,
     components: HashMap<String, Directions>,
+    /// `targets.actors`, by actor type: the policies and whose failures a breaker counts.
+    actors: HashMap<String, (Resolved, Option<ActorBreakerScope>)>,
     /// One breaker per target and direction, made on first use.
     breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
     /// The response cache policy of each app or HTTP endpoint that has one.
@@ -142,6 +144,12 @@ impl Resiliencies {
                 None => self.caches.remove(app),
             };
         }
+        for (actor_type, target) in &resource.targets.actors {
+            self.actors.insert(
+                actor_type.clone(),
+                (resolve(&target.policies), target.circuit_breaker_scope),
+            );
+        }
         for (component, names) in &resource.targets.components {
             self.components.insert(
                 component.clone(),
@@ -161,6 +169,22 @@ impl Resiliencies {
             None => self.defaults(&["App"]),
         };
         self.policy(format!("app '{app_id}'"), resolved)
+    }
+
+    /// The policy for calls to actor `actor_id` of `actor_type`: the policies its
+    /// `targets.actors` entry names, or else the default actor policies. A circuit
+    /// breaker counts failures per actor id or per type, as `circuitBreakerScope` says
+    /// (`both` counts them per id).
+    pub fn for_actor(&self, actor_type: &str, actor_id: &str) -> Policy {
+        let (resolved, scope) = match self.actors.get(actor_type) {
+            Some((named, scope)) => (named.clone(), *scope),
+            None => (self.defaults(&["Actor"]), None),
+        };
+        let target = match scope {
+            Some(ActorBreakerScope::Type) => format!("actor type '{actor_type}'"),
+            _ => format!("actor '{actor_type}/{actor_id}'"),
+        };
+        self.policy(target, resolved)
     }
 
     /// The response cache policy (its name and settings) of calls to `target`, an app

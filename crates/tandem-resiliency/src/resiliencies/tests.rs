@@ -268,3 +268,51 @@ async fn each_target_has_its_own_breaker_shared_by_its_policies() {
         BreakerState::Closed
     );
 }
+
+#[test]
+fn actor_targets_get_their_policies_and_breakers_by_scope() {
+    let resource = parse(
+        r#"
+kind: Resiliency
+metadata:
+  name: actors
+spec:
+  policies:
+    timeouts:
+      quick: 2s
+      DefaultActorTimeoutPolicy: 9s
+    retries:
+      again:
+        policy: constant
+        duration: 10ms
+        maxRetries: 2
+    circuitBreakers:
+      perType:
+        trip: consecutiveFailures >= 2
+  targets:
+    actors:
+      Counter:
+        timeout: quick
+        retry: again
+        circuitBreaker: perType
+        circuitBreakerScope: type
+"#,
+    );
+    let resiliencies = Resiliencies::new(&[resource], "app");
+    let one = resiliencies.for_actor("Counter", "1");
+    assert_eq!(names(&one), (Some("quick"), Some("again"), Some("perType")));
+    assert_eq!(one.target(), "actor type 'Counter'");
+    // Scoped by type: every id of the type shares one breaker.
+    let two = resiliencies.for_actor("Counter", "2");
+    let (Some(first), Some(second)) = (one.circuit_breaker(), two.circuit_breaker()) else {
+        panic!("no breakers")
+    };
+    assert!(std::ptr::eq(first, second));
+    // Another type gets the default actor policies.
+    let other = resiliencies.for_actor("Other", "1");
+    assert_eq!(
+        names(&other),
+        (Some("DefaultActorTimeoutPolicy"), None, None)
+    );
+    assert_eq!(other.target(), "actor 'Other/1'");
+}
