@@ -161,6 +161,9 @@ pub struct SidecarConfig {
     /// `--enable-app-health-check`: probe the app, and pause what goes to it while it is
     /// unhealthy; `None` when off.
     pub app_health: Option<AppHealthSettings>,
+    /// Where other sidecars reach this one's internal port: the address an actor
+    /// host announces in the placement table. `None` until the port is bound.
+    pub host_address: Option<std::net::SocketAddr>,
 }
 
 impl SidecarConfig {
@@ -181,6 +184,7 @@ impl SidecarConfig {
             peer_key: Arc::new(PeerKey::generate()),
             app_max_concurrency: None,
             app_health: None,
+            host_address: None,
         }
     }
 }

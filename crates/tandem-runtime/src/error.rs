@@ -121,6 +121,51 @@ pub enum Error {
     /// Another sidecar's call on the internal port did not prove it is one of ours.
     #[error("the caller is not an authenticated sidecar: {0}")]
     PeerUnauthenticated(String),
+    /// No state store is the actor state store (`actorStateStore: "true"`).
+    #[error(
+        "the state store is not configured to use the actor runtime. Have you set the - name: actorStateStore value: \"true\" in your state store component file?"
+    )]
+    ActorRuntimeNotFound,
+    /// The actor is not hosted by this sidecar's app.
+    #[error("actor instance is missing")]
+    ActorInstanceMissing,
+    /// No host serves the actor type.
+    #[error(
+        "did not find address for actor '{actor_type}': no host of this actor type is registered"
+    )]
+    ActorNoHost { actor_type: String },
+    #[error("error invoke actor method: {reason}")]
+    ActorInvoke { reason: String },
+    /// The app answered 404 to an actor method.
+    #[error("error invoke actor method: actor method not found: {path}")]
+    ActorMethodNotFound { path: String },
+    #[error("error getting actor state: {cause}")]
+    ActorStateGet {
+        #[source]
+        cause: Cause,
+    },
+    #[error("error saving actor transaction state: {cause}")]
+    ActorStateTransaction {
+        #[source]
+        cause: Cause,
+    },
+    #[error("error creating actor reminder: {reason}")]
+    ActorReminderCreate { reason: String },
+    #[error("error getting actor reminder: {reason}")]
+    ActorReminderGet { reason: String },
+    #[error("error deleting actor reminder: {reason}")]
+    ActorReminderDelete { reason: String },
+    #[error("actor reminder not found: {name}")]
+    ActorReminderNotFound { name: String },
+    /// Reminders are made and removed on a sidecar whose app hosts the type.
+    #[error("operations on actor reminders are only possible on hosted actor types")]
+    ActorReminderNotHosted,
+    #[error("error creating actor timer: {reason}")]
+    ActorTimerCreate { reason: String },
+    /// A reentrant call chain went deeper than `maxStackDepth`.
+    #[error("maximum stack depth exceeded")]
+    ActorMaxStackDepth,
+
     /// A proxied gRPC call (`dapr-app-id` on any service) that did not reach the app.
     #[error(transparent)]
     Proxy(#[from] crate::invoke::ProxyError),

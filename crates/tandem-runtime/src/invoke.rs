@@ -10,8 +10,8 @@
 //! ([`cache`]) and resiliency policies wrap it all.
 
 mod cache;
-mod peer_auth;
-mod peers;
+pub(crate) mod peer_auth;
+pub(crate) mod peers;
 mod proxy;
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@
 //! and all of them use the app channel ([`AppChannel`]) and the resiliency policies.
 #![forbid(unsafe_code)]
 
+mod actors;
 mod app_channel;
 mod app_health;
 mod body;
@@ -26,6 +27,11 @@ mod secrets;
 mod state;
 mod subscriptions;
 
+pub use actors::{
+    ActiveActors, ActorAnswer, ActorEvents, ActorStateOperation, Actors, ActorsInfo,
+    FORWARD_PREFIX, REENTRANCY_HEADER, RETRY_HEADER, ReminderInfo, ReminderRequest, TimerRequest,
+    Turn, TurnKind,
+};
 pub use app_channel::{
     AppCallError, AppChannel, AppResponse, DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER,
     PROTOBUF_CONTENT_TYPE, outcome_of_status, topic_event,

@@ -74,4 +74,6 @@ pub struct MetadataSnapshot {
     pub app_max_concurrency: Option<usize>,
     /// The health-check settings, when checks are on.
     pub app_health: Option<crate::config::AppHealthSettings>,
+    /// The actor runtime: status, active actors per hosted type.
+    pub actors: crate::actors::ActorsInfo,
 }

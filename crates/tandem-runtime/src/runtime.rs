@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tandem_spec::ResourceError;
 use tokio_util::sync::CancellationToken;
 
+use crate::actors::{Actors, ActorsParts};
 use crate::app_channel::AppChannel;
 use crate::app_health::AppHealth;
 use crate::config::SidecarConfig;
@@ -35,6 +36,7 @@ pub struct Runtime {
     state: Arc<StateService>,
     invoker: Invoker,
     secrets: Secrets,
+    actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
     /// Attributes apps set with `PUT /v1.0/metadata/{key}`.
@@ -78,6 +80,16 @@ impl Runtime {
             shutdown.clone(),
             loaded.subscriptions,
         );
+        let actors = Actors::new(ActorsParts {
+            app_id: config.app_id.clone(),
+            namespace: config.namespace.clone(),
+            store: state.actor_store(),
+            resiliency: resiliency.clone(),
+            peer_key: config.peer_key.clone(),
+            max_body_size: config.max_body_size,
+            address: config.host_address,
+            shutdown: shutdown.clone(),
+        });
         let invoker = Invoker::new(InvokerParts {
             app_id: config.app_id.clone(),
             namespace: config.namespace.clone(),
@@ -98,6 +110,7 @@ impl Runtime {
             state,
             invoker,
             secrets: Secrets::new(loaded.secret_stores),
+            actors,
             registered: loaded.registered,
             extended: Mutex::default(),
             outbound_ready: AtomicBool::new(false),
@@ -138,6 +151,11 @@ impl Runtime {
     /// Secrets.
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// Actors.
+    pub fn actors(&self) -> &Arc<Actors> {
+        &self.actors
     }
 
     /// The token fired when the sidecar stops.
@@ -191,6 +209,7 @@ impl Runtime {
                         self.config.app_protocol
                     );
                 }
+                self.start_actors(app).await;
                 self.follow_app_health(app, health.watch());
                 let (prober, port) = (self.clone(), app.port());
                 tokio::spawn(async move {
@@ -226,10 +245,18 @@ impl Runtime {
             if !self.wait_for_app(app).await {
                 return;
             }
+            self.start_actors(app).await;
             self.subscriptions.start(app).await;
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(app_id = %self.config.app_id, "sidecar ready");
+    }
+
+    /// Hosts the actors an HTTP app declares in `GET /dapr/config`.
+    async fn start_actors(&self, app: &AppChannel) {
+        if app.grpc().is_none() {
+            self.actors.start_http(app).await;
+        }
     }
 
     /// Waits until the app listens on its port; `false` when the sidecar stopped first.
@@ -256,10 +283,16 @@ impl Runtime {
         let (runtime, app) = (self.clone(), app.clone());
         tokio::spawn(async move {
             let delivers = calls_into(&runtime.config.app_protocol);
+            let mut first = true;
             loop {
                 tokio::select! {
                     _ = runtime.shutdown.cancelled() => return,
                     changed = health.wait_for(|healthy| *healthy) => if changed.is_err() { return },
+                }
+                // Healthy again after a failure: the app may have restarted, with its
+                // actors gone from its memory: it registers them again.
+                if !std::mem::take(&mut first) {
+                    runtime.start_actors(&app).await;
                 }
                 if delivers {
                     runtime.subscriptions.resume(&app).await;
@@ -276,6 +309,7 @@ impl Runtime {
     /// Waits for the deliveries in flight to finish after the shutdown token fired.
     pub async fn drain(&self) {
         self.subscriptions.drain().await;
+        self.actors.stop().await;
     }
 
     /// `GET /v1.0/metadata`.
@@ -299,6 +333,7 @@ impl Runtime {
             app_host: self.config.app_host.clone(),
             app_max_concurrency: self.config.app_max_concurrency,
             app_health: self.config.app_health.clone(),
+            actors: self.actors.info(),
         }
     }
 

@@ -76,6 +76,33 @@ impl StateService {
         Self { stores }
     }
 
+    /// The actor state store, by name: the one store with `actorStateStore: "true"`
+    /// (with several, the first by name, as a warning says).
+    pub(crate) fn actor_store(
+        &self,
+    ) -> Option<(String, Arc<dyn tandem_components::state::StateStore>)> {
+        let mut names: Vec<&String> = self
+            .stores
+            .iter()
+            .filter(|(_, handle)| handle.is_actor_state_store())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        if names.len() > 1 {
+            tracing::warn!(
+                "several state stores set actorStateStore: {}; actors use '{}'",
+                names
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                names[0]
+            );
+        }
+        let name = names.first()?;
+        Some(((*name).clone(), self.stores[*name].raw()))
+    }
+
     fn store(&self, name: &str) -> Result<&StoreHandle, Error> {
         if self.stores.is_empty() {
             return Err(Error::StateStoresNotConfigured);

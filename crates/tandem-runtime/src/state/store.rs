@@ -174,6 +174,17 @@ impl StoreHandle {
         }
     }
 
+    /// Whether this is the actor state store (`actorStateStore: "true"`).
+    pub fn is_actor_state_store(&self) -> bool {
+        self.actor_state_store
+    }
+
+    /// The store itself, for the actor runtime: it keeps its own key layout and
+    /// placement records, without prefixes or the first-level cache.
+    pub fn raw(&self) -> Arc<dyn StateStore> {
+        self.store.clone()
+    }
+
     /// What the store can do, as Dapr's metadata API lists it.
     pub fn capabilities(&self) -> Vec<String> {
         let mut capabilities: Vec<String> = self

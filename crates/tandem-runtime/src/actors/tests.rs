@@ -1,0 +1,116 @@
+//! The actor runtime on one host with an app that records its turns: what must hold
+//! however callers behave.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use tandem_resiliency::Resiliencies;
+use tandem_spec::{Component, ComponentMetadata};
+use tokio_util::sync::CancellationToken;
+
+use super::app::{ActorAnswer, ActorApp, Turn, TurnKind};
+use super::host_config::HostConfig;
+use super::{Actors, ActorsParts};
+use crate::invoke::peer_auth::PeerKey;
+
+/// An app whose turns take a while and count how many run at once.
+#[derive(Default)]
+struct SlowApp {
+    running: AtomicUsize,
+    most_at_once: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+#[async_trait]
+impl ActorApp for SlowApp {
+    async fn turn(&self, _: &Turn) -> Result<ActorAnswer, String> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(ActorAnswer {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        })
+    }
+
+    async fn deactivate(&self, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+async fn host(app: Arc<SlowApp>) -> (Arc<Actors>, CancellationToken) {
+    let store = tandem_components::state::registry()
+        .build(&ComponentMetadata::new(
+            Component::new("actorstore", "state.in-memory"),
+            BTreeMap::new(),
+        ))
+        .await
+        .expect("the in-memory store builds");
+    let shutdown = CancellationToken::new();
+    let actors = Actors::new(ActorsParts {
+        app_id: "app".into(),
+        namespace: None,
+        store: Some(("actorstore".into(), store)),
+        resiliency: Arc::new(Resiliencies::new(&[], "app")),
+        peer_key: Arc::new(PeerKey::generate()),
+        max_body_size: 1 << 20,
+        address: Some("127.0.0.1:1".parse().expect("an address")),
+        shutdown: shutdown.clone(),
+    });
+    let config = HostConfig::parse(br#"{"entities":["T"]}"#).expect("a host configuration");
+    actors.host(config, app).await;
+    (actors, shutdown)
+}
+
+fn call(id: &str) -> Turn {
+    Turn {
+        actor_type: "T".into(),
+        actor_id: id.into(),
+        kind: TurnKind::Method { name: "m".into() },
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+/// A caller that goes away mid-turn (its connection cut: a forwarding sidecar killed, a
+/// client that hangs up) drops its future; the app still runs that turn, so the next
+/// call must wait for it rather than enter beside it.
+#[tokio::test]
+async fn a_caller_that_goes_away_does_not_end_the_turn() {
+    let app = Arc::new(SlowApp::default());
+    let (actors, shutdown) = host(app.clone()).await;
+    let first = tokio::spawn({
+        let actors = actors.clone();
+        async move { actors.invoke(call("a")).await }
+    });
+    // Once the app runs the first turn, its caller goes away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.running.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first turn never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.abort();
+    assert!(first.await.is_err_and(|error| error.is_cancelled()));
+    actors
+        .invoke(call("a"))
+        .await
+        .expect("the second call runs");
+    assert_eq!(
+        app.most_at_once.load(Ordering::SeqCst),
+        1,
+        "two turns ran at once"
+    );
+    assert_eq!(app.finished.load(Ordering::SeqCst), 2);
+    shutdown.cancel();
+}
