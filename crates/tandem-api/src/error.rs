@@ -190,6 +190,16 @@ impl ApiError {
         )
     }
 
+    /// `ERR_BAD_REQUEST`: daprd's answer to a name or path it refuses.
+    pub fn bad_request(reason: impl std::fmt::Display) -> Self {
+        Self::new(
+            "ERR_BAD_REQUEST",
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            format!("invalid request: {reason}"),
+        )
+    }
+
     /// `ERR_PUBSUB_EVENTS_SER`: a bulk publish request's entries could not be read or
     /// turned into events, with daprd's details: the pub/sub as the resource, and the
     /// app id and underlying error as the reason's metadata.
@@ -318,6 +328,71 @@ impl From<Error> for ApiError {
             Error::StateDelete { etag, .. } => with_etag("ERR_STATE_DELETE", *etag),
             Error::StateTransaction { etag, .. } => with_etag("ERR_STATE_TRANSACTION", *etag),
             Error::InvokeNoAppId => ("ERR_DIRECT_INVOKE", StatusCode::NOT_FOUND, NotFound),
+            Error::ActorRuntimeNotFound => (
+                "ERR_ACTOR_RUNTIME_NOT_FOUND",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorInstanceMissing => (
+                "ERR_ACTOR_INSTANCE_MISSING",
+                StatusCode::BAD_REQUEST,
+                Internal,
+            ),
+            Error::ActorNoHost { .. } => (
+                "ERR_ACTOR_NO_ADDRESS",
+                StatusCode::NOT_FOUND,
+                FailedPrecondition,
+            ),
+            Error::ActorInvoke { .. } | Error::ActorMethodNotFound { .. } => (
+                "ERR_ACTOR_INVOKE_METHOD",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorMaxStackDepth => (
+                "ERR_ACTOR_STACK_DEPTH",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ResourceExhausted,
+            ),
+            Error::ActorStateGet { .. } => (
+                "ERR_ACTOR_STATE_GET",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorStateTransaction { .. } => (
+                "ERR_ACTOR_STATE_TRANSACTION_SAVE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorReminderCreate { .. } => (
+                "ERR_ACTOR_REMINDER_CREATE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorReminderGet { .. } => (
+                "ERR_ACTOR_REMINDER_GET",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorReminderDelete { .. } => (
+                "ERR_ACTOR_REMINDER_DELETE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::ActorReminderNotFound { .. } => (
+                "ERR_ACTOR_REMINDER_NOT_FOUND",
+                StatusCode::NOT_FOUND,
+                NotFound,
+            ),
+            Error::ActorReminderNotHosted => (
+                "ERR_ACTOR_REMINDER_NON_HOSTED",
+                StatusCode::FORBIDDEN,
+                PermissionDenied,
+            ),
+            Error::ActorTimerCreate { .. } => (
+                "ERR_ACTOR_TIMER_CREATE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::InvalidAppId { .. } => (
                 "ERR_DIRECT_INVOKE",
                 StatusCode::BAD_REQUEST,
@@ -428,6 +503,20 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::InvokeNoAppId
         | Error::InvalidAppId { .. }
         | Error::Invoke { .. }
+        | Error::ActorRuntimeNotFound
+        | Error::ActorInstanceMissing
+        | Error::ActorNoHost { .. }
+        | Error::ActorInvoke { .. }
+        | Error::ActorMethodNotFound { .. }
+        | Error::ActorMaxStackDepth
+        | Error::ActorStateGet { .. }
+        | Error::ActorStateTransaction { .. }
+        | Error::ActorReminderCreate { .. }
+        | Error::ActorReminderGet { .. }
+        | Error::ActorReminderDelete { .. }
+        | Error::ActorReminderNotFound { .. }
+        | Error::ActorReminderNotHosted
+        | Error::ActorTimerCreate { .. }
         | Error::Proxy(_)
         | Error::PeerUnauthenticated(_) => (Vec::new(), false),
     }

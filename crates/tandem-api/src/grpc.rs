@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::ApiToken;
 use crate::error::ApiError;
 
+mod actors;
 mod calls;
 mod proxy;
 mod subscribe_stream;
@@ -619,9 +620,18 @@ impl Dapr for Service {
                 } as i32,
             })
             .collect();
+        let active_actors: Vec<pb::ActiveActorsCount> = snapshot
+            .actors
+            .active
+            .iter()
+            .map(|active| pb::ActiveActorsCount {
+                r#type: active.actor_type.clone(),
+                count: i32::try_from(active.count).unwrap_or(i32::MAX),
+            })
+            .collect();
         Ok(Response::new(pb::GetMetadataResponse {
             id: snapshot.app_id,
-            active_actors_count: Vec::new(),
+            active_actors_count: active_actors.clone(),
             registered_components: components,
             extended_metadata: snapshot.extended.into_iter().collect(),
             subscriptions,
@@ -654,6 +664,17 @@ impl Dapr for Service {
             }),
             runtime_version: snapshot.runtime_version,
             enabled_features: Vec::new(),
+            // Filled in by the actors service.
+            actor_runtime: Some(pb::ActorRuntime {
+                runtime_status: match snapshot.actors.runtime_status {
+                    "RUNNING" => pb::actor_runtime::ActorRuntimeStatus::Running,
+                    "DISABLED" => pb::actor_runtime::ActorRuntimeStatus::Disabled,
+                    _ => pb::actor_runtime::ActorRuntimeStatus::Initializing,
+                } as i32,
+                active_actors,
+                host_ready: snapshot.actors.host_ready,
+                placement: snapshot.actors.placement.clone(),
+            }),
         }))
     }
 
@@ -671,6 +692,86 @@ impl Dapr for Service {
     async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Result<Response<()>, Status> {
         self.runtime.shutdown();
         Ok(Response::new(()))
+    }
+
+    // Actors: thin translations in `actors.rs`.
+    type SubscribeActorEventsAlpha1Stream = tandem_runtime::ActorEvents;
+
+    async fn invoke_actor(
+        &self,
+        request: Request<pb::InvokeActorRequest>,
+    ) -> Result<Response<pb::InvokeActorResponse>, Status> {
+        actors::invoke(&self.runtime, request).await
+    }
+
+    async fn get_actor_state(
+        &self,
+        request: Request<pb::GetActorStateRequest>,
+    ) -> Result<Response<pb::GetActorStateResponse>, Status> {
+        actors::get_state(&self.runtime, request).await
+    }
+
+    async fn execute_actor_state_transaction(
+        &self,
+        request: Request<pb::ExecuteActorStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::transact_state(&self.runtime, request).await
+    }
+
+    async fn register_actor_timer(
+        &self,
+        request: Request<pb::RegisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::register_timer(&self.runtime, request).await
+    }
+
+    async fn unregister_actor_timer(
+        &self,
+        request: Request<pb::UnregisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::unregister_timer(&self.runtime, request)
+    }
+
+    async fn register_actor_reminder(
+        &self,
+        request: Request<pb::RegisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::register_reminder(&self.runtime, request).await
+    }
+
+    async fn unregister_actor_reminder(
+        &self,
+        request: Request<pb::UnregisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        actors::unregister_reminder(&self.runtime, request).await
+    }
+
+    async fn unregister_actor_reminders_by_type(
+        &self,
+        request: Request<pb::UnregisterActorRemindersByTypeRequest>,
+    ) -> Result<Response<pb::UnregisterActorRemindersByTypeResponse>, Status> {
+        actors::unregister_reminders_by_type(&self.runtime, request).await
+    }
+
+    async fn get_actor_reminder(
+        &self,
+        request: Request<pb::GetActorReminderRequest>,
+    ) -> Result<Response<pb::GetActorReminderResponse>, Status> {
+        actors::get_reminder(&self.runtime, request).await
+    }
+
+    async fn list_actor_reminders(
+        &self,
+        request: Request<pb::ListActorRemindersRequest>,
+    ) -> Result<Response<pb::ListActorRemindersResponse>, Status> {
+        actors::list_reminders(&self.runtime, request).await
+    }
+
+    async fn subscribe_actor_events_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::SubscribeActorEventsRequestAlpha1>>,
+    ) -> Result<Response<Self::SubscribeActorEventsAlpha1Stream>, Status> {
+        actors::subscribe(&self.runtime, request).await
     }
 }
 

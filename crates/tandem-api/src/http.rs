@@ -18,6 +18,7 @@ use tandem_runtime::{MetadataSnapshot, PublishRequest, Runtime};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
+mod actors;
 mod bulk_publish;
 pub(crate) mod extract;
 mod invoke;
@@ -63,6 +64,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .route("/v1.0/shutdown", post(shutdown))
         .merge(state::routes())
         .merge(invoke::routes())
+        .merge(actors::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.
@@ -317,6 +319,25 @@ fn metadata_json(snapshot: &MetadataSnapshot) -> Value {
         "runtimeVersion": snapshot.runtime_version,
         "appConnectionProperties": connection,
     });
+    // As daprd: the deprecated `actors` list and the `actorRuntime` section.
+    let active: Vec<Value> = snapshot
+        .actors
+        .active
+        .iter()
+        .map(|active| json!({"type": active.actor_type, "count": active.count}))
+        .collect();
+    if !active.is_empty() {
+        document["actors"] = json!(active);
+    }
+    let mut runtime = json!({
+        "runtimeStatus": snapshot.actors.runtime_status,
+        "hostReady": snapshot.actors.host_ready,
+        "placement": snapshot.actors.placement,
+    });
+    if !active.is_empty() {
+        runtime["activeActors"] = json!(active);
+    }
+    document["actorRuntime"] = runtime;
     if !snapshot.components.is_empty() {
         document["components"] = json!(snapshot.components);
     }

@@ -11,7 +11,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use tandem_runtime::{Error, PEER_REFUSED_HEADER, PROXY_HEADER, ProxyBody, Runtime};
+use tandem_runtime::{
+    Error, FORWARD_PREFIX, PEER_REFUSED_HEADER, PROXY_HEADER, ProxyBody, Runtime,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,13 @@ async fn serve(
 ) -> Response {
     if headers.contains_key(PROXY_HEADER) {
         return serve_proxied(&runtime, &uri, headers, body).await;
+    }
+    if uri
+        .path()
+        .trim_start_matches('/')
+        .starts_with(FORWARD_PREFIX)
+    {
+        return serve_actor_turn(&runtime, &uri, headers, body).await;
     }
     let target = uri
         .path_and_query()
@@ -69,6 +78,30 @@ async fn serve_proxied(
         Ok(answer) => answer.map(axum::body::Body::new),
         Err(Error::PeerUnauthenticated(reason)) => refused(reason),
         Err(error) => tonic::Status::from(ApiError::from(error)).into_http(),
+    }
+}
+
+/// An actor turn another sidecar routed here: run on this host, or answered with
+/// the retry marker when this host does not hold the actor.
+async fn serve_actor_turn(
+    runtime: &Runtime,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, runtime.config().max_body_size).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let path = uri.path().trim_start_matches('/');
+    match runtime.actors().serve_forwarded(path, headers, body).await {
+        Ok(answer) => {
+            let mut response = (answer.status, answer.body).into_response();
+            response.headers_mut().extend(answer.headers);
+            response
+        }
+        Err(Error::PeerUnauthenticated(reason)) => refused(reason),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
