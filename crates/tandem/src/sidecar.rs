@@ -262,7 +262,7 @@ async fn bind(
 /// Starts a sidecar; it runs until `stop` fires.
 pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Result<Sidecar> {
     let started = Instant::now();
-    let config = config(args)?;
+    let mut config = config(args)?;
     note_accepted_flags(args);
     if config.resources_paths.is_empty() {
         tracing::info!(
@@ -306,6 +306,7 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     let (http_port, http_listeners) = bind(&addresses, args.http_port, "HTTP").await?;
     let (internal_port, internal_listeners) =
         bind(&internal_addresses, args.internal_port, "internal").await?;
+    config.host_address = Some(SocketAddr::new(host_ip(&internal_addresses), internal_port));
     let home = config.data_dir.clone();
     let (app_id, namespace, app_port) = (
         config.app_id.clone(),
@@ -525,4 +526,23 @@ pub async fn run_alone(args: SidecarArgs) -> u8 {
     stop.cancel();
     sidecar.stopped().await;
     0
+}
+
+/// The address other sidecars reach this one's internal port at, announced to actor
+/// placement: `DAPR_HOST_IP` when set (as in daprd), else the one address the internal
+/// port listens on, else (listening on every address) the address of the interface
+/// that routes outwards, found without sending anything.
+fn host_ip(internal_addresses: &[IpAddr]) -> IpAddr {
+    if let Some(ip) = env_text("DAPR_HOST_IP").and_then(|text| text.trim().parse().ok()) {
+        return ip;
+    }
+    match internal_addresses.iter().find(|ip| !ip.is_unspecified()) {
+        Some(ip) => *ip,
+        None => std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|socket| {
+                socket.connect("192.0.2.1:9")?;
+                socket.local_addr()
+            })
+            .map_or(IpAddr::from([127, 0, 0, 1]), |local| local.ip()),
+    }
 }

@@ -294,7 +294,7 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
     let status = client
         .unary::<_, GetMetadataRequest, _>(
             tonic::Request::new(GetMetadataRequest {}),
-            "/dapr.proto.runtime.v1.Dapr/InvokeActor".parse().unwrap(),
+            "/dapr.proto.runtime.v1.Dapr/TryLockAlpha1".parse().unwrap(),
             tonic_prost::ProstCodec::default(),
         )
         .await
@@ -302,7 +302,7 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert_eq!(
         status.message(),
-        "unknown method InvokeActor for service dapr.proto.runtime.v1.Dapr"
+        "unknown method TryLockAlpha1 for service dapr.proto.runtime.v1.Dapr"
     );
     // A served call is logged too.
     sidecar
@@ -321,7 +321,9 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        text.contains("gRPC API called: /dapr.proto.runtime.v1.Dapr/InvokeActor -> UNIMPLEMENTED"),
+        text.contains(
+            "gRPC API called: /dapr.proto.runtime.v1.Dapr/TryLockAlpha1 -> UNIMPLEMENTED"
+        ),
         "{text}"
     );
     assert!(
