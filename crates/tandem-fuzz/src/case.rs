@@ -19,6 +19,8 @@ pub enum Allow {
     MissingSecret,
     /// gRPC bytes that are not the method's message, or a broken gRPC frame.
     Undecodable,
+    /// An actor call to a sidecar with no actor state store (the fuzz world has none).
+    NoActorRuntime,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -59,6 +61,15 @@ pub const ALLOWANCES: &[Allowance] = &[
         reason: "grpc-go answers INTERNAL itself for a message that does not unmarshal \
                  (\"grpc: error unmarshalling request\", also for invalid UTF-8 in a string \
                  field) and for a broken frame, before any Dapr code runs",
+    },
+    Allowance {
+        allow: Allow::NoActorRuntime,
+        error_code: Some("ERR_ACTOR_RUNTIME_NOT_FOUND"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrActorRuntimeNotFound (500 / INTERNAL) to any actor call when \
+                 no state store is the actor state store: a deployment's state, not the \
+                 caller's mistake",
     },
 ];
 

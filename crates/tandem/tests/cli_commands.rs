@@ -51,6 +51,10 @@ async fn handle(
             axum::Json(json!([{"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}])),
         );
     }
+    if path == "dapr/config" {
+        // The sidecar asks at start, as daprd does; this app hosts no actors.
+        return (StatusCode::NOT_FOUND, axum::Json(json!(null)));
+    }
     let content_type = headers
         .get("content-type")
         .and_then(|value| value.to_str().ok())

@@ -36,8 +36,8 @@ async fn echo(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
-    if path == "dapr/subscribe" {
-        // The sidecar asks at start; this app subscribes to nothing.
+    if path == "dapr/subscribe" || path == "dapr/config" {
+        // The sidecar asks at start; this app subscribes to nothing and hosts no actors.
         return (StatusCode::NOT_FOUND, axum::Json(json!(null)));
     }
     let call = behaviour.calls.fetch_add(1, Ordering::SeqCst);
