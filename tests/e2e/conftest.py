@@ -9,6 +9,7 @@ test prints the tail of each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -84,12 +86,13 @@ def port_open(port: int) -> bool:
         return False
 
 
-def redis_command(port: int, *args: str | bytes | int, timeout: float = 2.0):
+def redis_command(port: int, *args: str | bytes | int, timeout: float = 2.0,
+                  host: str = "127.0.0.1"):
     """Sends one command to Redis in its wire protocol (RESP) and returns the decoded reply.
     Small on purpose: the tests only need PING, XLEN, XPENDING-like calls and SHUTDOWN."""
     parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
     request = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(request)
         reader = sock.makefile("rb")
         return _read_reply(reader)
@@ -518,3 +521,40 @@ def rabbitmq_server(tmp_path):
         except subprocess.TimeoutExpired:
             pass
         log.close()
+
+
+@contextlib.contextmanager
+def postgres_at(address: str = "127.0.0.1"):
+    """A private PostgreSQL cluster in a temporary folder, listening on `address` (and
+    trusting every client of that address's /24), stopped at once and removed afterwards.
+    Yields its port. initdb and postgres refuse to run as root: as root they run as the
+    `postgres` user, which is why the folder is not under pytest's (root-only) tmp_path."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    initdb = bins[-1] if bins else shutil.which("initdb")
+    if initdb is None:
+        pytest.fail("PostgreSQL's initdb is not installed (scripts/test installs it with apt)")
+    bin_dir = Path(initdb).parent
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    workdir = Path(tempfile.mkdtemp(prefix="tandem-e2e-pg-"))
+    data, port = workdir / "data", free_port()
+    if as_owner:
+        subprocess.run(["chown", "-R", "postgres:", str(workdir)], check=True)
+    subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"],
+                   check=True, capture_output=True)
+    subnet = ".".join(address.split(".")[:3]) + ".0/24"
+    with open(data / "pg_hba.conf", "a") as hba:
+        hba.write(f"host all all {subnet} trust\n")
+    options = (f"-p {port} -h {address} -k {workdir} -c fsync=off "
+               "-c full_page_writes=off -c max_connections=200")
+    ctl = [*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data)]
+    started = subprocess.run([*ctl, "start", "-l", str(workdir / "server.log"), "-w", "-t", "60",
+                              "-o", options], capture_output=True, text=True)
+    if started.returncode != 0:
+        log = (workdir / "server.log").read_text(errors="replace") if (workdir / "server.log").exists() else ""
+        pytest.fail(f"PostgreSQL did not start: {started.stdout}{started.stderr}\n{log}")
+    try:
+        yield port
+    finally:
+        subprocess.run([*ctl, "stop", "-m", "immediate", "-w"], capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
