@@ -122,11 +122,10 @@ async fn clean_up_forever(database: Database, every: Duration) {
 /// The live version of `key` inside a transaction.
 fn current_version(connection: &Connection, key: &str) -> Result<Option<u64>, Failure> {
     Ok(connection
-        .query_row(
+        .prepare_cached(
             "SELECT version FROM state WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)",
-            params![key, now_ms()],
-            |row| row.get::<_, i64>(0),
-        )
+        )?
+        .query_row(params![key, now_ms()], |row| row.get::<_, i64>(0))
         .optional()
         .map(|version| version.and_then(|version| u64::try_from(version).ok()))?)
 }
@@ -143,11 +142,11 @@ fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String
             )?;
             // One counter for the whole table: versions keep growing across a delete
             // and re-create, so an ETag read before the delete never matches again.
-            let version: i64 = connection.query_row(
-                "UPDATE state_versions SET last = last + 1 WHERE id = 0 RETURNING last",
-                [],
-                |row| row.get(0),
-            )?;
+            let version: i64 = connection
+                .prepare_cached(
+                    "UPDATE state_versions SET last = last + 1 WHERE id = 0 RETURNING last",
+                )?
+                .query_row([], |row| row.get(0))?;
             // In range: `validate` refused TTLs past MAX_TTL, whose milliseconds fit
             // the column for hundreds of years yet.
             let expires = match set.ttl {
@@ -161,12 +160,13 @@ fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String
                         .map_err(StateError::from)?,
                 ),
             };
-            connection.execute(
+            connection
+                .prepare_cached(
                     "INSERT INTO state (key, value, version, expires_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version,
                                                      expires_ms = excluded.expires_ms",
-                params![set.key, set.value.as_ref(), version, expires],
-            )?;
+                )?
+                .execute(params![set.key, set.value.as_ref(), version, expires])?;
             Ok(Some(version.to_string()))
         }
         Operation::Delete(delete) => {
@@ -177,7 +177,9 @@ fn apply(connection: &Connection, operation: &Operation) -> Result<Option<String
                 current.map(|v| v.to_string()).as_deref(),
                 Concurrency::LastWrite,
             )?;
-            connection.execute("DELETE FROM state WHERE key = ?1", params![delete.key])?;
+            connection
+                .prepare_cached("DELETE FROM state WHERE key = ?1")?
+                .execute(params![delete.key])?;
             Ok(None)
         }
     }
@@ -206,10 +208,10 @@ impl StateStore for SqliteState {
         let key = key.to_owned();
         self.run(move |connection| {
             connection
-                .query_row(
+                .prepare_cached(
                     "SELECT value, version FROM state WHERE key = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)",
-                    params![key, now_ms()],
-                    |row| {
+                )?
+                .query_row(params![key, now_ms()], |row| {
                         Ok(Stored {
                             value: Bytes::from(row.get::<_, Vec<u8>>(0)?),
                             etag: row.get::<_, i64>(1)?.to_string(),
