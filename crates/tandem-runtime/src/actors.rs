@@ -705,11 +705,22 @@ impl Actors {
             reason: error.to_string(),
         };
         let me = placement.host_id();
+        // Most activations are of actors no host holds: try the first-write claim before
+        // reading the record, one store round trip instead of two. It fails harmlessly
+        // when a record exists, and then the record decides.
+        if let Some(etag) = placement
+            .claim(&key.actor_type, &key.actor_id, None)
+            .await
+            .map_err(failed)?
+        {
+            return Ok(Some(etag));
+        }
         let owner = placement
             .owner(&key.actor_type, &key.actor_id)
             .await
             .map_err(failed)?;
         match owner {
+            // Released between the failed claim and the read.
             None => placement
                 .claim(&key.actor_type, &key.actor_id, None)
                 .await
