@@ -225,6 +225,11 @@ impl HttpConnection {
         Ok(stream)
     }
 
+    /// Sends `request` from now on (a benchmark that calls a new URL each time).
+    pub fn set_request(&mut self, request: Arc<Vec<u8>>) {
+        self.request = request;
+    }
+
     /// The value of header `name` (lower case) in the last answer.
     pub fn last_header(&self, name: &str) -> Option<String> {
         let head = std::str::from_utf8(&self.buffer[..self.head_end]).ok()?;

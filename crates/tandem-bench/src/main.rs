@@ -7,6 +7,7 @@
 //! `scripts/bench` builds the release binaries and runs it.
 #![forbid(unsafe_code)]
 
+mod actors;
 mod bulk;
 mod delivery;
 mod invoke;
@@ -82,6 +83,12 @@ pub struct Args {
     /// Skip the service invocation section (paced, full speed, cached slow call).
     #[arg(long)]
     skip_invoke: bool,
+    /// Skip the actors section (activation at a fixed rate, warm calls, vs. a plain route).
+    #[arg(long)]
+    skip_actors: bool,
+    /// Rate of the actor activation run (a new actor id per call), calls/s.
+    #[arg(long, default_value_t = 500.0)]
+    actor_rate: f64,
     /// Skip the delivery section (sidecar to an HTTP and a gRPC app vs. direct XREADGROUP).
     #[arg(long)]
     skip_delivery: bool,
@@ -488,6 +495,20 @@ fn run(args: &Args) -> Result<()> {
         )?)
     };
 
+    let actors = if args.skip_actors {
+        None
+    } else {
+        Some(actors::run(
+            &runtime,
+            &spec.binary,
+            &scratch.path,
+            args.clients,
+            args.actor_rate,
+            section,
+            poll,
+        )?)
+    };
+
     let results = Results {
         background_cpu: background,
         starts,
@@ -515,7 +536,11 @@ fn run(args: &Args) -> Result<()> {
         load_threads: threads,
         rounds,
     };
-    print!("{}", report::table(&machine, &config, &results));
+    let mut table = report::table(&machine, &config, &results);
+    if let Some(actors) = &actors {
+        actors::table(&mut table, actors);
+    }
+    print!("{table}");
     if let Some(path) = &args.json {
         let json = report::json(&machine, &config, &results);
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
