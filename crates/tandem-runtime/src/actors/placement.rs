@@ -622,6 +622,18 @@ mod tests {
             .unwrap()
     }
 
+    /// Two hosts of type `T` sharing one store, both joined: (A, B, A's id, B's id).
+    async fn two_hosts() -> (Placement, Placement, String, String) {
+        let shared = store().await;
+        let (a, b) = (
+            Placement::new(shared.clone(), None),
+            Placement::new(shared, None),
+        );
+        let id_a = a.join(entry("10.0.0.1:1")).await.unwrap();
+        let id_b = b.join(entry("10.0.0.2:1")).await.unwrap();
+        (a, b, id_a, id_b)
+    }
+
     fn entry(address: &str) -> HostEntry {
         HostEntry {
             address: address.into(),
@@ -633,13 +645,7 @@ mod tests {
     /// Time is paused: the lease arithmetic runs on tokio's clock, advanced by hand.
     #[tokio::test(start_paused = true)]
     async fn a_silent_host_is_evicted_only_after_its_lease_and_loses_its_actors() {
-        let shared = store().await;
-        let (a, b) = (
-            Placement::new(shared.clone(), None),
-            Placement::new(shared, None),
-        );
-        let id_a = a.join(entry("10.0.0.1:1")).await.unwrap();
-        let id_b = b.join(entry("10.0.0.2:1")).await.unwrap();
+        let (a, b, id_a, id_b) = two_hosts().await;
         b.refresh().await.unwrap();
         assert!(a.may_run_turns() && b.is_live(&id_a));
 
@@ -680,13 +686,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_beat_that_lands_before_the_eviction_keeps_the_host() {
-        let shared = store().await;
-        let (a, b) = (
-            Placement::new(shared.clone(), None),
-            Placement::new(shared, None),
-        );
-        let id_a = a.join(entry("10.0.0.1:1")).await.unwrap();
-        b.join(entry("10.0.0.2:1")).await.unwrap();
+        let (a, b, id_a, _) = two_hosts().await;
         b.refresh().await.unwrap();
         let seen = b.view.read().seen[&id_a].etag.clone();
         // A was paused for a long while, then beats just before B evicts with what it saw.
@@ -699,13 +699,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_host_that_leaves_frees_its_place() {
-        let shared = store().await;
-        let (a, b) = (
-            Placement::new(shared.clone(), None),
-            Placement::new(shared, None),
-        );
-        let id_a = a.join(entry("10.0.0.1:1")).await.unwrap();
-        b.join(entry("10.0.0.2:1")).await.unwrap();
+        let (a, b, id_a, _) = two_hosts().await;
         a.leave().await;
         assert!(b.is_gone(&id_a).await.unwrap());
         b.refresh().await.unwrap();
