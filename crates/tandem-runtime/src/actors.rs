@@ -225,7 +225,7 @@ impl Actors {
         if self.hosting.swap(true, Ordering::AcqRel) {
             // Already a member (the app registered again): its actors go, and the host
             // joins again, as its types may have changed.
-            self.deactivate_all(true).await;
+            self.deactivate_all_and_warn(true).await;
             placement.leave().await;
         }
         *self.app.write() = Some(app);
@@ -303,14 +303,14 @@ impl Actors {
                         tracing::warn!(
                             "this host's actor lease ran out (the actor state store is unreachable): its actors are deactivated"
                         );
-                        self.deactivate_all(false).await;
+                        self.deactivate_all_and_warn(false).await;
                     }
                 }
                 BeatOutcome::Evicted => {
                     tracing::warn!(
                         "another host evicted this one from actor placement (its lease ran out): deactivating its actors and joining again"
                     );
-                    self.deactivate_all(false).await;
+                    self.deactivate_all_and_warn(false).await;
                     placement.forget_me();
                     let entry = HostEntry {
                         address: self.address.map(|a| a.to_string()).unwrap_or_default(),
@@ -358,7 +358,14 @@ impl Actors {
                     let this = self.clone();
                     let drain = config.drain_timeout;
                     tokio::spawn(async move {
-                        this.deactivate(&activation, true, drain).await;
+                        if let Some((key, error)) = this.deactivate(&activation, true, drain).await
+                        {
+                            tracing::warn!(
+                                "deactivating idle actor {}/{} in the app: {error}",
+                                key.actor_type,
+                                key.actor_id
+                            );
+                        }
                     });
                 }
             }
@@ -366,24 +373,25 @@ impl Actors {
     }
 
     /// Deactivates one activation once its turn (if any) is done: tells the app, stops
-    /// its timers, and (when `release`) frees its owner record.
-    async fn deactivate(&self, activation: &Arc<Activation>, release: bool, wait: Duration) {
+    /// its timers, and (when `release`) frees its owner record. Returns the actor and
+    /// why when the app could not be told; the caller says so in the log.
+    async fn deactivate(
+        &self,
+        activation: &Arc<Activation>,
+        release: bool,
+        wait: Duration,
+    ) -> Option<(ActorKey, String)> {
         let key = activation.key().clone();
-        let Some(turn) = activation.close(wait).await else {
-            return;
-        };
+        let turn = activation.close(wait).await?;
         // The app and the owner record first, the map last: until the activation
         // leaves the map, new calls for it wait and route again, so a new activation
         // here can never adopt a record that is about to be released.
         let app = self.app.read().clone();
+        let mut failed = None;
         if let Some(app) = app
             && let Err(error) = app.deactivate(&key.actor_type, &key.actor_id).await
         {
-            tracing::warn!(
-                "deactivating actor {}/{} in the app: {error}",
-                key.actor_type,
-                key.actor_id
-            );
+            failed = Some((key.clone(), error));
         }
         if release && let (Some(placement), Some(etag)) = (&self.placement, turn.etag()) {
             placement
@@ -392,6 +400,7 @@ impl Actors {
         }
         self.remove(activation);
         drop(turn);
+        failed
     }
 
     /// Takes `activation` out of the map, if it is still the one there.
@@ -419,13 +428,33 @@ impl Actors {
     }
 
     /// Deactivates every local actor (the lease is gone, or the sidecar stops).
-    async fn deactivate_all(&self, release: bool) {
+    /// Deactivates every actor here; of those the app could not be told about, returns
+    /// how many and the first, for one line in the log rather than one per actor.
+    async fn deactivate_all(&self, release: bool) -> Option<(usize, ActorKey, String)> {
         let all: Vec<Arc<Activation>> = self.active.lock().values().cloned().collect();
         let wait = self.config().drain_timeout;
         let closing = all
             .iter()
             .map(|activation| self.deactivate(activation, release, wait));
-        futures_util::future::join_all(closing).await;
+        let failed: Vec<_> = futures_util::future::join_all(closing)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let count = failed.len();
+        let (key, error) = failed.into_iter().next()?;
+        Some((count, key, error))
+    }
+
+    /// Deactivates every actor here, with one warning for those the app did not hear of.
+    async fn deactivate_all_and_warn(&self, release: bool) {
+        if let Some((count, key, error)) = self.deactivate_all(release).await {
+            tracing::warn!(
+                "{count} actor(s) deactivated without the app hearing of it (e.g. {}/{}: {error})",
+                key.actor_type,
+                key.actor_id
+            );
+        }
     }
 
     /// The app that hosted actors over `app` is gone (its actor stream ended): its
@@ -446,7 +475,15 @@ impl Actors {
         if !self.hosting.swap(false, Ordering::AcqRel) {
             return;
         }
-        self.deactivate_all(true).await;
+        // When the sidecar stops, `tandem run` has usually stopped the app already, so
+        // an app that cannot be told is expected: one line, not a warning per actor.
+        if let Some((count, key, error)) = self.deactivate_all(true).await {
+            tracing::info!(
+                "stopped hosting actors: the app did not hear of {count} deactivation(s), as it had most likely stopped first (e.g. {}/{}: {error})",
+                key.actor_type,
+                key.actor_id
+            );
+        }
         if let Some(placement) = &self.placement {
             placement.leave().await;
         }
