@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app_channel::AppChannel;
 use crate::error::{Error, Reason};
-use crate::invoke::peer_auth::{Claim, PeerKey};
+use crate::invoke::forwardable;
+use crate::invoke::peer_auth::PeerKey;
 use crate::invoke::peers::{PeerError, Peers};
-use crate::invoke::{CALLEE_HEADER, CALLER_HEADER, PEER_AUTH_HEADER, forwardable};
 
 use activation::{Activation, ActorKey, Entered};
 pub use app::{ActorAnswer, REENTRANCY_HEADER, Turn, TurnKind};
@@ -792,23 +792,13 @@ impl Actors {
         let kind = HeaderValue::from_str(&app::segment(&kind))
             .map_err(|error| Attempt::Failed(Error::Malformed(error.to_string())))?;
         headers.insert(TURN_HEADER, kind);
-        for (name, value) in [
-            (CALLER_HEADER, &self.app_id[..]),
-            (CALLEE_HEADER, ACTORS_CALLEE),
-        ] {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(name, value);
-            }
-        }
-        headers.insert(
-            PEER_AUTH_HEADER,
-            self.peer_key.sign(&Claim {
-                caller: &self.app_id,
-                callee: ACTORS_CALLEE,
-                method: "PUT",
-                path_and_query: &path,
-            }),
-        );
+        self.peer_key
+            .sign_headers(&mut headers, &self.app_id, ACTORS_CALLEE, "PUT", &path)
+            .map_err(|value| {
+                Attempt::Failed(Error::Malformed(format!(
+                    "'{value}' cannot be sent as a header"
+                )))
+            })?;
         match self
             .peers
             .send(address, Method::PUT, &path, headers, body)
@@ -840,22 +830,8 @@ impl Actors {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<ActorAnswer, Error> {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-        };
         self.peer_key
-            .verify(
-                headers.get(PEER_AUTH_HEADER),
-                &Claim {
-                    caller: text(CALLER_HEADER),
-                    callee: text(CALLEE_HEADER),
-                    method: "PUT",
-                    path_and_query: path,
-                },
-            )
+            .verify_headers(&headers, "PUT", path)
             .map_err(|error| Error::PeerUnauthenticated(error.to_string()))?;
         let rest = path.strip_prefix(FORWARD_PREFIX).unwrap_or_default();
         let mut parts = rest.splitn(2, '/');
@@ -864,7 +840,11 @@ impl Actors {
                 .ok_or_else(|| Error::Malformed(format!("invalid forwarded actor path '{path}'")))
         };
         let (actor_type, actor_id) = (decode(parts.next())?, decode(parts.next())?);
-        let kind = percent_decode(text(TURN_HEADER))
+        let turn_header = headers
+            .get(TURN_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let kind = percent_decode(turn_header)
             .ok_or_else(|| Error::Malformed("invalid forwarded turn".into()))?;
         let kind = match kind.split_once(' ') {
             Some(("method", name)) => TurnKind::Method {

@@ -36,7 +36,6 @@ pub use peer_auth::{
 pub use proxy::{PROXY_HEADER, ProxyBody, ProxyError, ProxyRequest};
 
 use cache::ResponseCaches;
-use peer_auth::Claim;
 use peers::{PeerError, Peers};
 
 /// The header naming the app that made a call.
@@ -428,20 +427,15 @@ impl Invoker {
             .ok_or_else(|| failed("service invocation is not set up in this sidecar".into()))?;
         // The caller and callee travel as headers and are covered by the signature:
         // the receiving sidecar can trust them.
-        for (name, value) in [(CALLER_HEADER, &self.app_id[..]), (CALLEE_HEADER, app_id)] {
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| failed(format!("'{value}' cannot be sent as a header")))?;
-            headers.insert(name, value);
-        }
-        headers.insert(
-            PEER_AUTH_HEADER,
-            self.peer_key.sign(&Claim {
-                caller: &self.app_id,
-                callee: app_id,
-                method: request.method.as_str(),
-                path_and_query: &target,
-            }),
-        );
+        self.peer_key
+            .sign_headers(
+                &mut headers,
+                &self.app_id,
+                app_id,
+                request.method.as_str(),
+                &target,
+            )
+            .map_err(|value| failed(format!("'{value}' cannot be sent as a header")))?;
         let send = || async {
             let addresses = locate
                 .locate(app_id, namespace)
@@ -529,25 +523,9 @@ impl Invoker {
         method: &str,
         path_and_query: &str,
     ) -> Result<&'h str, Error> {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default()
-        };
-        let (caller, callee) = (text(CALLER_HEADER), text(CALLEE_HEADER));
         self.peer_key
-            .verify(
-                headers.get(PEER_AUTH_HEADER),
-                &Claim {
-                    caller,
-                    callee,
-                    method,
-                    path_and_query,
-                },
-            )
-            .map_err(|error| Error::PeerUnauthenticated(error.to_string()))?;
-        Ok(callee)
+            .verify_headers(headers, method, path_and_query)
+            .map_err(|error| Error::PeerUnauthenticated(error.to_string()))
     }
 
     /// This sidecar's app, when it has one and is not known to be unhealthy.

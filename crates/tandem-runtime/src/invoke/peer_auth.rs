@@ -28,9 +28,11 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+
+use super::{CALLEE_HEADER, CALLER_HEADER};
 
 /// The header a calling sidecar proves itself with.
 pub const PEER_AUTH_HEADER: &str = "tandem-peer-auth";
@@ -215,6 +217,56 @@ impl PeerKey {
         // A credential: HTTP/2 must not keep it in its header tables.
         value.set_sensitive(true);
         value
+    }
+
+    /// Names the caller and callee of a call to another sidecar in `headers` and adds
+    /// the proof over them, `method` and `path_and_query`: what
+    /// [`verify_headers`](Self::verify_headers) checks there. Err: the app id that
+    /// cannot be a header value.
+    pub(crate) fn sign_headers<'a>(
+        &self,
+        headers: &mut HeaderMap,
+        caller: &'a str,
+        callee: &'a str,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<(), &'a str> {
+        for (name, value) in [(CALLER_HEADER, caller), (CALLEE_HEADER, callee)] {
+            headers.insert(name, HeaderValue::from_str(value).map_err(|_| value)?);
+        }
+        let claim = Claim {
+            caller,
+            callee,
+            method,
+            path_and_query,
+        };
+        headers.insert(PEER_AUTH_HEADER, self.sign(&claim));
+        Ok(())
+    }
+
+    /// Checks the proof on a call another sidecar sent, over the caller and callee its
+    /// headers name, `method` and `path_and_query`; returns the callee.
+    pub(crate) fn verify_headers<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<&'h str, PeerAuthError> {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+        };
+        let (caller, callee) = (text(CALLER_HEADER), text(CALLEE_HEADER));
+        let claim = Claim {
+            caller,
+            callee,
+            method,
+            path_and_query,
+        };
+        self.verify(headers.get(PEER_AUTH_HEADER), &claim)?;
+        Ok(callee)
     }
 
     /// Checks the proof a call came with.
