@@ -55,6 +55,8 @@ pub const RETRY_HEADER: &str = "tandem-actor-retry";
 const TURN_HEADER: &str = "tandem-actor-turn";
 /// The callee named in the signature of a forwarded actor call.
 const ACTORS_CALLEE: &str = "tandem-actors";
+/// How many remote actors' hosts a sidecar remembers (see `Actors::owners`).
+const OWNERS_REMEMBERED: usize = 65_536;
 
 /// One actor state operation of a transaction.
 #[derive(Debug, Clone)]
@@ -129,7 +131,8 @@ pub struct Actors {
     app: RwLock<Option<Arc<dyn ActorApp>>>,
     config: RwLock<Arc<HostConfig>>,
     active: Mutex<HashMap<ActorKey, Arc<Activation>>>,
-    /// Hosts of remote actors seen recently, so warm calls skip the store.
+    /// Hosts of remote actors seen recently, so warm calls skip the store; at most
+    /// [`OWNERS_REMEMBERED`] of them.
     owners: Mutex<HashMap<ActorKey, String>>,
     peers: Peers,
     peer_key: Arc<PeerKey>,
@@ -550,11 +553,18 @@ impl Actors {
                 Ok(Some(Route::Here)) => self.run_here(&key, turn).await,
                 Ok(Some(Route::There { host, address })) => {
                     let forwarded = self.forward(address, turn).await;
+                    let mut owners = self.owners.lock();
                     if forwarded.is_err() {
-                        self.owners.lock().remove(&key);
+                        owners.remove(&key);
                     } else {
-                        self.owners.lock().insert(key.clone(), host);
+                        // Only a shortcut (a miss reads the owner record): when it is full,
+                        // starting afresh keeps it bounded however many ids are called.
+                        if owners.len() >= OWNERS_REMEMBERED && !owners.contains_key(&key) {
+                            owners.clear();
+                        }
+                        owners.insert(key.clone(), host);
                     }
+                    drop(owners);
                     forwarded
                 }
                 Ok(None) => Err(Attempt::Failed(Error::ActorNoHost {

@@ -31,7 +31,7 @@ use crate::error::Error;
 const LATE: Duration = Duration::from_millis(500);
 
 /// The answer header with which an app cancels the reminder that called it.
-const CANCEL_HEADER: &str = "x-daprremindercancel";
+pub(crate) const CANCEL_HEADER: &str = "x-daprremindercancel";
 
 fn is_true(value: &http::HeaderValue) -> bool {
     matches!(

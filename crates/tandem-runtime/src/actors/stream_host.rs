@@ -28,6 +28,7 @@ use tonic::{Status, Streaming};
 
 use super::app::{ActorAnswer, ActorApp, Turn, TurnKind};
 use super::host_config::HostConfig;
+use super::reminders::CANCEL_HEADER;
 use super::{ACTOR_ERROR_HEADER, Actors};
 use crate::error::Error;
 
@@ -238,7 +239,7 @@ fn answer_of(reply: Reply) -> ActorAnswer {
         }
         Reply::Ticked { cancel } => {
             if cancel {
-                headers.insert("x-daprremindercancel", HeaderValue::from_static("true"));
+                headers.insert(CANCEL_HEADER, HeaderValue::from_static("true"));
             }
             ActorAnswer {
                 status: StatusCode::OK,
