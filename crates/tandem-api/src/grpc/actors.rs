@@ -239,17 +239,11 @@ pub(super) async fn unregister_reminders_by_type(
     request: Request<pb::UnregisterActorRemindersByTypeRequest>,
 ) -> Result<Response<pb::UnregisterActorRemindersByTypeResponse>, Status> {
     let request = request.into_inner();
-    let actors = runtime.actors();
-    let reminders = actors
-        .list_reminders(&request.actor_type, request.actor_id.as_deref())
+    runtime
+        .actors()
+        .unregister_reminders(&request.actor_type, request.actor_id.as_deref())
         .await
         .map_err(status)?;
-    for reminder in reminders {
-        actors
-            .unregister_reminder(&reminder.actor_type, &reminder.actor_id, &reminder.name)
-            .await
-            .map_err(status)?;
-    }
     Ok(Response::new(pb::UnregisterActorRemindersByTypeResponse {}))
 }
 

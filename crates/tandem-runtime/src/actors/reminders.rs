@@ -298,6 +298,35 @@ impl Actors {
         })
     }
 
+    /// Removes every reminder of an actor type, or of one actor of it, in one rewrite
+    /// of the type's list.
+    pub async fn unregister_reminders(
+        &self,
+        actor_type: &str,
+        actor_id: Option<&str>,
+    ) -> Result<(), Error> {
+        self.check_hosted(actor_type)?;
+        self.change_list(actor_type, |list| {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(list)
+                .into_iter()
+                .partition(|reminder| actor_id.is_none_or(|id| reminder.actor_id == id));
+            *list = kept;
+            gone.iter()
+                .map(|reminder| {
+                    Operation::Delete(DeleteRequest {
+                        key: self.progress_key(actor_type, &reminder.actor_id, &reminder.name),
+                        etag: None,
+                        concurrency: Concurrency::LastWrite,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|error| Error::ActorReminderDelete {
+            reason: error.to_string(),
+        })
+    }
+
     /// The reminders of an actor type, or of one actor of it.
     pub async fn list_reminders(
         &self,

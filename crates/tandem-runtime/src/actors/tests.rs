@@ -114,3 +114,50 @@ async fn a_caller_that_goes_away_does_not_end_the_turn() {
     assert_eq!(app.finished.load(Ordering::SeqCst), 2);
     shutdown.cancel();
 }
+
+fn reminder(id: &str, name: &str) -> super::ReminderRequest {
+    super::ReminderRequest {
+        actor_type: "T".into(),
+        actor_id: id.into(),
+        name: name.into(),
+        due_time: "1h".into(),
+        period: String::new(),
+        ttl: String::new(),
+        data: serde_json::Value::Null,
+    }
+}
+
+/// Unregistering by type removes one actor's reminders, or all of the type's.
+#[tokio::test]
+async fn reminders_go_by_actor_or_by_type() {
+    let (actors, shutdown) = host(Arc::new(SlowApp::default())).await;
+    for (id, name) in [("a", "r1"), ("a", "r2"), ("b", "r1")] {
+        actors
+            .register_reminder(reminder(id, name))
+            .await
+            .expect("registered");
+    }
+    let names = |list: Vec<super::ReminderInfo>| {
+        list.into_iter()
+            .map(|r| format!("{}/{}", r.actor_id, r.name))
+            .collect::<Vec<_>>()
+    };
+    actors
+        .unregister_reminders("T", Some("a"))
+        .await
+        .expect("a's removed");
+    let left = actors.list_reminders("T", None).await.expect("listed");
+    assert_eq!(names(left), ["b/r1"]);
+    actors
+        .unregister_reminders("T", None)
+        .await
+        .expect("all removed");
+    assert!(
+        actors
+            .list_reminders("T", None)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    shutdown.cancel();
+}
