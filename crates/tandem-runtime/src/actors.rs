@@ -72,6 +72,28 @@ pub enum ActorStateOperation {
     },
 }
 
+impl ActorStateOperation {
+    /// An upsert's `metadata.ttlInSeconds`, as both doors receive it: a whole number of
+    /// seconds up to [`MAX_TTL_SECONDS`](crate::MAX_TTL_SECONDS); zero or less keeps the
+    /// value for ever, as in daprd.
+    pub fn ttl_in_seconds(text: &str) -> Result<Option<Duration>, Error> {
+        let seconds: i64 = text.trim().parse().map_err(|_| {
+            Error::Malformed(format!(
+                "incorrect value for metadata.ttlInSeconds: '{text}' is not a whole number of seconds"
+            ))
+        })?;
+        if seconds > crate::MAX_TTL_SECONDS {
+            return Err(Error::Malformed(format!(
+                "incorrect value for metadata.ttlInSeconds: {seconds} is out of range"
+            )));
+        }
+        Ok(u64::try_from(seconds)
+            .ok()
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs))
+    }
+}
+
 /// The actors of one type active on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveActors {

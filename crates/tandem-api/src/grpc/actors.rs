@@ -3,7 +3,6 @@
 //! actor service, with daprd's conversions of `data`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -119,17 +118,7 @@ pub(super) async fn transact_state(
             "upsert" => {
                 let ttl = match operation.metadata.get("ttlInSeconds") {
                     None => None,
-                    Some(text) => {
-                        let seconds: i64 = text.trim().parse().map_err(|_| {
-                            invalid(format!(
-                                "incorrect value for metadata.ttlInSeconds: '{text}'"
-                            ))
-                        })?;
-                        u64::try_from(seconds)
-                            .ok()
-                            .filter(|seconds| *seconds > 0)
-                            .map(Duration::from_secs)
-                    }
+                    Some(text) => ActorStateOperation::ttl_in_seconds(text).map_err(status)?,
                 };
                 ActorStateOperation::Upsert {
                     key: operation.key,

@@ -122,8 +122,7 @@ struct OperationRequest {
     metadata: Option<HashMap<String, Value>>,
 }
 
-/// `metadata.ttlInSeconds` of an actor state upsert: a whole number of seconds; zero or
-/// less keeps the value for ever, as in daprd.
+/// `metadata.ttlInSeconds` of an actor state upsert, a string or a JSON number.
 fn ttl(metadata: Option<&HashMap<String, Value>>) -> Result<Option<Duration>, ApiError> {
     let Some(value) = metadata.and_then(|metadata| metadata.get("ttlInSeconds")) else {
         return Ok(None);
@@ -132,20 +131,7 @@ fn ttl(metadata: Option<&HashMap<String, Value>>) -> Result<Option<Duration>, Ap
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
-    let seconds: i64 = text.trim().parse().map_err(|_| {
-        ApiError::malformed(format!(
-            "incorrect value for metadata.ttlInSeconds: '{text}' is not a whole number of seconds"
-        ))
-    })?;
-    if seconds > tandem_runtime::MAX_TTL_SECONDS {
-        return Err(ApiError::malformed(format!(
-            "incorrect value for metadata.ttlInSeconds: {seconds} is out of range"
-        )));
-    }
-    Ok(u64::try_from(seconds)
-        .ok()
-        .filter(|seconds| *seconds > 0)
-        .map(Duration::from_secs))
+    Ok(ActorStateOperation::ttl_in_seconds(&text)?)
 }
 
 async fn transaction(
