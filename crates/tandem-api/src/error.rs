@@ -408,6 +408,11 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
+            Error::BindingInvoke { .. } => (
+                "ERR_INVOKE_OUTPUT_BINDING",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             // daprd's proxy answers these as plain errors: `Unknown` for the name
             // resolution's, `Unavailable` for a connection that failed.
             Error::Proxy(failure) => (
@@ -464,6 +469,10 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         Error::StateSave { .. } => grpc_only("ERR_STATE_SAVE"),
         Error::StateDelete { .. } => grpc_only("ERR_STATE_DELETE"),
         Error::StateTransaction { .. } => grpc_only("ERR_STATE_TRANSACTION"),
+        // daprd's `apierrors.Basic`: the code as the ErrorInfo's reason.
+        Error::BindingInvoke { .. } => {
+            both(vec![Detail::error_info("ERR_INVOKE_OUTPUT_BINDING", None)])
+        }
         // Not found skips the resource, as daprd's does.
         Error::PubSubNotFound(_) => both(vec![Detail::error_info(
             "DAPR_PUBSUB_NOT_FOUND",

@@ -538,6 +538,40 @@ impl Dapr for Service {
         self.bulk_publish(request).await
     }
 
+    async fn invoke_binding(
+        &self,
+        request: Request<pb::InvokeBindingRequest>,
+    ) -> Result<Response<pb::InvokeBindingResponse>, Status> {
+        let traceparent = metadata_text(&request, "traceparent");
+        let tracestate = metadata_text(&request, "tracestate");
+        let request = request.into_inner();
+        let mut metadata: std::collections::HashMap<String, String> =
+            request.metadata.into_iter().collect();
+        // The trace context travels to the binding in its metadata, as daprd passes it
+        // (the request's own values first).
+        for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
+            if let Some(value) = value {
+                metadata.entry(name.to_owned()).or_insert(value);
+            }
+        }
+        let answer = self
+            .runtime
+            .bindings()
+            .invoke(tandem_runtime::BindingRequest {
+                name: request.name,
+                operation: request.operation,
+                data: request.data.into(),
+                metadata,
+            })
+            .await
+            .map_err(ApiError::from)?
+            .unwrap_or_default();
+        Ok(Response::new(pb::InvokeBindingResponse {
+            data: answer.data.to_vec(),
+            metadata: answer.metadata.into_iter().collect(),
+        }))
+    }
+
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 mod actors;
+mod bindings;
 mod bulk_publish;
 pub(crate) mod extract;
 mod invoke;
@@ -65,6 +66,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(state::routes())
         .merge(invoke::routes())
         .merge(actors::routes())
+        .merge(bindings::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.

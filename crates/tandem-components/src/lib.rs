@@ -1,12 +1,14 @@
 //! The building blocks' contracts and the components that fulfil them.
 //!
-//! Each building block has a trait ([`pubsub::PubSub`], [`secretstores::SecretStore`])
+//! Each building block has a trait ([`pubsub::PubSub`], [`secretstores::SecretStore`],
+//! [`bindings::Binding`])
 //! and one registry ([`pubsub::registry`], [`secretstores::registry`]) that maps a
 //! resource's `spec.type` and `spec.version` to the implementation's constructor and
 //! the metadata names it understands. Adding a component is one file and one line in
 //! its block's registry.
 #![forbid(unsafe_code)]
 
+pub mod bindings;
 mod embedded;
 pub mod pubsub;
 mod redis_connection;

@@ -166,6 +166,11 @@ pub enum Error {
     #[error("maximum stack depth exceeded")]
     ActorMaxStackDepth,
 
+    /// An output binding could not do the operation (unknown binding or operation, or
+    /// the system behind it failed).
+    #[error("error invoking output binding {name}: {reason}")]
+    BindingInvoke { name: String, reason: String },
+
     /// A proxied gRPC call (`dapr-app-id` on any service) that did not reach the app.
     #[error(transparent)]
     Proxy(#[from] crate::invoke::ProxyError),

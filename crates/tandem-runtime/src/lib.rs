@@ -2,7 +2,7 @@
 //!
 //! [`Runtime`] holds one service per building block — [`Publisher`] and
 //! [`Subscriptions`] (pub/sub), [`StateService`] (state and its cache), [`Invoker`]
-//! (service invocation), [`Secrets`] — and the sidecar's lifecycle: components → APIs →
+//! (service invocation), [`Secrets`], [`Bindings`] — and the sidecar's lifecycle: components → APIs →
 //! outbound ready → app port → subscriptions → ready. Both front doors (HTTP and gRPC)
 //! call the services; errors are [`Error`]s, which the API edge maps to Dapr's codes.
 //!
@@ -14,6 +14,7 @@
 mod actors;
 mod app_channel;
 mod app_health;
+mod bindings;
 mod body;
 pub mod cloudevent;
 mod config;
@@ -36,6 +37,7 @@ pub use app_channel::{
     AppCallError, AppChannel, AppResponse, DATA_TYPE_URL_HEADER, GRPC_CODE_HEADER,
     PROTOBUF_CONTENT_TYPE, outcome_of_status, topic_event,
 };
+pub use bindings::{BindingRequest, Bindings};
 pub use body::BodyError;
 pub use config::{
     AppHealthSettings, ConfigError, DEFAULT_MAX_BODY_SIZE, SidecarConfig, go_duration,
@@ -56,6 +58,7 @@ pub use state::{
     StateValue,
 };
 pub use subscriptions::{EventStream, StreamRequest, StreamedEvent, Subscriptions};
+pub use tandem_components::bindings::InvokeResponse as BindingResponse;
 pub use tandem_components::embedded_defaults;
 pub use tandem_components::pubsub::Outcome;
 pub use tandem_components::pubsub::client_log_targets;

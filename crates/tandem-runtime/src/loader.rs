@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tandem_components::bindings;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
 use tandem_components::state;
@@ -14,6 +15,7 @@ use tandem_spec::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::bindings::BindingHandle;
 use crate::config::SidecarConfig;
 use crate::invoke::HttpEndpointTarget;
 use crate::metadata::ComponentInfo;
@@ -25,6 +27,7 @@ pub(crate) struct Loaded {
     pub brokers: HashMap<String, Broker>,
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
     pub state_stores: HashMap<String, StoreHandle>,
+    pub bindings: HashMap<String, BindingHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -36,7 +39,6 @@ pub(crate) struct Loaded {
 /// skipped with a warning rather than stopping the sidecar, so a Dapr components
 /// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
 const NOT_YET_SERVED: &[&str] = &[
-    "bindings",
     "configuration",
     "lock",
     "crypto",
@@ -78,10 +80,12 @@ pub(crate) async fn load(
     let secret_registry = secretstores::registry();
     let pubsub_registry = pubsub::registry();
     let state_registry = state::registry();
+    let binding_registry = bindings::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
+        bindings: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -145,6 +149,29 @@ pub(crate) async fn load(
             registered.push(ComponentInfo::of(&component));
             continue;
         }
+        if binding_registry.claims(&component.kind) {
+            let metadata = component.resolve(&templates, &lookup).await?;
+            let binding = binding_registry.build(&metadata).await?;
+            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
+            let resiliency = &components.resiliency;
+            components.bindings.insert(
+                component.name.clone(),
+                BindingHandle {
+                    binding,
+                    kind: component.kind.clone(),
+                    route: metadata
+                        .get("route")
+                        .filter(|route| !route.is_empty())
+                        .unwrap_or(&component.name)
+                        .to_owned(),
+                    directions: crate::bindings::directions(metadata.get("direction")),
+                    outbound: resiliency.for_component_outbound(&component.name, &component.kind),
+                    inbound: resiliency.for_component_inbound(&component.name, &component.kind),
+                },
+            );
+            registered.push(ComponentInfo::of(&component));
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             tracing::warn!(
@@ -161,6 +188,7 @@ pub(crate) async fn load(
                 pubsub_registry
                     .kinds()
                     .chain(state_registry.kinds())
+                    .chain(binding_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::{Actors, ActorsParts};
 use crate::app_channel::AppChannel;
 use crate::app_health::AppHealth;
+use crate::bindings::Bindings;
 use crate::config::SidecarConfig;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
@@ -36,6 +37,7 @@ pub struct Runtime {
     state: Arc<StateService>,
     invoker: Invoker,
     secrets: Secrets,
+    bindings: Bindings,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -110,6 +112,7 @@ impl Runtime {
             state,
             invoker,
             secrets: Secrets::new(loaded.secret_stores),
+            bindings: Bindings::new(loaded.bindings, shutdown.clone()),
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -151,6 +154,11 @@ impl Runtime {
     /// Secrets.
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// Bindings.
+    pub fn bindings(&self) -> &Bindings {
+        &self.bindings
     }
 
     /// Actors.
@@ -210,6 +218,9 @@ impl Runtime {
                     );
                 }
                 self.start_actors(app).await;
+                if calls_into(&self.config.app_protocol) {
+                    self.bindings.start(app).await;
+                }
                 self.follow_app_health(app, health.watch());
                 let (prober, port) = (self.clone(), app.port());
                 tokio::spawn(async move {
@@ -247,6 +258,7 @@ impl Runtime {
             }
             self.start_actors(app).await;
             self.subscriptions.start(app).await;
+            self.bindings.start(app).await;
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(app_id = %self.config.app_id, "sidecar ready");
@@ -309,6 +321,7 @@ impl Runtime {
     /// Waits for the deliveries in flight to finish after the shutdown token fired.
     pub async fn drain(&self) {
         self.subscriptions.drain().await;
+        self.bindings.drain().await;
         self.actors.stop().await;
     }
 

@@ -1,6 +1,7 @@
 //! The app channel of a gRPC app (`--app-protocol grpc`): the sidecar calls the app's
 //! `dapr.proto.runtime.v1.AppCallback` service, as `daprd` does — `ListTopicSubscriptions`
-//! at start, `OnTopicEvent` per event and `OnInvoke` per service invocation.
+//! at start, `OnTopicEvent` per event, `OnInvoke` per service invocation, and
+//! `ListInputBindings`/`OnBindingEvent` for input bindings.
 //!
 //! An invocation arrives HTTP-shaped (a verb, a path, a query, headers and a body, from
 //! another sidecar or this one's doors) and is turned into an `InvokeRequest`: the path is
@@ -21,8 +22,9 @@ use tandem_proto::common::{HttpExtension, InvokeRequest, http_extension::Verb};
 use tandem_proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
 use tandem_proto::runtime::app_callback_client::AppCallbackClient;
 use tandem_proto::runtime::{
-    TopicEventBulkRequest, TopicEventBulkRequestEntry, TopicEventCeRequest, TopicEventRequest,
-    TopicSubscription, topic_event_bulk_request_entry, topic_event_response,
+    BindingEventRequest, BindingEventResponse, TopicEventBulkRequest, TopicEventBulkRequestEntry,
+    TopicEventCeRequest, TopicEventRequest, TopicSubscription, topic_event_bulk_request_entry,
+    topic_event_response,
 };
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
@@ -124,6 +126,38 @@ impl GrpcApp {
             Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
             Err(status) => Err(self.failed("ListTopicSubscriptions", status)),
         }
+    }
+
+    /// `ListInputBindings`: the input bindings the app takes events from; an app that
+    /// does not implement it takes none.
+    pub async fn list_input_bindings(&self) -> Result<Vec<String>, AppCallError> {
+        let request = self.request((), MetadataMap::new());
+        match self.client.clone().list_input_bindings(request).await {
+            Ok(answer) => Ok(answer.into_inner().bindings),
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
+            Err(status) => Err(self.failed("ListInputBindings", status)),
+        }
+    }
+
+    /// `OnBindingEvent` for one input binding event; `Ok` once the app took it.
+    pub async fn on_binding_event(
+        &self,
+        name: &str,
+        data: Bytes,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> Result<BindingEventResponse, AppCallError> {
+        let message = BindingEventRequest {
+            name: name.to_owned(),
+            data: data.to_vec(),
+            metadata: metadata.clone().into_iter().collect(),
+        };
+        let request = self.request(message, MetadataMap::new());
+        self.client
+            .clone()
+            .on_binding_event(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| self.failed("OnBindingEvent", status))
     }
 
     /// `OnTopicEvent` for one event, and what its answer means — as `daprd` reads it:
