@@ -524,6 +524,73 @@ def rabbitmq_server(tmp_path):
 
 
 @contextlib.contextmanager
+def _server(name: str, args: list[str], port: int, workdir: Path, timeout: float = 20):
+    """Runs a server process in a session of its own until the block ends, then kills its
+    whole process group. Waits until it listens on `port`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = open(workdir / f"{name}.log", "wb")
+    process = subprocess.Popen(args, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def listening():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited: {(workdir / f'{name}.log').read_text()}")
+            return port_open(port)
+
+        wait_until(listening, timeout, f"{name} to listen on {port}", interval=0.05)
+        yield
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        log.close()
+
+
+@pytest.fixture
+def mosquitto_server(tmp_path):
+    """A private Mosquitto on a free loopback port, persisting its sessions under tmp_path.
+    Yields its port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        pytest.fail("mosquitto is not installed (scripts/test installs it with apt)")
+    port, workdir = free_port(), tmp_path / "mosquitto"
+    workdir.mkdir()
+    (workdir / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {workdir}/\n")
+    with _server("mosquitto", [binary, "-c", str(workdir / "mosquitto.conf")], port, workdir):
+        yield port
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A private nats-server with JetStream on a free loopback port, its store under
+    tmp_path. Yields its port."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(binary).exists():
+        pytest.fail("nats-server is not installed (scripts/test installs it with apt)")
+    port, workdir = free_port(), tmp_path / "nats"
+    with _server("nats-server", [binary, "-a", "127.0.0.1", "-p", str(port), "-js",
+                                 "-sd", str(workdir / "store")], port, workdir):
+        yield port
+
+
+@pytest.fixture
+def moto_server(tmp_path):
+    """A private AWS emulator (moto_server, installed into the test environment from
+    PyPI) on a free loopback port. Yields its port."""
+    binary = Path(PYTHON).parent / "moto_server"
+    if not binary.exists():
+        pytest.fail("moto_server is not installed (scripts/test installs moto[server] into .venv)")
+    port = free_port()
+    with _server("moto", [str(binary), "-H", "127.0.0.1", "-p", str(port)], port,
+                 tmp_path / "moto", timeout=60):
+        yield port
+
+
+@contextlib.contextmanager
 def postgres_at(address: str = "127.0.0.1"):
     """A private PostgreSQL cluster in a temporary folder, listening on `address` (and
     trusting every client of that address's /24), stopped at once and removed afterwards.

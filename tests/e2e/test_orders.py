@@ -1,6 +1,7 @@
 """The user story: the FastAPI publisher and consumer of examples/orders, on the official
-Dapr Python SDK, started with the same `tandem run` commands as `dapr run`, through Redis,
-with the Redis password read through the local secret store."""
+Dapr Python SDK, started with the same `tandem run` commands as `dapr run`, unchanged, over
+every broker — swapped by copying the broker's ready file over components/pubsub.yaml, as
+the README shows — with credentials read through the local secret store."""
 
 import shutil
 
@@ -12,38 +13,46 @@ from conftest import EXAMPLES, PYTHON, free_port, port_open, redis_command, wait
 ORDERS = EXAMPLES / "orders"
 
 
+# Each broker: the fixture that starts a private server (None: none needed), and what in
+# its ready file (components/brokers/<broker>.yaml) points at the machine's server.
+BROKERS = {
+    "redis": ("redis_server", "localhost:6379", "127.0.0.1:{port}"),
+    "rabbitmq": ("rabbitmq_server", "value: localhost", None),  # hostname: host:port
+    "embedded": (None, "~/.tandem/orders.db", "{tmp}/orders.db"),
+}
+
+KINDS = {"redis": "pubsub.redis", "rabbitmq": "pubsub.rabbitmq", "mqtt": "pubsub.mqtt3",
+         "jetstream": "pubsub.jetstream", "snssqs": "pubsub.aws.snssqs",
+         "embedded": "pubsub.sqlite"}
+
+
 def components_for(broker, tmp_path, request):
-    """examples/orders/components, with only pubsub.yaml changed: pointed at this test's
-    private Redis, or swapped for the embedded broker the way the README shows."""
+    """examples/orders/components, swapped to `broker` the way the README shows — its
+    ready file copied over pubsub.yaml — and pointed at this test's private server."""
     target = tmp_path / "components"
     shutil.copytree(ORDERS / "components", target)
-    pubsub = target / "pubsub.yaml"
-    text = pubsub.read_text()
-    if broker == "redis":
-        assert "localhost:6379" in text
-        port = request.getfixturevalue("redis_server")
-        pubsub.write_text(text.replace("localhost:6379", f"127.0.0.1:{port}"))
-        return target, port
-    spec_start, auth_start = text.index("spec:"), text.index("auth:")
-    sqlite_spec = (
-        "spec:\n"
-        "  type: pubsub.sqlite\n"
-        "  version: v1\n"
-        "  metadata:\n"
-        "  - name: connectionString\n"
-        f"    value: {tmp_path / 'orders.db'}\n"
-    )
-    pubsub.write_text(text[:spec_start] + sqlite_spec + text[auth_start:])
-    return target, None
+    fixture, machine, private = BROKERS[broker]
+    text = (target / "brokers" / f"{broker}.yaml").read_text()
+    port = request.getfixturevalue(fixture) if fixture else None
+    if broker == "rabbitmq":
+        # The private node's port; the file's user and secret-store password stay.
+        port = int(port.rsplit(":", 1)[1])
+        assert "value: localhost\n" in text
+        text = text.replace("value: localhost\n", f"value: 127.0.0.1:{port}\n")
+    else:
+        assert machine in text, f"{broker}.yaml no longer names {machine}"
+        text = text.replace(machine, private.format(port=port, tmp=tmp_path))
+    (target / "pubsub.yaml").write_text(text)
+    return target, port
 
 
 def uvicorn(port):
     return [PYTHON, "-m", "uvicorn", "app:app", "--port", str(port)]
 
 
-@pytest.mark.parametrize("broker", ["redis", "sqlite"])
+@pytest.mark.parametrize("broker", list(BROKERS))
 def test_seed_story(broker, tandem, tmp_path, request):
-    components, redis_port = components_for(broker, tmp_path, request)
+    components, port = components_for(broker, tmp_path, request)
 
     consumer_port = free_port()
     consumer = tandem.run("consumer", uvicorn(consumer_port), app_id="order-processor",
@@ -69,15 +78,15 @@ def test_seed_story(broker, tandem, tmp_path, request):
     assert 'HTTP/1.1" 422' not in consumer.proc.output()
     publisher.proc.wait_for("== APP == INFO:root:Received order", timeout=5)
 
-    if redis_port is not None:
+    if broker == "redis":
         # The event really went through the test's Redis: one entry on the `orders` stream.
-        assert redis_command(redis_port, "XLEN", "orders") == 1
+        assert redis_command(port, "XLEN", "orders") == 1
 
     # The consumer's sidecar lists what it loaded and what the app subscribed to.
     metadata = consumer.metadata()
     assert metadata["id"] == "order-processor"
     components_listed = {(c["name"], c["type"]) for c in metadata["components"]}
-    assert ("order_pub_sub", f"pubsub.{broker}") in components_listed
+    assert ("order_pub_sub", KINDS[broker]) in components_listed
     assert ("local-secret-store", "secretstores.local.file") in components_listed
     subscriptions = [(s["pubsubname"], s["topic"]) for s in metadata["subscriptions"]]
     assert subscriptions == [("order_pub_sub", "orders")]

@@ -132,7 +132,25 @@ impl Settings {
             })?,
             None => {
                 let mut uri = AMQPUri::default();
-                uri.authority.host = metadata.string_or("hostname", "localhost");
+                // Dapr puts `hostname` in a URL's host part, so it may carry a port.
+                let hostname = metadata.string_or("hostname", "localhost");
+                let with_port = hostname
+                    .rsplit_once(':')
+                    .filter(|(host, _)| !host.contains(':') || host.ends_with(']'))
+                    .map(|(host, port)| (host, port.parse::<u16>()));
+                match with_port {
+                    Some((host, Ok(port))) => {
+                        uri.authority.host = host.trim_matches(['[', ']']).to_owned();
+                        uri.authority.port = port;
+                    }
+                    Some((_, Err(_))) => {
+                        return Err(metadata.field_error(
+                            "hostname",
+                            format!("'{hostname}' is not a host name or host:port"),
+                        ));
+                    }
+                    None => uri.authority.host = hostname.trim_matches(['[', ']']).to_owned(),
+                }
                 if let Some(username) = metadata.get("username") {
                     uri.authority.userinfo.username = username.to_owned();
                     uri.authority.userinfo.password =
@@ -901,6 +919,21 @@ mod tests {
             let error = settings(&[(name, value)]).err().unwrap().to_string();
             assert!(error.contains(name), "{name}: {error}");
         }
+    }
+
+    #[test]
+    fn a_hostname_may_carry_a_port_as_in_dapr() {
+        let with_port = settings(&[("hostname", "127.0.0.1:5673"), ("username", "u")]).unwrap();
+        assert_eq!(with_port.uri.authority.host, "127.0.0.1");
+        assert_eq!(with_port.uri.authority.port, 5673);
+        assert_eq!(with_port.address, "amqp://127.0.0.1:5673");
+        let without = settings(&[("hostname", "rabbit")]).unwrap();
+        assert_eq!(without.uri.authority.port, 5672);
+        let error = settings(&[("hostname", "rabbit:amqp")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("hostname"), "{error}");
     }
 
     #[test]
