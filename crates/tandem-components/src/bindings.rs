@@ -10,6 +10,7 @@
 //! the app took it.
 
 mod cron;
+mod rabbitmq;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,12 +137,20 @@ pub trait Binding: Send + Sync {
 pub fn registry() -> Registry<dyn Binding> {
     Registry::new(
         "bindings",
-        vec![Entry {
-            kind: "bindings.cron",
-            versions: &["v1"],
-            metadata: cron::METADATA,
-            build: |metadata| Box::pin(cron::Cron::build(metadata)),
-        }],
+        vec![
+            Entry {
+                kind: "bindings.cron",
+                versions: &["v1"],
+                metadata: cron::METADATA,
+                build: |metadata| Box::pin(cron::Cron::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.rabbitmq",
+                versions: &["v1"],
+                metadata: rabbitmq::METADATA,
+                build: |metadata| Box::pin(rabbitmq::RabbitMqBinding::build(metadata)),
+            },
+        ],
     )
     .with_shared_metadata(SHARED_METADATA)
 }

@@ -181,34 +181,7 @@ impl Settings {
         if uri.query.heartbeat.is_none() {
             uri.query.heartbeat = Some(u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX));
         }
-        if metadata.bool_or("saslExternal", false)? {
-            if ["caCert", "clientCert", "clientKey"]
-                .iter()
-                .any(|name| metadata.get(name).is_none())
-            {
-                return Err(metadata.field_error(
-                    "saslExternal",
-                    "can only be true when caCert, clientCert and clientKey are all set",
-                ));
-            }
-            uri.query.auth_mechanism = Some(SASLMechanism::External);
-        }
-        let tls = OwnedTLSConfig {
-            cert_chain: metadata.get("caCert").map(str::to_owned),
-            identity: match (metadata.get("clientCert"), metadata.get("clientKey")) {
-                (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
-                    pem: cert.as_bytes().to_vec(),
-                    key: key.as_bytes().to_vec(),
-                }),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(metadata.field_error("clientKey", "is required with clientCert"));
-                }
-                (None, Some(_)) => {
-                    return Err(metadata.field_error("clientCert", "is required with clientKey"));
-                }
-            },
-        };
+        let tls = tls_settings(metadata, &mut uri)?;
 
         let exchange_kind = match metadata.string_or("exchangeKind", "fanout").as_str() {
             "fanout" => lapin::ExchangeKind::Fanout,
@@ -834,9 +807,45 @@ impl Consumer {
     }
 }
 
+/// The TLS and SASL EXTERNAL settings Dapr's RabbitMQ components share: `caCert`,
+/// `clientCert`/`clientKey` (PEM) and `saslExternal` (which needs all three).
+pub(crate) fn tls_settings(
+    metadata: &ComponentMetadata,
+    uri: &mut AMQPUri,
+) -> Result<OwnedTLSConfig, ResourceError> {
+    if metadata.bool_or("saslExternal", false)? {
+        if ["caCert", "clientCert", "clientKey"]
+            .iter()
+            .any(|name| metadata.get(name).is_none())
+        {
+            return Err(metadata.field_error(
+                "saslExternal",
+                "can only be true when caCert, clientCert and clientKey are all set",
+            ));
+        }
+        uri.query.auth_mechanism = Some(SASLMechanism::External);
+    }
+    Ok(OwnedTLSConfig {
+        cert_chain: metadata.get("caCert").map(str::to_owned),
+        identity: match (metadata.get("clientCert"), metadata.get("clientKey")) {
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: cert.as_bytes().to_vec(),
+                key: key.as_bytes().to_vec(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(metadata.field_error("clientKey", "is required with clientCert"));
+            }
+            (None, Some(_)) => {
+                return Err(metadata.field_error("clientCert", "is required with clientKey"));
+            }
+        },
+    })
+}
+
 /// Parses an AMQP URI. The host is taken from the URL as written: the AMQP parser only
 /// reads domain names and would silently turn `amqp://10.0.0.5` into `localhost`.
-fn parse_uri(value: &str) -> Result<AMQPUri, String> {
+pub(crate) fn parse_uri(value: &str) -> Result<AMQPUri, String> {
     let mut uri: AMQPUri = value.parse()?;
     let url = url::Url::parse(value).map_err(|why| why.to_string())?;
     if let Some(host) = url.host_str() {
