@@ -5,11 +5,15 @@ HTTP API and the SDK's `invoke_binding` with daprd's codes."""
 
 import json
 import re
+import shutil
 import subprocess
 
+import pytest
 import requests
 
-from conftest import APPS, PYTHON, free_port, wait_until, write_component
+from conftest import APPS, E2E, PYTHON, free_port, wait_until, write_component
+
+JS = E2E / "js"
 
 
 def records(proc, kind):
@@ -17,7 +21,7 @@ def records(proc, kind):
     line, and `tandem run` prefixes the app's lines: each record is decoded where it
     starts."""
     decoder, text, found, at = json.JSONDecoder(), proc.output(), [], 0
-    while (at := text.find('{"kind": ', at)) != -1:
+    while (at := text.find('{"kind":', at)) != -1:
         try:
             record, end = decoder.raw_decode(text, at)
         except json.JSONDecodeError:
@@ -113,3 +117,53 @@ def test_a_grpc_app_on_the_python_sdk_takes_cron_events_and_sees_output_errors(t
     assert code == "StatusCode.INTERNAL"
     assert error_code == "ERR_INVOKE_OUTPUT_BINDING"
     assert details == "error invoking output binding nowhere: couldn't find output binding nowhere"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_sdks_send_to_a_rabbitmq_binding_and_an_app_takes_its_events(
+        protocol, tandem, tmp_path, rabbitmq_server):
+    """Output through the JS SDK (HTTP or gRPC) and the Python SDK's invoke_binding, input
+    to a JS SDK server (binding.receive) of the same protocol: every message arrives."""
+    node = shutil.which("node")
+    if node is None or not (JS / "node_modules" / "@dapr" / "dapr").exists():
+        pytest.fail("node and tests/e2e/js/node_modules are needed (scripts/test installs them)")
+    components = tmp_path / "components"
+    write_component(components, "jobs.yaml", "jobs", "bindings.rabbitmq",
+                    {"host": rabbitmq_server, "queueName": f"jobs-{protocol}", "durable": "true"})
+    port = free_port()
+    server = tandem.run("js-binding-server", [node, "bindings.mjs"], app_id=f"jobs-{protocol}",
+                        app_port=port, resources=[components], cwd=JS,
+                        env={"PROTOCOL": protocol, "ROLE": "server", "BINDING": "jobs"},
+                        extra_args=["--app-protocol", protocol])
+    server.wait_healthy()
+    wait_until(lambda: "reading input binding" in server.proc.output(), 20,
+               "the sidecar to read the binding for the app")
+
+    client = tandem.run("js-binding-client", [node, "bindings.mjs"], app_id=f"sender-{protocol}",
+                        resources=[components], cwd=JS,
+                        env={"PROTOCOL": protocol, "ROLE": "client", "BINDING": "jobs",
+                             "COUNT": "5"})
+    wait_until(lambda: records(client.proc, "done") or not client.proc.alive(), 60,
+               "the JS client to finish")
+    assert records(client.proc, "done") and not records(client.proc, "send-failed"), \
+        client.proc.tail()
+
+    # The Python SDK through the app's own sidecar (the client's stopped with it).
+    script = (
+        "import json\n"
+        "from dapr.clients import DaprClient\n"
+        "with DaprClient() as client:\n"
+        "    answer = client.invoke_binding('jobs', 'create', json.dumps({'n': 'py'}),\n"
+        "                                   binding_metadata={'source': 'python'})\n"
+        "    print(repr(answer.data))\n"
+    )
+    out = subprocess.run([str(PYTHON), "-c", script], capture_output=True, text=True, timeout=30,
+                         env={"DAPR_GRPC_PORT": str(server.grpc_port),
+                              "DAPR_HTTP_PORT": str(server.http_port), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "b''"
+
+    wait_until(lambda: len(records(server.proc, "event")) >= 6, 30, "six events at the app")
+    seen = sorted((json.loads(event["data"])["n"] for event in records(server.proc, "event")),
+                  key=str)
+    assert seen == [0, 1, 2, 3, 4, "py"], records(server.proc, "event")
