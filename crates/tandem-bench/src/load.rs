@@ -58,6 +58,13 @@ pub enum Target {
     /// `HGET key data` straight to Redis, one multiplexed connection per client;
     /// succeeds on a non-empty value.
     Hget { port: u16, key: String },
+    /// A pub/sub component used in this process, without a sidecar: the same client the
+    /// sidecar runs, shared by all clients as the sidecar shares it.
+    InProcess {
+        pubsub: Arc<dyn tandem_components::pubsub::PubSub>,
+        topic: String,
+        event: Arc<Vec<u8>>,
+    },
 }
 
 /// The shape of one run.
@@ -146,6 +153,10 @@ enum Client {
         connection: redis::aio::MultiplexedConnection,
         key: String,
     },
+    InProcess {
+        pubsub: Arc<dyn tandem_components::pubsub::PubSub>,
+        message: tandem_components::pubsub::Message,
+    },
 }
 
 impl Client {
@@ -168,6 +179,10 @@ impl Client {
                 Err(error) => Err(format!("HGET: {error}")),
             },
             Client::Http(connection) => connection.publish().await,
+            Client::InProcess { pubsub, message } => pubsub
+                .publish(message.clone())
+                .await
+                .map_err(|error| error.to_string()),
             Client::Grpc(grpc) => grpc
                 .client
                 .publish_event(grpc.request.clone())
@@ -453,6 +468,23 @@ async fn connect_all(target: &Target, clients: usize) -> Result<Vec<Client>> {
                     client: DaprClient::new(channel),
                     request: request.clone(),
                 })));
+            }
+        }
+        Target::InProcess {
+            pubsub,
+            topic,
+            event,
+        } => {
+            let message = tandem_components::pubsub::Message {
+                topic: topic.clone(),
+                data: event.as_ref().clone().into(),
+                metadata: HashMap::new(),
+            };
+            for _ in 0..clients {
+                all.push(Client::InProcess {
+                    pubsub: pubsub.clone(),
+                    message: message.clone(),
+                });
             }
         }
         Target::Direct { port, topic, event } => {

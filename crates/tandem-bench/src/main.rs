@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod actors;
+mod brokers;
 mod bulk;
 mod delivery;
 mod invoke;
@@ -86,6 +87,13 @@ pub struct Args {
     /// Skip the actors section (activation at a fixed rate, warm calls, vs. a plain route).
     #[arg(long)]
     skip_actors: bool,
+    /// Skip the brokers section (publish through the sidecar vs. the same client
+    /// in-process, per broker).
+    #[arg(long)]
+    skip_brokers: bool,
+    /// The brokers of that section, comma separated (rabbitmq, jetstream, mqtt).
+    #[arg(long, default_value = "rabbitmq,jetstream,mqtt")]
+    brokers: String,
     /// Rate of the actor activation run (a new actor id per call), calls/s.
     #[arg(long, default_value_t = 500.0)]
     actor_rate: f64,
@@ -180,7 +188,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn progress(text: &str) {
+pub(crate) fn progress(text: &str) {
     eprintln!("==> {text}");
 }
 
@@ -509,6 +517,24 @@ fn run(args: &Args) -> Result<()> {
         )?)
     };
 
+    let brokers = if args.skip_brokers {
+        None
+    } else {
+        Some(brokers::run(
+            &args.brokers,
+            &spec.binary,
+            &scratch.path,
+            &runtime,
+            Shape {
+                clients: args.clients,
+                warmup: section_warmup,
+                duration: section,
+            },
+            &payload,
+            poll,
+        )?)
+    };
+
     let results = Results {
         background_cpu: background,
         starts,
@@ -539,6 +565,9 @@ fn run(args: &Args) -> Result<()> {
     let mut table = report::table(&machine, &config, &results);
     if let Some(actors) = &actors {
         actors::table(&mut table, actors);
+    }
+    if let Some((brokers, skipped)) = &brokers {
+        brokers::table(&mut table, brokers, skipped);
     }
     print!("{table}");
     if let Some(path) = &args.json {
