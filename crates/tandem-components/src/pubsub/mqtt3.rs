@@ -16,8 +16,8 @@
 //! **Nothing acknowledged is lost.** Messages travel with `qos` 1 (at least once) by
 //! default. A publish returns only once the broker acknowledged it (PUBACK); a publish
 //! while the broker is away fails at once, loudly. Publishing has a connection of its
-//! own (client id `{consumerID}-pub-{random}`, clean session: it holds nothing), which
-//! reconnects by itself.
+//! own (client id `{consumerID}-pub-{random}`, clean session: it holds nothing); once it
+//! broke, or a publish on it failed, the next publish connects afresh.
 //!
 //! A delivery is acknowledged (PUBACK) only once the app is done with it or dropped it.
 //! MQTT 3.1.1 has no negative acknowledgement and a broker sends an unacknowledged
@@ -338,8 +338,12 @@ impl Mqtt3 {
     }
 }
 
-/// The publishing connection. Publishes go one at a time (as with `pubsub.rabbitmq`),
-/// so the packet id the client library gives the one in flight identifies its PUBACK.
+/// One publishing connection. Publishes go one at a time (as with `pubsub.rabbitmq`), so
+/// the packet id the client library gives the one in flight identifies its PUBACK. A
+/// connection serves until anything goes wrong — it breaks, or a publish fails or gets no
+/// answer — and is then replaced by a new one at the next publish: a publish that failed
+/// can then never be sent later behind its caller's back, nor its PUBACK be taken for
+/// another's.
 struct Publisher {
     client: AsyncClient,
     shared: Arc<Mutex<PublisherState>>,
@@ -348,9 +352,8 @@ struct Publisher {
 
 #[derive(Default)]
 struct PublisherState {
-    connected: bool,
-    /// Why the last connection attempt failed, while not connected.
-    last_error: Option<String>,
+    /// Why the connection broke, once it did.
+    broken: Option<String>,
     /// The publish in flight.
     waiting: Option<Waiting>,
 }
@@ -371,16 +374,15 @@ impl Drop for Publisher {
 
 impl Publisher {
     async fn connect(settings: Arc<Settings>) -> Result<Self, PubSubError> {
+        // Unique, so that replicas of an app never take each other's connection; a clean
+        // session, since a publisher holds no subscriptions.
         let client_id = format!(
             "{}-pub-{}",
             settings.consumer_id,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        // A clean session: the publisher holds no subscriptions, and a publish that
-        // failed is reported failed, never sent again behind the caller's back.
         let (client, mut events) =
             AsyncClient::new(settings.options(client_id, true), REQUEST_CAPACITY);
-        // The first connection is made here, so its error reaches the caller.
         match tokio::time::timeout(OPERATION_TIMEOUT, events.poll()).await {
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {}
             Ok(Ok(other)) => {
@@ -389,10 +391,7 @@ impl Publisher {
             Ok(Err(error)) => return Err(settings.error("connect", error)),
             Err(_) => return Err(settings.timeout("connect")),
         }
-        let shared = Arc::new(Mutex::new(PublisherState {
-            connected: true,
-            ..Default::default()
-        }));
+        let shared = Arc::new(Mutex::new(PublisherState::default()));
         let task = tokio::spawn(Self::run(settings, events, shared.clone()));
         Ok(Self {
             client,
@@ -401,8 +400,8 @@ impl Publisher {
         })
     }
 
-    /// Polls the connection for as long as the publisher lives: reconnects, and answers
-    /// the waiting publish when its PUBACK (or the connection's end) comes.
+    /// Polls the connection (which also keeps it alive) until it breaks, answering the
+    /// waiting publish when its PUBACK comes.
     async fn run(
         settings: Arc<Settings>,
         mut events: EventLoop,
@@ -410,15 +409,6 @@ impl Publisher {
     ) {
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let mut state = shared.lock();
-                    state.connected = true;
-                    state.last_error = None;
-                    tracing::info!(
-                        "reconnected to the MQTT broker at {} for publishing",
-                        settings.address
-                    );
-                }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let mut state = shared.lock();
                     if let Some(waiting) = &mut state.waiting
@@ -443,25 +433,24 @@ impl Publisher {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    {
-                        let mut state = shared.lock();
-                        if state.connected {
-                            tracing::warn!(
-                                "the connection to the MQTT broker at {} for publishing broke: {error}; reconnecting",
-                                settings.address
-                            );
-                        }
-                        state.connected = false;
-                        let reason = error.to_string();
-                        if let Some(waiting) = state.waiting.take() {
-                            let _ = waiting.answer.send(Err(reason.clone()));
-                        }
-                        state.last_error = Some(reason);
+                    tracing::debug!(
+                        "the connection to the MQTT broker at {} for publishing broke: {error}",
+                        settings.address
+                    );
+                    let mut state = shared.lock();
+                    let reason = error.to_string();
+                    if let Some(waiting) = state.waiting.take() {
+                        let _ = waiting.answer.send(Err(reason.clone()));
                     }
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    state.broken = Some(reason);
+                    return;
                 }
             }
         }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.shared.lock().broken.is_some()
     }
 
     async fn publish(
@@ -474,12 +463,8 @@ impl Publisher {
         let (waiter, answer) = oneshot::channel();
         {
             let mut state = self.shared.lock();
-            if !state.connected {
-                let reason = state
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "the connection is down".to_owned());
-                return Err(settings.failed(action, format!("not connected ({reason})")));
+            if let Some(reason) = &state.broken {
+                return Err(settings.failed(action, reason.clone()));
             }
             state.waiting = Some(Waiting {
                 pkid: None,
@@ -493,7 +478,6 @@ impl Publisher {
             message.data.to_vec(),
         );
         if sent.is_err() {
-            self.shared.lock().waiting = None;
             return Err(settings.failed(action, "the client's request queue is full"));
         }
         match tokio::time::timeout(OPERATION_TIMEOUT, answer).await {
@@ -530,14 +514,15 @@ impl PubSub for Mqtt3 {
             },
         };
         let mut publisher = self.publisher.lock().await;
+        if publisher.as_ref().is_some_and(Publisher::is_broken) {
+            *publisher = None;
+        }
         let current = match publisher.as_ref() {
             Some(current) => current,
             None => publisher.insert(Publisher::connect(settings.clone()).await?),
         };
         let result = current.publish(settings, &message, retain).await;
-        if matches!(result, Err(PubSubError::MqttTimeout { .. })) {
-            // A publish that got no answer may still sit in the client's queues, where
-            // its PUBACK could be taken for the next one's: start afresh.
+        if result.is_err() {
             *publisher = None;
         }
         result
@@ -559,6 +544,15 @@ impl PubSub for Mqtt3 {
                         .to_owned(),
             });
         }
+        // As in Dapr: a subscription that stops keeps its place in the session (the
+        // broker keeps its messages for its return) unless asked to unsubscribe.
+        let unsubscribe_on_close = request_value(&subscription.metadata, "unsubscribeOnClose")
+            .is_some_and(|value| {
+                matches!(
+                    value.to_ascii_lowercase().as_str(),
+                    "true" | "t" | "1" | "yes" | "y" | "on"
+                )
+            });
         let client_id = format!("{}-{topic}", settings.consumer_id);
         let (client, events) = AsyncClient::new(
             settings.options(client_id, settings.clean_session),
@@ -568,6 +562,7 @@ impl PubSub for Mqtt3 {
         let consumer = Consumer {
             settings: settings.clone(),
             topic: topic.clone(),
+            unsubscribe_on_close,
             client,
             deliver,
             tasks: TaskTracker::new(),
@@ -634,6 +629,8 @@ struct InFlight {
 struct Consumer {
     settings: Arc<Settings>,
     topic: String,
+    /// Unsubscribe when stopped (`unsubscribeOnClose`), so the broker keeps nothing.
+    unsubscribe_on_close: bool,
     client: AsyncClient,
     deliver: Arc<dyn Deliver>,
     tasks: TaskTracker,
@@ -743,18 +740,23 @@ impl Consumer {
         }
         if connected {
             // Acknowledgements go before the DISCONNECT, in the order they were queued;
-            // a clean DISCONNECT keeps a persistent session.
+            // a clean DISCONNECT keeps a persistent session. MQTT does not acknowledge
+            // acknowledgements: the broker closing the connection after the DISCONNECT
+            // is what says it read them. Without that wait, a sidecar that subscribes
+            // again at once could take over the session before the broker read them,
+            // and get those messages again.
+            if self.unsubscribe_on_close {
+                let _ = self.client.try_unsubscribe(self.topic.clone());
+            }
             let _ = self.client.try_disconnect();
-            let flushed = async {
+            let closed = async {
                 while let Some(next) = polled.recv().await {
-                    match next {
-                        Polled::Event(Event::Outgoing(Outgoing::Disconnect))
-                        | Polled::Broken { .. } => break,
-                        _ => {}
+                    if matches!(next, Polled::Broken { .. }) {
+                        break;
                     }
                 }
             };
-            let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
         }
         poller.abort();
         let _ = poller.await;
