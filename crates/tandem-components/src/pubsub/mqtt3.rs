@@ -38,8 +38,9 @@
 //! broker forgets the session on every disconnect, and with it whatever was not
 //! acknowledged: QoS 1 then holds only while connected.
 //!
-//! QoS 2 is refused: the client library cannot resume a QoS 2 exchange across a
-//! reconnect, and QoS 1 with the app's acknowledgement is what Dapr's guarantees need.
+//! `qos: 2` is served as 1 (with a warning): the client library cannot resume a QoS 2
+//! exchange across a reconnect, and QoS 1 with the app's acknowledgement gives what Dapr
+//! promises, at least once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -164,10 +165,14 @@ impl Settings {
             0 => QoS::AtMostOnce,
             1 => QoS::AtLeastOnce,
             2 => {
-                return Err(metadata.field_error(
-                    "qos",
-                    "2 (exactly once) is not supported by tandem: use 1 (at least once, the default) or 0",
-                ));
+                // Dapr accepts 2, so a component file that says it must load; what Dapr
+                // promises is at least once, which QoS 1 with the app's acknowledgement
+                // gives.
+                tracing::warn!(
+                    "{}: qos 2 (exactly once) is served as 1 (at least once, acknowledged once the app is done)",
+                    metadata.component().describe()
+                );
+                QoS::AtLeastOnce
             }
             other => {
                 return Err(metadata.field_error("qos", format!("'{other}' is not 0 or 1")));
@@ -177,15 +182,15 @@ impl Settings {
         let tls = if secure {
             Some(Arc::new(tls_config(metadata)?))
         } else {
-            // Certificates without TLS would be silently unused.
+            // Unused, as in Dapr; said aloud, since it is most likely a mistaken scheme.
             if let Some(name) = ["caCert", "clientCert", "clientKey"]
                 .into_iter()
                 .find(|name| metadata.get(name).is_some())
             {
-                return Err(metadata.field_error(
-                    name,
-                    "is set, but the url's scheme is not a TLS one (ssl, tls, mqtts, tcps)",
-                ));
+                tracing::warn!(
+                    "{}: metadata '{name}' is ignored: the url's scheme is not a TLS one (ssl, tls, mqtts, tcps)",
+                    metadata.component().describe()
+                );
             }
             None
         };
@@ -964,12 +969,10 @@ mod tests {
             assert!(!error.contains("hunter2"), "{url}: {error}");
         }
         for (name, value) in [
-            ("qos", "2"),
             ("qos", "3"),
             ("qos", "one"),
             ("retain", "maybe"),
             ("cleanSession", "sometimes"),
-            ("caCert", "-----BEGIN CERTIFICATE-----"),
         ] {
             let error = settings(&[(name, value)]).err().unwrap().to_string();
             assert!(error.contains(&format!("({name})")), "{name}: {error}");
@@ -979,11 +982,13 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(error.contains("(clientCert)"), "{error}");
-        let error = settings(&[("url", "ssl://broker"), ("caCert", "secret-key")])
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(error.contains("(caCert)"), "{error}");
+        for pem in ["secret-key", "-----BEGIN CERTIFICATE-----\nnot base64\n"] {
+            let error = settings(&[("url", "ssl://broker"), ("caCert", pem)])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains("(caCert)"), "{error}");
+        }
         let error = settings(&[
             ("url", "ssl://broker"),
             ("clientCert", "x"),
@@ -1002,6 +1007,15 @@ mod tests {
             error.contains("(url)") && error.contains("required"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn what_dapr_accepts_loads() {
+        // Exactly once is served as at least once; certificates without TLS are unused.
+        assert_eq!(settings(&[("qos", "2")]).unwrap().qos, QoS::AtLeastOnce);
+        assert_eq!(settings(&[("qos", "0")]).unwrap().qos, QoS::AtMostOnce);
+        let plain = settings(&[("caCert", "not even PEM")]).unwrap();
+        assert!(plain.tls.is_none());
     }
 
     #[test]
