@@ -243,7 +243,7 @@ impl Deliver for Slow {
 }
 
 #[tokio::test]
-async fn deliveries_run_concurrently_and_their_acknowledgements_hold_out_of_order() {
+async fn deliveries_run_concurrently_and_mosquitto_takes_their_acknowledgements_out_of_order() {
     let broker = MosquittoServer::start();
     let pubsub = mqtt(&broker, "app", &[]).await;
     let (seen_tx, mut seen) = mpsc::unbounded_channel();

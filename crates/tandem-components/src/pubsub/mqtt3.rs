@@ -27,7 +27,11 @@
 //! sidecar that dies meanwhile never acknowledged it, and the broker delivers it to the
 //! next connection of the same client id. Deliveries run concurrently (the broker bounds
 //! them with its in-flight window, Mosquitto's `max_inflight_messages`) and are
-//! acknowledged in the order they finish, which MQTT allows.
+//! acknowledged in the order they finish, so one message being retried does not hold
+//! back the acknowledgements of the others. MQTT 3.1.1 (§4.6, MQTT-4.6.0-2) asks a
+//! client to acknowledge in the order messages came; Dapr does not either (its client
+//! runs with `OrderMatters` off), and brokers match acknowledgements by packet id
+//! (Mosquitto's handling is tested).
 //!
 //! **Connections come and go.** A subscription's connection reconnects by itself every
 //! [`RECONNECT_PAUSE`] and subscribes again when the broker did not keep its session.
