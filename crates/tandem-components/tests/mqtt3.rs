@@ -590,10 +590,14 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
-#[tokio::test]
-async fn tls_with_a_private_ca() {
-    let certs = tempfile::tempdir().unwrap();
-    let dir = certs.path();
+/// Makes `{name}.key` and `{name}.crt` in `dir`, signed by `ca` (self-signed without).
+fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+    subject: &str,
+    ca: Option<&str>,
+    extensions: &str,
+) {
     let ec = [
         "-newkey",
         "ec",
@@ -601,70 +605,92 @@ async fn tls_with_a_private_ca() {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
-    openssl(
-        dir,
-        &[
+    let (key, crt, csr) = (
+        format!("{name}.key"),
+        format!("{name}.crt"),
+        format!("{name}.csr"),
+    );
+    let Some(ca) = ca else {
+        let args = [
             &["req", "-x509"][..],
             &ec,
             &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=tandem test CA",
+                "-keyout", &key, "-out", &crt, "-days", "1", "-subj", subject,
             ],
-        ]
-        .concat(),
-    );
+        ];
+        openssl(dir, &args.concat());
+        return;
+    };
     openssl(
         dir,
         &[
             &["req"][..],
             &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
         ]
         .concat(),
     );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            "ca.crt",
+            &ca_crt,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-out",
-            "server.crt",
+            &crt,
             "-days",
             "1",
             "-extfile",
-            "san.ext",
+            &ext,
         ],
     );
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    certificate(dir, "ca", "/CN=tandem test CA", None, "");
+    certificate(
+        dir,
+        "server",
+        "/CN=127.0.0.1",
+        Some("ca"),
+        "subjectAltName=IP:127.0.0.1\n",
+    );
+    certificate(
+        dir,
+        "client",
+        "/CN=app",
+        Some("ca"),
+        "extendedKeyUsage=clientAuth\n",
+    );
+    // The broker asks every client for a certificate signed by the CA.
     let broker = MosquittoServer::start_with(&format!(
-        "cafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key",
+        "cafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key\nrequire_certificate true",
         dir.display()
     ));
-    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (ca, cert, key) = (read("ca.crt"), read("client.crt"), read("client.key"));
     let url = format!("ssl://{}", broker.address());
     let pubsub = build(
         "pubsub.mqtt3",
-        &[("url", &url), ("consumerID", "app"), ("caCert", &ca)],
+        &[
+            ("url", &url),
+            ("consumerID", "app"),
+            ("caCert", &ca),
+            ("clientCert", &cert),
+            ("clientKey", &key),
+        ],
     )
     .await;
     let (recorder, mut seen) = Recorder::new(vec![]);
@@ -681,21 +707,29 @@ async fn tls_with_a_private_ca() {
     stop.cancel();
     task.await.unwrap();
 
-    // Without the CA the broker's certificate is not trusted.
-    let values: std::collections::BTreeMap<String, String> = HashMap::from([
-        ("url".to_owned(), url),
-        ("consumerID".to_owned(), "app".to_owned()),
-    ])
-    .into_iter()
-    .collect();
-    let error = tandem_components::pubsub::registry()
-        .build(&ComponentMetadata::new(
-            Component::new("t", "pubsub.mqtt3"),
-            values,
-        ))
-        .await
-        .err()
-        .expect("an unknown CA is refused")
-        .to_string();
-    assert!(error.contains("(url)"), "{error}");
+    // Without the CA the broker's certificate is not trusted; without a client
+    // certificate the broker refuses the client. Either stops start-up.
+    for values in [
+        vec![("url", url.as_str()), ("consumerID", "app")],
+        vec![
+            ("url", url.as_str()),
+            ("consumerID", "app"),
+            ("caCert", ca.as_str()),
+        ],
+    ] {
+        let values: std::collections::BTreeMap<String, String> = values
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let error = tandem_components::pubsub::registry()
+            .build(&ComponentMetadata::new(
+                Component::new("t", "pubsub.mqtt3"),
+                values,
+            ))
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("(url)"), "{error}");
+    }
 }
