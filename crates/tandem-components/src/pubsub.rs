@@ -6,6 +6,7 @@
 //! that asks for a retry never loses it.
 
 mod in_memory;
+mod mqtt3;
 pub(crate) mod rabbitmq;
 mod redis;
 mod sqlite;
@@ -25,7 +26,10 @@ pub use sqlite::SqlitePubSub;
 /// Log targets of the brokers' client libraries, whose errors the components report
 /// themselves: the sidecar keeps them silent unless debugging.
 pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
-    rabbitmq::CLIENT_LOG_TARGETS.iter().copied()
+    rabbitmq::CLIENT_LOG_TARGETS
+        .iter()
+        .chain(mqtt3::CLIENT_LOG_TARGETS)
+        .copied()
 }
 
 /// A message on its way to or from a broker.
@@ -98,6 +102,27 @@ pub enum PubSubError {
         "RabbitMQ at {address} refused the message for exchange '{exchange}' (negative publisher confirm)"
     )]
     RabbitMqRefused { address: String, exchange: String },
+    #[error("MQTT broker at {address}: cannot {action}: {source}")]
+    Mqtt {
+        address: String,
+        action: String,
+        // Boxed: the connection error is large, and errors travel by value.
+        #[source]
+        source: Box<::rumqttc::ConnectionError>,
+    },
+    #[error("MQTT broker at {address}: cannot {action}: no answer within {after:?}")]
+    MqttTimeout {
+        address: String,
+        action: String,
+        after: std::time::Duration,
+    },
+    /// The broker refused, or the connection was down or broke before it answered.
+    #[error("MQTT broker at {address}: cannot {action}: {reason}")]
+    MqttFailed {
+        address: String,
+        action: String,
+        reason: String,
+    },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -148,6 +173,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: sqlite::METADATA,
                 build: |metadata| Box::pin(sqlite::SqlitePubSub::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.mqtt3",
+                versions: &["v1"],
+                metadata: mqtt3::METADATA,
+                build: |metadata| Box::pin(mqtt3::Mqtt3::build(metadata)),
             },
         ],
     )

@@ -1,6 +1,6 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
-//! PostgreSQL) on free loopback ports, stopped when dropped, so test runs never collide
-//! with each other or with the machine's own services.
+//! PostgreSQL, RabbitMQ, Mosquitto) on free loopback ports, stopped when dropped, so
+//! test runs never collide with each other or with the machine's own services.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -427,5 +427,120 @@ impl RabbitMqServer {
 impl Drop for RabbitMqServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A private Mosquitto broker (`/usr/sbin/mosquitto`) on a free loopback port, with
+/// persistence in a temporary directory so that a restart keeps persistent sessions and
+/// their queued messages; killed when dropped.
+pub struct MosquittoServer {
+    port: u16,
+    /// Holds `mosquitto.conf`, the persistence file and the log; removed on drop.
+    dir: tempfile::TempDir,
+    process: Option<Child>,
+}
+
+impl MosquittoServer {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts one whose listener takes the extra configuration lines `listener` (TLS
+    /// files, say).
+    pub fn start_with(listener: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-mosquitto-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("mosquitto.conf"),
+            format!(
+                // `user root`: run as root, mosquitto would otherwise become the
+                // `mosquitto` user, who cannot write to this directory.
+                "listener {port} 127.0.0.1\n{listener}\nallow_anonymous true\nuser root\n\
+                 persistence true\npersistence_location {}/\n\
+                 log_dest file {}/mosquitto.log\n",
+                dir.path().display(),
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut server = Self {
+            port,
+            dir,
+            process: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The directory of its configuration, persistence and log.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Starts the broker (again) on the same port with what it persisted.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let process = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (the test command installs it)");
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.process.as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
+                    .unwrap_or_default();
+                panic!("mosquitto exited with {status}:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        panic!("mosquitto did not start on port {}", self.port);
+    }
+
+    /// Stops the broker with SIGTERM, on which it writes its persistence file (a
+    /// SIGKILL would lose everything since its last autosave), and waits for it to go.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &process.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = process.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.start_again();
+    }
+}
+
+impl Drop for MosquittoServer {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
     }
 }
