@@ -557,9 +557,11 @@ def mosquitto_server(tmp_path):
         pytest.fail("mosquitto is not installed (scripts/test installs it with apt)")
     port, workdir = free_port(), tmp_path / "mosquitto"
     workdir.mkdir()
+    # As root, Mosquitto would switch to its own user, who cannot write tmp_path.
+    as_root = "user root\n" if os.geteuid() == 0 else ""
     (workdir / "mosquitto.conf").write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {workdir}/\n")
+        f"persistence_location {workdir}/\n{as_root}")
     with _server("mosquitto", [binary, "-c", str(workdir / "mosquitto.conf")], port, workdir):
         yield port
 

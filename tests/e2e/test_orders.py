@@ -18,6 +18,7 @@ ORDERS = EXAMPLES / "orders"
 BROKERS = {
     "redis": ("redis_server", "localhost:6379", "127.0.0.1:{port}"),
     "rabbitmq": ("rabbitmq_server", "value: localhost", None),  # hostname: host:port
+    "mqtt": ("mosquitto_server", "tcp://localhost:1883", "tcp://127.0.0.1:{port}"),
     "embedded": (None, "~/.tandem/orders.db", "{tmp}/orders.db"),
 }
 
