@@ -10,6 +10,7 @@
 //! the app took it.
 
 mod cron;
+mod mqtt3;
 mod rabbitmq;
 
 use std::collections::HashMap;
@@ -143,6 +144,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: cron::METADATA,
                 build: |metadata| Box::pin(cron::Cron::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.mqtt3",
+                versions: &["v1"],
+                metadata: mqtt3::METADATA,
+                build: |metadata| Box::pin(mqtt3::Mqtt3Binding::build(metadata)),
             },
             Entry {
                 kind: "bindings.rabbitmq",

@@ -6,7 +6,7 @@
 //! that asks for a retry never loses it.
 
 mod in_memory;
-mod mqtt3;
+pub(crate) mod mqtt3;
 pub(crate) mod rabbitmq;
 mod redis;
 mod sqlite;
