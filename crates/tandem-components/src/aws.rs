@@ -89,7 +89,12 @@ impl Credentials {
         }
         let file = env("AWS_SHARED_CREDENTIALS_FILE")
             .map(PathBuf::from)
-            .or_else(|| sources.home.as_ref().map(|home| home.join(".aws/credentials")));
+            .or_else(|| {
+                sources
+                    .home
+                    .as_ref()
+                    .map(|home| home.join(".aws/credentials"))
+            });
         let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
         if let Some(file) = &file
             && let Ok(text) = std::fs::read_to_string(file)
@@ -267,10 +272,6 @@ impl Client {
             region,
             endpoint,
         }
-    }
-
-    pub fn region(&self) -> &str {
-        &self.region
     }
 
     /// The URL of `service`: the emulator's, or AWS's regional endpoint.
@@ -763,15 +764,21 @@ mod tests {
             home: None,
         };
         let from_metadata = Credentials::read(
-            &metadata(&[("accessKey", "AK"), ("secretKey", "SK"), ("sessionToken", "T")]),
+            &metadata(&[
+                ("accessKey", "AK"),
+                ("secretKey", "SK"),
+                ("sessionToken", "T"),
+            ]),
             &nowhere,
         )
         .unwrap();
         assert_eq!(from_metadata.access_key, "AK");
         assert_eq!(from_metadata.session_token.as_deref(), Some("T"));
-        let deprecated =
-            Credentials::read(&metadata(&[("awsAccountID", "AK"), ("awsSecret", "SK")]), &nowhere)
-                .unwrap();
+        let deprecated = Credentials::read(
+            &metadata(&[("awsAccountID", "AK"), ("awsSecret", "SK")]),
+            &nowhere,
+        )
+        .unwrap();
         assert_eq!(deprecated.secret_key, "SK");
         let half = Credentials::read(&metadata(&[("accessKey", "AK")]), &nowhere)
             .unwrap_err()
@@ -780,7 +787,10 @@ mod tests {
         let half = Credentials::read(&metadata(&[("secretKey", "hunter2")]), &nowhere)
             .unwrap_err()
             .to_string();
-        assert!(half.contains("accessKey") && !half.contains("hunter2"), "{half}");
+        assert!(
+            half.contains("accessKey") && !half.contains("hunter2"),
+            "{half}"
+        );
 
         let from_env = CredentialSources {
             env: |name| match name {

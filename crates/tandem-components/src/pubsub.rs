@@ -8,6 +8,7 @@
 mod in_memory;
 mod rabbitmq;
 mod redis;
+mod snssqs;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -98,6 +99,16 @@ pub enum PubSubError {
         "RabbitMQ at {address} refused the message for exchange '{exchange}' (negative publisher confirm)"
     )]
     RabbitMqRefused { address: String, exchange: String },
+    #[error("AWS {service}: cannot {action}: {source}")]
+    Aws {
+        service: &'static str,
+        action: String,
+        #[source]
+        source: crate::aws::AwsError,
+    },
+    /// The message cannot be published as it is.
+    #[error("cannot publish to '{topic}': {message}")]
+    InvalidMessage { topic: String, message: String },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -136,6 +147,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: rabbitmq::METADATA,
                 build: |metadata| Box::pin(rabbitmq::RabbitMq::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.aws.snssqs",
+                versions: &["v1"],
+                metadata: snssqs::METADATA,
+                build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
             },
             Entry {
                 kind: "pubsub.in-memory",

@@ -429,3 +429,108 @@ impl Drop for RabbitMqServer {
         self.stop();
     }
 }
+
+/// A private AWS emulator (`moto_server` from the `moto[server]` Python package) on a
+/// free loopback port, serving SNS, SQS and STS at one endpoint with any credentials,
+/// killed when dropped. It keeps everything in memory: [`MotoServer::start_again`]
+/// starts it empty, as a lost emulator (or region) would be.
+///
+/// The program is `TANDEM_MOTO_SERVER` if set, else the repository's
+/// `.venv/bin/moto_server` (which `scripts/test` installs), else `moto_server` on `PATH`.
+pub struct MotoServer {
+    port: u16,
+    program: PathBuf,
+    process: Option<Child>,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            program: moto_program(),
+            process: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `http://127.0.0.1:port`, the `endpoint` a component uses.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the emulator (again) on the same port, empty; a running one is stopped
+    /// first.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let process = Command::new(&self.program)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|why| {
+                panic!("cannot start {}: {why}", self.program.display());
+            });
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(process) = &mut self.process
+                && let Ok(Some(status)) = process.try_wait()
+            {
+                panic!(
+                    "moto_server ({}) exited with {status} on port {}",
+                    self.program.display(),
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        panic!("moto_server did not start on port {}", self.port);
+    }
+
+    /// Kills the emulator at once; what it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn moto_program() -> PathBuf {
+    if let Some(program) = std::env::var_os("TANDEM_MOTO_SERVER") {
+        return PathBuf::from(program);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("moto_server"))
+            .find(|program| program.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "moto_server (the AWS emulator of the SNS/SQS tests) was not found: run \
+             scripts/test once, which installs moto[server] into .venv \
+             (or set TANDEM_MOTO_SERVER to its path)"
+        )
+    })
+}
