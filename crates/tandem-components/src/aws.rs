@@ -232,6 +232,12 @@ impl AwsError {
         }
     }
 
+    /// The failure may mean the endpoint lost what it held: it could not be reached,
+    /// or an entity is gone.
+    pub fn may_have_lost_state(&self) -> bool {
+        !matches!(self, Self::Service { .. }) || self.is_not_found()
+    }
+
     /// The entity the call named does not exist (an SNS topic, an SQS queue).
     pub fn is_not_found(&self) -> bool {
         self.code().is_some_and(|code| {
@@ -324,8 +330,10 @@ impl Client {
         let code = value
             .get("__type")
             .and_then(|kind| kind.as_str())
-            .map(|kind| kind.rsplit('#').next().unwrap_or(kind).to_owned())
-            .unwrap_or_else(|| "unknown".to_owned());
+            .map_or_else(
+                || "unknown".to_owned(),
+                |kind| kind.rsplit('#').next().unwrap_or(kind).to_owned(),
+            );
         let message = value
             .get("message")
             .or_else(|| value.get("Message"))

@@ -103,8 +103,9 @@ pub enum PubSubError {
     Aws {
         service: &'static str,
         action: String,
+        // Boxed: errors travel by value, and this one holds the service's answer.
         #[source]
-        source: crate::aws::AwsError,
+        source: Box<crate::aws::AwsError>,
     },
     /// The message cannot be published as it is.
     #[error("cannot publish to '{topic}': {message}")]
@@ -149,12 +150,6 @@ pub fn registry() -> Registry<dyn PubSub> {
                 build: |metadata| Box::pin(rabbitmq::RabbitMq::build(metadata)),
             },
             Entry {
-                kind: "pubsub.aws.snssqs",
-                versions: &["v1"],
-                metadata: snssqs::METADATA,
-                build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
-            },
-            Entry {
                 kind: "pubsub.in-memory",
                 versions: &["v1"],
                 metadata: in_memory::METADATA,
@@ -165,6 +160,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: sqlite::METADATA,
                 build: |metadata| Box::pin(sqlite::SqlitePubSub::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.aws.snssqs",
+                versions: &["v1"],
+                metadata: snssqs::METADATA,
+                build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
             },
         ],
     )

@@ -299,8 +299,7 @@ async fn without_entity_management_only_existing_entities_are_used() {
             stop.clone(),
         )
         .await
-        .err()
-        .expect("no topic to subscribe to")
+        .expect_err("no topic to subscribe to")
         .to_string();
     assert!(error.contains("missing"), "{error}");
     stop.cancel();
@@ -310,39 +309,49 @@ async fn without_entity_management_only_existing_entities_are_used() {
 #[tokio::test]
 async fn publishing_and_delivery_resume_after_the_emulator_restarts_empty() {
     let mut server = MotoServer::start();
-    let pubsub = snssqs(
-        &server.endpoint(),
-        "app",
-        &[("messageVisibilityTimeout", "2")],
-    )
-    .await;
+    let endpoint = server.endpoint();
+    let settings = [("messageVisibilityTimeout", "2")];
+    // App "app" publishes and subscribes; app "watcher" only subscribes, so only its
+    // own receive loop can set its queue and subscription up again.
+    let app = snssqs(&endpoint, "app", &settings).await;
+    let watcher = snssqs(&endpoint, "watcher", &settings).await;
     let (recorder, mut seen) = Recorder::new(vec![]);
+    let (watching, mut watched) = Recorder::new(vec![]);
     let stop = CancellationToken::new();
-    let task = pubsub
-        .subscribe(subscription("restart"), recorder, stop.clone())
-        .await
-        .unwrap();
-    pubsub.publish(message("restart", "before")).await.unwrap();
-    assert_eq!(
-        next(&mut seen, Duration::from_secs(5)).await.as_deref(),
-        Some("before")
-    );
+    let tasks = [
+        app.subscribe(subscription("restart"), recorder, stop.clone())
+            .await
+            .unwrap(),
+        watcher
+            .subscribe(subscription("restart"), watching, stop.clone())
+            .await
+            .unwrap(),
+    ];
+    app.publish(message("restart", "before")).await.unwrap();
+    for seen in [&mut seen, &mut watched] {
+        assert_eq!(
+            next(seen, Duration::from_secs(5)).await.as_deref(),
+            Some("before")
+        );
+    }
 
     server.stop();
-    let failed = pubsub.publish(message("restart", "while down")).await;
+    let failed = app.publish(message("restart", "while down")).await;
     assert!(
         failed.is_err(),
         "publishing without the endpoint fails loudly"
     );
-    // Long enough for the receive loop to fail and back off.
+    // Long enough for the receive loops to fail and back off.
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.start_again(); // empty: no topic, queue or subscription
 
+    // The publisher sets its own subscription up again before its first publish
+    // succeeds: every publish that succeeded reaches it.
     let mut published = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while published.is_empty() {
         assert!(Instant::now() < deadline, "publishing resumes by itself");
-        if pubsub.publish(message("restart", "after-0")).await.is_ok() {
+        if app.publish(message("restart", "after-0")).await.is_ok() {
             published.push("after-0".to_owned());
         } else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -350,16 +359,42 @@ async fn publishing_and_delivery_resume_after_the_emulator_restarts_empty() {
     }
     for n in 1..5 {
         let data = format!("after-{n}");
-        pubsub.publish(message("restart", &data)).await.unwrap();
+        app.publish(message("restart", &data)).await.unwrap();
         published.push(data);
     }
-    // Every publish that succeeded is delivered ("before" was deleted before the
-    // restart, and the emulator forgot everything anyway).
     let mut got = collect(&mut seen, published.len(), Duration::from_secs(15)).await;
     got.sort();
     assert_eq!(got, published);
+
+    // The watcher's loop subscribes its queue again by itself; what is published from
+    // then on reaches it (before that, SNS had no queue of its to send to).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        assert!(Instant::now() < deadline, "the watcher receives again");
+        n += 1;
+        app.publish(message("restart", &format!("probe-{n}")))
+            .await
+            .unwrap();
+        if next(&mut watched, Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            break;
+        }
+    }
+    app.publish(message("restart", "last")).await.unwrap();
+    loop {
+        match next(&mut watched, Duration::from_secs(5)).await.as_deref() {
+            Some("last") => break,
+            Some(probe) if probe.starts_with("probe-") || probe.starts_with("after-") => {}
+            other => panic!("expected 'last', got {other:?}"),
+        }
+    }
     stop.cancel();
-    task.await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -345,6 +346,11 @@ struct Inner {
     /// this component's subscription to it.
     entities: RwLock<()>,
     subscriptions: parking_lot::Mutex<Subscriptions>,
+    /// Set when a call failed in a way that may mean the endpoint lost its state (an
+    /// emulator restarted, entities deleted): the next publish first sets this
+    /// component's subscriptions up again, so that it never succeeds into a topic its
+    /// own queue is no longer subscribed to.
+    stale: AtomicBool,
 }
 
 impl SnsSqs {
@@ -385,6 +391,7 @@ impl SnsSqs {
                 queues: Default::default(),
                 entities: RwLock::new(()),
                 subscriptions: Default::default(),
+                stale: AtomicBool::new(false),
             }),
         }))
     }
@@ -409,7 +416,7 @@ fn aws_error(
     move |source| PubSubError::Aws {
         service,
         action,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -489,10 +496,10 @@ impl Inner {
             aws::xml_value(&answer, "TopicArn").ok_or_else(|| PubSubError::Aws {
                 service: "SNS",
                 action: format!("create topic '{name}'"),
-                source: AwsError::Unexpected {
+                source: Box::new(AwsError::Unexpected {
                     endpoint: self.client.endpoint("sns").to_string(),
                     what: "CreateTopic without a TopicArn".to_owned(),
-                },
+                }),
             })?
         };
         self.topics.lock().insert(name, arn.clone());
@@ -661,6 +668,23 @@ impl Inner {
             .collect()
     }
 
+    /// After a failure that may have cost the endpoint its state: sets this
+    /// component's subscriptions up again and forgets the topics it knew, so they are
+    /// created again when next published to.
+    async fn recover(&self) -> Result<(), PubSubError> {
+        let _writing = self.entities.write().await;
+        if !self.stale.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let topics = self.subscribed_topics();
+        self.topics.lock().clear();
+        if !topics.is_empty() {
+            self.set_up(&topics).await?;
+        }
+        self.stale.store(false, Ordering::Release);
+        Ok(())
+    }
+
     async fn publish_once(&self, arn: &str, text: &str) -> Result<(), AwsError> {
         let mut params = vec![
             ("TopicArn".to_owned(), arn.to_owned()),
@@ -729,6 +753,7 @@ impl Inner {
                 };
                 match set_up {
                     Ok(fresh) => {
+                        self.stale.store(false, Ordering::Release);
                         tracing::info!(queue = %self.settings.queue_name, "receiving from SQS again");
                         queues = fresh;
                         backoff = None;
@@ -751,6 +776,7 @@ impl Inner {
                     }
                 }
                 Err(error) => {
+                    self.stale.store(true, Ordering::Release);
                     tracing::warn!(queue = %self.settings.queue_name, "receiving from SQS failed: {error}; setting up again and retrying");
                     backoff = Some(FIRST_BACKOFF);
                 }
@@ -860,10 +886,10 @@ fn unexpected_sqs(inner: &Inner, what: &str) -> PubSubError {
     PubSubError::Aws {
         service: "SQS",
         action: "set up the queue".to_owned(),
-        source: AwsError::Unexpected {
+        source: Box::new(AwsError::Unexpected {
             endpoint: inner.client.endpoint("sqs").to_string(),
             what: what.to_owned(),
-        },
+        }),
     }
 }
 
@@ -875,47 +901,40 @@ impl PubSub for SnsSqs {
             topic: message.topic.clone(),
             message: "SNS takes text: the data is not UTF-8".to_owned(),
         })?;
-        let failed = {
-            let _reading = inner.entities.read().await;
-            let arn = inner.topic_arn(&message.topic).await?;
-            match inner.publish_once(&arn, text).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_not_found() && !inner.settings.disable_entity_management => {
-                    error
-                }
-                Err(error) => {
-                    return Err(PubSubError::Aws {
-                        service: "SNS",
-                        action: format!("publish to topic '{}' ({arn})", message.topic),
-                        source: error,
-                    });
-                }
-            }
-        };
-        // The topic is gone (the endpoint lost its state): create it again, with this
-        // component's own subscriptions to it, then publish once more.
-        tracing::info!(topic = %message.topic, "SNS topic not found ({failed}); creating it again");
         let name = sanitize(&message.topic, inner.settings.fifo);
-        {
-            let _writing = inner.entities.write().await;
-            inner.topics.lock().remove(&name);
-            let subscribed = inner.subscriptions.lock().handlers.contains_key(&name);
-            if subscribed {
-                inner.set_up(&inner.subscribed_topics()).await?;
-            } else {
-                inner.set_up_topic(&message.topic).await?;
+        let mut again = true;
+        loop {
+            if inner.stale.load(Ordering::Acquire) {
+                inner.recover().await?;
             }
-        }
-        let _reading = inner.entities.read().await;
-        let arn = inner.topic_arn(&message.topic).await?;
-        inner
-            .publish_once(&arn, text)
-            .await
-            .map_err(|source| PubSubError::Aws {
+            let _reading = inner.entities.read().await;
+            let arn = match inner.topic_arn(&message.topic).await {
+                Ok(arn) => arn,
+                Err(error) => {
+                    inner.stale.store(true, Ordering::Release);
+                    return Err(error);
+                }
+            };
+            let Err(error) = inner.publish_once(&arn, text).await else {
+                return Ok(());
+            };
+            if error.may_have_lost_state() {
+                inner.stale.store(true, Ordering::Release);
+            }
+            // The topic is gone (the endpoint lost its state): set up again — the
+            // topic, and this component's own subscriptions — and publish once more.
+            if again && error.is_not_found() && !inner.settings.disable_entity_management {
+                tracing::info!(topic = %message.topic, "SNS topic not found ({error}); creating it again");
+                inner.topics.lock().remove(&name);
+                again = false;
+                continue;
+            }
+            return Err(PubSubError::Aws {
                 service: "SNS",
                 action: format!("publish to topic '{}' ({arn})", message.topic),
-                source,
-            })
+                source: Box::new(error),
+            });
+        }
     }
 
     async fn subscribe(
