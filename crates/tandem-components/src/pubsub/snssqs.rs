@@ -86,7 +86,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest name SNS and SQS take.
 const MAX_NAME_LENGTH: usize = 80;
 const FIFO_SUFFIX: &str = ".fifo";
-/// The receive loop's wait after a failure: doubled per failure up to the maximum.
+/// The receive loop's wait after a failure, doubled per failure in a row up to the maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const SNS_VERSION: &str = "2010-03-31";
@@ -734,17 +734,43 @@ impl Inner {
         .map(|_| ())
     }
 
-    /// Receives until `stop` fires; after a failure, waits and sets everything up
-    /// again before receiving.
+    /// Receives until `stop` fires. After a failed receive it waits — longer after
+    /// each failure in a row — and sets everything up again before receiving: the
+    /// endpoint may have lost the queue, the topics or the subscriptions.
     async fn consume(self: Arc<Self>, mut queues: Queues, stop: CancellationToken) {
         let slots = (self.settings.parallel && self.settings.concurrency_limit > 0)
             .then(|| Arc::new(Semaphore::new(self.settings.concurrency_limit)));
-        let mut backoff: Option<Duration> = None;
+        let queue = &self.settings.queue_name;
+        let mut failures: u32 = 0;
         loop {
-            if let Some(wait) = backoff {
+            let received = tokio::select! {
+                _ = stop.cancelled() => return,
+                received = self.receive(&queues.main) => received,
+            };
+            let error = match received {
+                Ok(messages) => {
+                    if failures > 0 {
+                        tracing::info!(queue = %queue, "receiving from SQS again");
+                        failures = 0;
+                    }
+                    for message in messages {
+                        self.clone().handle(&queues, message, slots.as_ref()).await;
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            self.stale.store(true, Ordering::Release);
+            failures = failures.saturating_add(1);
+            if failures == 1 {
+                tracing::warn!(queue = %queue, "receiving from SQS failed: {error}; retrying");
+            } else {
+                tracing::debug!(queue = %queue, "receiving from SQS failed again: {error}");
+            }
+            loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep(backoff(failures)) => {}
                 }
                 let topics = self.subscribed_topics();
                 let set_up = {
@@ -754,31 +780,13 @@ impl Inner {
                 match set_up {
                     Ok(fresh) => {
                         self.stale.store(false, Ordering::Release);
-                        tracing::info!(queue = %self.settings.queue_name, "receiving from SQS again");
                         queues = fresh;
-                        backoff = None;
+                        break;
                     }
                     Err(error) => {
-                        tracing::debug!(queue = %self.settings.queue_name, "setting up SNS/SQS again failed: {error}");
-                        backoff = Some((wait * 2).min(MAX_BACKOFF));
-                        continue;
+                        failures = failures.saturating_add(1);
+                        tracing::debug!(queue = %queue, "setting up SNS/SQS again failed: {error}");
                     }
-                }
-            }
-            let received = tokio::select! {
-                _ = stop.cancelled() => return,
-                received = self.receive(&queues.main) => received,
-            };
-            match received {
-                Ok(messages) => {
-                    for message in messages {
-                        self.clone().handle(&queues, message, slots.as_ref()).await;
-                    }
-                }
-                Err(error) => {
-                    self.stale.store(true, Ordering::Release);
-                    tracing::warn!(queue = %self.settings.queue_name, "receiving from SQS failed: {error}; setting up again and retrying");
-                    backoff = Some(FIRST_BACKOFF);
                 }
             }
         }
@@ -876,6 +884,13 @@ impl Inner {
             let _ = tasks.spawn(job).await;
         }
     }
+}
+
+/// The wait after `failures` failures in a row: 250 ms, doubled per failure, at most 5 s.
+fn backoff(failures: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(MAX_BACKOFF)
 }
 
 fn string_field(value: &Value, name: &str) -> Option<String> {
@@ -1123,6 +1138,15 @@ mod tests {
             settings.endpoint.unwrap().to_string(),
             "http://127.0.0.1:5000/"
         );
+    }
+
+    #[test]
+    fn the_receive_loop_backs_off_up_to_five_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(5), Duration::from_secs(4));
+        assert_eq!(backoff(6), Duration::from_secs(5));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
     }
 
     #[test]
