@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tandem_components::pubsub::{Outcome, PubSub};
+use tandem_components::pubsub::{Deliver, Message, Outcome, PubSub};
 use tandem_spec::{Component, ComponentMetadata};
 use tandem_testkit::MotoServer;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +92,61 @@ async fn delivers_to_every_app_once_and_shares_between_replicas() {
         for_a, expected,
         "app A's replicas share the messages, once each"
     );
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Records each delivery's topic and data.
+struct Topics(tokio::sync::mpsc::UnboundedSender<(String, String)>);
+
+#[async_trait::async_trait]
+impl Deliver for Topics {
+    async fn deliver(&self, message: Message) -> Outcome {
+        let data = String::from_utf8(message.data.to_vec()).unwrap();
+        let _ = self.0.send((message.topic, data));
+        Outcome::Done
+    }
+}
+
+#[tokio::test]
+async fn one_queue_serves_every_topic_of_an_app_and_envelopes_go_to_their_topic() {
+    let server = MotoServer::start();
+    let pubsub = snssqs(&server.endpoint(), "app", &[]).await;
+    let (sender, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let deliver = Arc::new(Topics(sender));
+    let stop = CancellationToken::new();
+    // Dirty names: the SNS topics are `ordersv1` and `payments`; the subscriptions see
+    // the names they asked for.
+    let mut tasks = Vec::new();
+    for topic in ["orders.v1", "pay/ments"] {
+        tasks.push(
+            pubsub
+                .subscribe(subscription(topic), deliver.clone(), stop.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    pubsub.publish(message("orders.v1", "o1")).await.unwrap();
+    pubsub.publish(message("pay/ments", "p1")).await.unwrap();
+    pubsub.publish(message("orders.v1", "o2")).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let next = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .expect("three deliveries")
+            .unwrap();
+        got.push(next);
+    }
+    got.sort();
+    let expected = [
+        ("orders.v1", "o1"),
+        ("orders.v1", "o2"),
+        ("pay/ments", "p1"),
+    ]
+    .map(|(topic, data)| (topic.to_owned(), data.to_owned()));
+    assert_eq!(got, expected);
     stop.cancel();
     for task in tasks {
         task.await.unwrap();

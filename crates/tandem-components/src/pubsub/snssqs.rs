@@ -123,10 +123,8 @@ impl Settings {
     ) -> Result<Self, ResourceError> {
         let credentials = Credentials::read(metadata, sources)?;
         let region = aws::region(metadata, sources)?;
-        let endpoint = match metadata
-            .get("endpoint")
-            .or_else(|| metadata.get("Endpoint"))
-        {
+        // Case-insensitive: Dapr's deprecated `Endpoint` is the same name.
+        let endpoint = match metadata.get("endpoint") {
             None => None,
             Some(value) => {
                 let uri: http::Uri = value.parse().map_err(|_| {
