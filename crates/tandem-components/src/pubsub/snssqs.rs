@@ -338,7 +338,6 @@ struct Inner {
     account_id: String,
     /// Topic ARNs by sanitized name.
     topics: parking_lot::Mutex<HashMap<String, String>>,
-    queues: parking_lot::Mutex<Option<Queues>>,
     /// Taken for writing while topics, queues and subscriptions are set up, and for
     /// reading by publishes: a publish never slips between a topic's re-creation and
     /// this component's subscription to it.
@@ -386,7 +385,6 @@ impl SnsSqs {
                 client,
                 account_id,
                 topics: Default::default(),
-                queues: Default::default(),
                 entities: RwLock::new(()),
                 subscriptions: Default::default(),
                 stale: AtomicBool::new(false),
@@ -562,7 +560,6 @@ impl Inner {
             None => None,
         };
         let queues = Queues { main, dead };
-        *self.queues.lock() = Some(queues.clone());
         if settings.disable_entity_management {
             return Ok(queues);
         }
