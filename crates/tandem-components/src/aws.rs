@@ -695,6 +695,49 @@ mod tests {
         );
     }
 
+    /// A POST as the SQS client sends it — JSON body, `x-amz-target`, session token —
+    /// against the signature botocore 1.44.8's `SigV4Auth` computes for the same
+    /// request and clock (an independent implementation).
+    #[test]
+    fn sigv4_of_an_sqs_json_call_matches_botocore() {
+        let credentials = Credentials {
+            session_token: Some("session-token-example".to_owned()),
+            ..example()
+        };
+        let mut headers = vec![
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.0".to_owned(),
+            ),
+            (
+                "x-amz-target".to_owned(),
+                "AmazonSQS.ReceiveMessage".to_owned(),
+            ),
+            ("host".to_owned(), "sqs.us-east-1.amazonaws.com".to_owned()),
+        ];
+        let authorization = sign(
+            &credentials,
+            "us-east-1",
+            "sqs",
+            "20150830T123600Z",
+            "POST",
+            "/",
+            &[],
+            &mut headers,
+            br#"{"QueueUrl":"https://sqs.us-east-1.amazonaws.com/123456789012/orders","MaxNumberOfMessages":10}"#,
+        );
+        assert_eq!(
+            authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sqs/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, \
+             Signature=72233dac9f3e6236346102d9952293b343bcec4cac58ea513c3f53ccaca69f56"
+        );
+        assert!(headers.contains(&(
+            "x-amz-security-token".to_owned(),
+            "session-token-example".to_owned()
+        )));
+    }
+
     #[test]
     fn a_session_token_is_signed_and_credentials_are_never_shown() {
         let credentials = Credentials {
