@@ -315,36 +315,41 @@ impl Client {
         let (status, answer, endpoint) = self
             .send(service, headers, Bytes::from(payload), timeout)
             .await?;
-        let value: serde_json::Value = if answer.is_empty() {
-            serde_json::Value::Object(Default::default())
+        let parsed = if answer.is_empty() {
+            Ok(serde_json::Value::Object(Default::default()))
         } else {
-            serde_json::from_slice(&answer).map_err(|why| AwsError::Unexpected {
-                endpoint: endpoint.clone(),
-                what: format!("{action}: not JSON ({why})"),
-            })?
+            serde_json::from_slice::<serde_json::Value>(&answer)
         };
         if (200..300).contains(&status) {
-            return Ok(value);
+            return parsed.map_err(|why| AwsError::Unexpected {
+                endpoint,
+                what: format!("{action}: not JSON ({why})"),
+            });
         }
-        // `__type` is `com.amazonaws.sqs#QueueDoesNotExist` or the like.
-        let code = value
-            .get("__type")
-            .and_then(|kind| kind.as_str())
-            .map_or_else(
-                || "unknown".to_owned(),
-                |kind| kind.rsplit('#').next().unwrap_or(kind).to_owned(),
-            );
-        let message = value
-            .get("message")
-            .or_else(|| value.get("Message"))
-            .and_then(|message| message.as_str())
-            .unwrap_or_default()
-            .to_owned();
+        let (code, message) = match &parsed {
+            // `__type` is `com.amazonaws.sqs#QueueDoesNotExist` or the like.
+            Ok(value) => (
+                value
+                    .get("__type")
+                    .and_then(|kind| kind.as_str())
+                    .map(|kind| kind.rsplit('#').next().unwrap_or(kind).to_owned()),
+                value
+                    .get("message")
+                    .or_else(|| value.get("Message"))
+                    .and_then(|message| message.as_str())
+                    .map(str::to_owned),
+            ),
+            // Some errors (signatures, gateways) come in XML even to JSON calls.
+            Err(_) => {
+                let text = String::from_utf8_lossy(&answer);
+                (xml_value(&text, "Code"), xml_value(&text, "Message"))
+            }
+        };
         Err(AwsError::Service {
             endpoint,
             status,
-            code,
-            message,
+            code: code.unwrap_or_else(|| "unknown".to_owned()),
+            message: message.unwrap_or_default(),
         })
     }
 
@@ -792,6 +797,104 @@ mod tests {
             xml_values("<m>1</m><m>2</m>", "m"),
             vec!["1".to_owned(), "2".to_owned()]
         );
+    }
+
+    /// Against moto checking signatures (`INITIAL_NO_AUTH_ACTION_COUNT`): it recomputes
+    /// each request's SigV4 signature with botocore from the secret of the IAM access
+    /// key the request names, so a wrong signature — of a JSON or of a query call — is
+    /// refused.
+    #[tokio::test]
+    async fn an_emulator_that_checks_signatures_takes_ours() {
+        let server =
+            tandem_testkit::MotoServer::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+        let endpoint: http::Uri = server.endpoint().parse().unwrap();
+        let timeout = Duration::from_secs(10);
+        let client = |access_key: &str, secret_key: &str| {
+            Client::new(
+                Credentials {
+                    access_key: access_key.to_owned(),
+                    secret_key: secret_key.to_owned(),
+                    session_token: None,
+                },
+                "us-east-1".to_owned(),
+                Some(endpoint.clone()),
+            )
+        };
+        // The three requests moto takes unchecked make a user, its key and its rights.
+        let anyone = client("AKIDANYONE", "anything");
+        let iam = |action: &'static str, params: Vec<(&str, &str)>| {
+            let anyone = anyone.clone();
+            let params: Vec<(String, String)> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            async move {
+                anyone
+                    .query("iam", "2010-05-08", action, &params, timeout)
+                    .await
+                    .unwrap()
+            }
+        };
+        iam("CreateUser", vec![("UserName", "tandem")]).await;
+        let key = iam("CreateAccessKey", vec![("UserName", "tandem")]).await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        iam(
+            "PutUserPolicy",
+            vec![
+                ("UserName", "tandem"),
+                ("PolicyName", "everything"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await;
+        let access_key = xml_value(&key, "AccessKeyId").unwrap();
+        let secret_key = xml_value(&key, "SecretAccessKey").unwrap();
+
+        let good = client(&access_key, &secret_key);
+        good.json(
+            "sqs",
+            "AmazonSQS",
+            "CreateQueue",
+            serde_json::json!({"QueueName": "signed"}),
+            timeout,
+        )
+        .await
+        .unwrap();
+        let params = [("Name".to_owned(), "signed".to_owned())];
+        let answer = good
+            .query("sns", "2010-03-31", "CreateTopic", &params, timeout)
+            .await
+            .unwrap();
+        assert!(xml_value(&answer, "TopicArn").is_some(), "{answer}");
+
+        let wrong = client(&access_key, "not-the-secret");
+        let error = wrong
+            .json(
+                "sqs",
+                "AmazonSQS",
+                "CreateQueue",
+                serde_json::json!({"QueueName": "unsigned"}),
+                timeout,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .code()
+                .is_some_and(|code| code.contains("SignatureDoesNotMatch")),
+            "{error}"
+        );
+        let error = wrong
+            .query("sns", "2010-03-31", "CreateTopic", &params, timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .code()
+                .is_some_and(|code| code.contains("SignatureDoesNotMatch")),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("not-the-secret"), "{error}");
     }
 
     fn metadata(values: &[(&str, &str)]) -> ComponentMetadata {

@@ -440,14 +440,26 @@ impl Drop for RabbitMqServer {
 pub struct MotoServer {
     port: u16,
     program: PathBuf,
+    env: Vec<(String, String)>,
     process: Option<Child>,
 }
 
 impl MotoServer {
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts it with moto's settings in its environment, e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`: after that many requests, moto checks every
+    /// request's signature against the IAM access keys it holds.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let mut server = Self {
             port: free_port(),
             program: moto_program(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
             process: None,
         };
         server.start_again();
@@ -465,6 +477,7 @@ impl MotoServer {
         self.stop();
         let process = Command::new(&self.program)
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
