@@ -8,6 +8,7 @@
 //! its block's registry.
 #![forbid(unsafe_code)]
 
+mod aws;
 pub mod bindings;
 mod embedded;
 pub mod pubsub;

@@ -9,6 +9,7 @@ mod in_memory;
 pub(crate) mod mqtt3;
 pub(crate) mod rabbitmq;
 mod redis;
+mod snssqs;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -123,6 +124,17 @@ pub enum PubSubError {
         action: String,
         reason: String,
     },
+    #[error("AWS {service}: cannot {action}: {source}")]
+    Aws {
+        service: &'static str,
+        action: String,
+        // Boxed: errors travel by value, and this one holds the service's answer.
+        #[source]
+        source: Box<crate::aws::AwsError>,
+    },
+    /// The message cannot be published as it is.
+    #[error("cannot publish to '{topic}': {message}")]
+    InvalidMessage { topic: String, message: String },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -179,6 +191,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: mqtt3::METADATA,
                 build: |metadata| Box::pin(mqtt3::Mqtt3::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.aws.snssqs",
+                versions: &["v1"],
+                metadata: snssqs::METADATA,
+                build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
             },
         ],
     )

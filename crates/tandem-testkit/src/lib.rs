@@ -1,5 +1,5 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
-//! PostgreSQL, RabbitMQ, Mosquitto) on free loopback ports, stopped when dropped, so
+//! PostgreSQL, RabbitMQ, Mosquitto, the moto AWS emulator) on free loopback ports, stopped when dropped, so
 //! test runs never collide with each other or with the machine's own services.
 #![forbid(unsafe_code)]
 
@@ -543,4 +543,122 @@ impl Drop for MosquittoServer {
             let _ = process.wait();
         }
     }
+}
+
+/// A private AWS emulator (`moto_server` from the `moto[server]` Python package) on a
+/// free loopback port, serving SNS, SQS and STS at one endpoint with any credentials,
+/// killed when dropped. It keeps everything in memory: [`MotoServer::start_again`]
+/// starts it empty, as a lost emulator (or region) would be.
+///
+/// The program is `TANDEM_MOTO_SERVER` if set, else the repository's
+/// `.venv/bin/moto_server` (which `scripts/test` installs), else `moto_server` on `PATH`.
+pub struct MotoServer {
+    port: u16,
+    program: PathBuf,
+    env: Vec<(String, String)>,
+    process: Option<Child>,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts it with moto's settings in its environment, e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`: after that many requests, moto checks every
+    /// request's signature against the IAM access keys it holds.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let mut server = Self {
+            port: free_port(),
+            program: moto_program(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            process: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `http://127.0.0.1:port`, the `endpoint` a component uses.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the emulator (again) on the same port, empty; a running one is stopped
+    /// first.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let process = Command::new(&self.program)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|why| {
+                panic!("cannot start {}: {why}", self.program.display());
+            });
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(process) = &mut self.process
+                && let Ok(Some(status)) = process.try_wait()
+            {
+                panic!(
+                    "moto_server ({}) exited with {status} on port {}",
+                    self.program.display(),
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        panic!("moto_server did not start on port {}", self.port);
+    }
+
+    /// Kills the emulator at once; what it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn moto_program() -> PathBuf {
+    if let Some(program) = std::env::var_os("TANDEM_MOTO_SERVER") {
+        return PathBuf::from(program);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("moto_server"))
+            .find(|program| program.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "moto_server (the AWS emulator of the SNS/SQS tests) was not found: run \
+             scripts/test once, which installs moto[server] into .venv \
+             (or set TANDEM_MOTO_SERVER to its path)"
+        )
+    })
 }
