@@ -154,6 +154,27 @@ pub fn region(
     Ok(region)
 }
 
+/// The `endpoint` metadata (emulators, other regions' hosts): an `http://` or `https://`
+/// URL with a host. Case-insensitive, so Dapr's deprecated `Endpoint` is the same name.
+pub fn endpoint(metadata: &ComponentMetadata) -> Result<Option<http::Uri>, ResourceError> {
+    let Some(value) = metadata.get("endpoint") else {
+        return Ok(None);
+    };
+    let uri: http::Uri = value.parse().map_err(|_| {
+        metadata.field_error(
+            "endpoint",
+            format!("'{value}' is not a URL such as http://localhost:4566"),
+        )
+    })?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(metadata.field_error(
+            "endpoint",
+            format!("'{value}' is not an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(Some(uri))
+}
+
 /// The AWS partition a region belongs to, as Dapr derives it.
 pub fn partition_of(region: &str) -> &'static str {
     const PREFIXES: &[(&str, &str)] = &[

@@ -9,6 +9,7 @@
 //! invokes, and honours [`Outcome`]: an event is acknowledged to its source only once
 //! the app took it.
 
+mod aws_sqs;
 mod cron;
 mod mqtt3;
 mod rabbitmq;
@@ -139,6 +140,12 @@ pub fn registry() -> Registry<dyn Binding> {
     Registry::new(
         "bindings",
         vec![
+            Entry {
+                kind: "bindings.aws.sqs",
+                versions: &["v1"],
+                metadata: aws_sqs::METADATA,
+                build: |metadata| Box::pin(aws_sqs::SqsBinding::build(metadata)),
+            },
             Entry {
                 kind: "bindings.cron",
                 versions: &["v1"],

@@ -123,25 +123,7 @@ impl Settings {
     ) -> Result<Self, ResourceError> {
         let credentials = Credentials::read(metadata, sources)?;
         let region = aws::region(metadata, sources)?;
-        // Case-insensitive: Dapr's deprecated `Endpoint` is the same name.
-        let endpoint = match metadata.get("endpoint") {
-            None => None,
-            Some(value) => {
-                let uri: http::Uri = value.parse().map_err(|_| {
-                    metadata.field_error(
-                        "endpoint",
-                        format!("'{value}' is not a URL such as http://localhost:4566"),
-                    )
-                })?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(metadata.field_error(
-                        "endpoint",
-                        format!("'{value}' is not an http:// or https:// URL with a host"),
-                    ));
-                }
-                Some(uri)
-            }
-        };
+        let endpoint = aws::endpoint(metadata)?;
         let queue_name = metadata.required("consumerID")?.to_owned();
         let positive = |name: &str, default: u64| -> Result<u64, ResourceError> {
             let value: i64 = metadata.number_or(name, i64::try_from(default).unwrap_or(0))?;
