@@ -6,6 +6,7 @@
 //! that asks for a retry never loses it.
 
 mod in_memory;
+mod jetstream;
 mod rabbitmq;
 mod redis;
 mod sqlite;
@@ -25,7 +26,10 @@ pub use sqlite::SqlitePubSub;
 /// Log targets of the brokers' client libraries, whose errors the components report
 /// themselves: the sidecar keeps them silent unless debugging.
 pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
-    rabbitmq::CLIENT_LOG_TARGETS.iter().copied()
+    rabbitmq::CLIENT_LOG_TARGETS
+        .iter()
+        .chain(jetstream::CLIENT_LOG_TARGETS)
+        .copied()
 }
 
 /// A message on its way to or from a broker.
@@ -98,6 +102,19 @@ pub enum PubSubError {
         "RabbitMQ at {address} refused the message for exchange '{exchange}' (negative publisher confirm)"
     )]
     RabbitMqRefused { address: String, exchange: String },
+    #[error("NATS at {address}: cannot {action}: {source}")]
+    Nats {
+        address: String,
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("NATS at {address}: cannot {action}: no answer within {after:?}")]
+    NatsTimeout {
+        address: String,
+        action: String,
+        after: std::time::Duration,
+    },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -136,6 +153,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: rabbitmq::METADATA,
                 build: |metadata| Box::pin(rabbitmq::RabbitMq::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.jetstream",
+                versions: &["v1"],
+                metadata: jetstream::METADATA,
+                build: |metadata| Box::pin(jetstream::JetStream::build(metadata)),
             },
             Entry {
                 kind: "pubsub.in-memory",
