@@ -1,0 +1,330 @@
+//! `pubsub.jetstream` against a real `nats-server -js`: every test starts a private
+//! server on a free port (it starts in milliseconds), so tests never share streams.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tandem_components::pubsub::{Outcome, PubSub};
+use tandem_spec::{Component, ComponentMetadata};
+use tandem_testkit::NatsServer;
+use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::*;
+
+async fn jetstream(url: &str, consumer: &str, extra: &[(&str, &str)]) -> Arc<dyn PubSub> {
+    let mut values = vec![("natsURL", url), ("consumerID", consumer)];
+    values.extend_from_slice(extra);
+    build("pubsub.jetstream", &values).await
+}
+
+/// Builds a `pubsub.jetstream`, returning the error's text when it fails.
+async fn try_build(values: &[(&str, &str)]) -> Result<Arc<dyn PubSub>, String> {
+    let component = Component {
+        file: Some("components/nats.yaml".into()),
+        ..Component::new("orders", "pubsub.jetstream")
+    };
+    let values: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tandem_components::pubsub::registry()
+        .build(&ComponentMetadata::new(component, values))
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Everything `seen` gets until it has been quiet for `quiet`.
+async fn drain(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+    quiet: Duration,
+) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Some(data) = next(seen, quiet).await {
+        all.push(data);
+    }
+    all
+}
+
+#[tokio::test]
+async fn every_app_gets_every_message_and_replicas_share_them() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let topic = "orders.eu";
+    let publisher = jetstream(&url, "publisher", &[]).await;
+    // Before anyone subscribes: the stream is created for the topic and keeps it.
+    publisher.publish(message(topic, "early")).await.unwrap();
+
+    let stop = CancellationToken::new();
+    let (a1, mut seen_a1) = Recorder::new(vec![]);
+    let (a2, mut seen_a2) = Recorder::new(vec![]);
+    let (b, mut seen_b) = Recorder::new(vec![]);
+    let (c, mut seen_c) = Recorder::new(vec![]);
+    let mut tasks = Vec::new();
+    for (consumer, recorder, extra) in [
+        ("app-a", a1, &[][..]),
+        ("app-a", a2, &[][..]),
+        ("app-b", b, &[][..]),
+        ("app-c", c, &[("deliverPolicy", "new")][..]),
+    ] {
+        let pubsub = jetstream(&url, consumer, extra).await;
+        tasks.push(
+            pubsub
+                .subscribe(subscription(topic), recorder, stop.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let expected: Vec<String> = (0..20).map(|n| format!("m{n:02}")).collect();
+    for data in &expected {
+        publisher.publish(message(topic, data)).await.unwrap();
+    }
+    let mut with_early = expected.clone();
+    with_early.insert(0, "early".to_owned());
+
+    let for_b = drain(&mut seen_b, Duration::from_secs(2)).await;
+    assert_eq!(for_b, with_early, "app B gets every message, in order");
+    let mut for_a = drain(&mut seen_a1, Duration::from_millis(500)).await;
+    let from_a1 = for_a.len();
+    for_a.extend(drain(&mut seen_a2, Duration::from_millis(500)).await);
+    for_a.sort();
+    let mut sorted = with_early.clone();
+    sorted.sort();
+    assert_eq!(
+        for_a, sorted,
+        "app A's replicas share the messages, once each"
+    );
+    assert!(
+        from_a1 > 0 && from_a1 < with_early.len(),
+        "both replicas of app A took a share ({from_a1} of {})",
+        with_early.len()
+    );
+    let for_c = drain(&mut seen_c, Duration::from_millis(500)).await;
+    assert_eq!(
+        for_c, expected,
+        "deliverPolicy 'new' skips what came before the consumer"
+    );
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_retry_comes_back_a_drop_does_not_and_max_deliver_is_honoured() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let stop = CancellationToken::new();
+
+    let pubsub = jetstream(&url, "app", &[]).await;
+    let (recorder, mut seen) = Recorder::new(vec![Outcome::Retry, Outcome::Drop]);
+    let task = pubsub
+        .subscribe(subscription("retries"), recorder, stop.clone())
+        .await
+        .unwrap();
+    pubsub.publish(message("retries", "again")).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            next(&mut seen, Duration::from_secs(5)).await.as_deref(),
+            Some("again")
+        );
+    }
+    assert_eq!(
+        next(&mut seen, Duration::from_millis(1500)).await,
+        None,
+        "dropped: not delivered again"
+    );
+
+    // An app that always asks for a retry sees the message maxDeliver times.
+    let limited = jetstream(&url, "app", &[("maxDeliver", "3"), ("ackWait", "200ms")]).await;
+    let (recorder, mut seen) = Recorder::new(vec![Outcome::Retry; 10]);
+    let limited_task = limited
+        .subscribe(subscription("poison"), recorder, stop.clone())
+        .await
+        .unwrap();
+    limited.publish(message("poison", "bad")).await.unwrap();
+    let deliveries = drain(&mut seen, Duration::from_millis(1500)).await;
+    assert_eq!(deliveries, vec!["bad"; 3]);
+
+    stop.cancel();
+    task.await.unwrap();
+    limited_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unfinished_delivery_goes_to_the_next_subscriber() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let short_ack_wait = [("ackWait", "1s")];
+    {
+        let url = url.clone();
+        crash_mid_delivery(
+            move || Box::pin(async move { jetstream(&url, "worker", &short_ack_wait).await }),
+            "jobs",
+        );
+    }
+    let pubsub = jetstream(&url, "worker", &short_ack_wait).await;
+    let (recorder, mut seen) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = pubsub
+        .subscribe(subscription("jobs"), recorder, stop.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut seen, Duration::from_secs(5)).await.as_deref(),
+        Some("unfinished")
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn no_acknowledged_publish_is_lost_across_a_server_restart() {
+    let mut server = NatsServer::start();
+    let url = server.url();
+    let topic = "payments";
+    let pubsub = jetstream(&url, "ledger", &[("concurrency", "parallel")]).await;
+    let (recorder, mut seen) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = pubsub
+        .subscribe(subscription(topic), recorder, stop.clone())
+        .await
+        .unwrap();
+
+    // Publishes one message after another until told to stop, keeping the ones that
+    // returned Ok.
+    let publishing = Arc::new(AtomicBool::new(true));
+    let load = {
+        let (pubsub, publishing) = (pubsub.clone(), publishing.clone());
+        tokio::spawn(async move {
+            let (mut acknowledged, mut failed) = (Vec::new(), 0);
+            let mut n = 0;
+            while publishing.load(Ordering::Relaxed) {
+                let data = format!("p{n}");
+                n += 1;
+                match pubsub.publish(message(topic, &data)).await {
+                    Ok(()) => acknowledged.push(data),
+                    Err(_) => {
+                        failed += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (acknowledged, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    server.stop();
+    let started = Instant::now();
+    let error = pubsub
+        .publish(message(topic, "while down"))
+        .await
+        .expect_err("publishing to a stopped server fails loudly")
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "within a bounded time"
+    );
+    assert!(error.contains(&url), "{error}");
+    server.start_again();
+
+    // Publishing resumes by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pubsub.publish(message(topic, "after")).await.is_err() {
+        assert!(Instant::now() < deadline, "publishing resumes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publishing.store(false, Ordering::Relaxed);
+    let (acknowledged, failed) = load.await.unwrap();
+    assert!(failed > 0, "the load saw the outage");
+
+    // Every acknowledged publish arrives (some may come twice: at least once).
+    let mut missing: HashSet<String> = acknowledged.into_iter().collect();
+    missing.insert("after".to_owned());
+    let total = missing.len();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !missing.is_empty() && Instant::now() < deadline {
+        if let Some(data) = next(&mut seen, Duration::from_millis(500)).await {
+            missing.remove(&data);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {total} acknowledged messages were not delivered: {missing:?}",
+        missing.len()
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_and_passwords_are_checked_and_never_echoed() {
+    let with_token = NatsServer::start_with_args(&["--auth", "s3cret-token"]);
+    let url = with_token.url();
+    let pubsub = jetstream(&url, "app", &[("token", "s3cret-token")]).await;
+    let (recorder, mut seen) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = pubsub
+        .subscribe(subscription("secured"), recorder, stop.clone())
+        .await
+        .unwrap();
+    pubsub.publish(message("secured", "hello")).await.unwrap();
+    assert_eq!(
+        next(&mut seen, Duration::from_secs(5)).await.as_deref(),
+        Some("hello")
+    );
+    stop.cancel();
+    task.await.unwrap();
+    let error = try_build(&[("natsURL", &url), ("token", "wrong-token")])
+        .await
+        .err()
+        .expect("a wrong token is refused");
+    assert!(error.starts_with("components/nats.yaml"), "{error}");
+    assert!(error.contains("natsURL"), "{error}");
+    assert!(error.to_lowercase().contains("author"), "{error}");
+    assert!(!error.contains("wrong-token"), "{error}");
+
+    let with_password = NatsServer::start_with_args(&["--user", "u", "--pass", "hunter2"]);
+    let port = with_password.port();
+    let good = format!("nats://u:hunter2@127.0.0.1:{port}");
+    let pubsub = jetstream(&good, "app", &[]).await;
+    pubsub.publish(message("secured", "hi")).await.unwrap();
+    let bad = format!("nats://u:wrong-pass@127.0.0.1:{port}");
+    let error = try_build(&[("natsURL", &bad)])
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert!(error.contains("natsURL"), "{error}");
+    assert!(
+        error.contains(&format!("nats://127.0.0.1:{port}")),
+        "{error}"
+    );
+    assert!(!error.contains("wrong-pass"), "{error}");
+}
+
+#[tokio::test]
+async fn unusable_settings_and_servers_stop_start_up_by_field() {
+    let port = tandem_testkit::free_port();
+    let error = try_build(&[("natsURL", &format!("nats://u:hunter2@127.0.0.1:{port}"))])
+        .await
+        .err()
+        .expect("no server there");
+    assert!(error.contains("natsURL"), "{error}");
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+
+    let error = try_build(&[
+        ("natsURL", "nats://127.0.0.1:1"),
+        ("deliverPolicy", "first"),
+    ])
+    .await
+    .err()
+    .unwrap();
+    assert!(error.contains("deliverPolicy"), "{error}");
+    let error = try_build(&[]).await.err().unwrap();
+    assert!(error.contains("natsURL"), "{error}");
+}
