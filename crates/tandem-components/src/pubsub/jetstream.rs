@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::{
-    CreateStreamErrorKind, GetStreamByNameErrorKind, GetStreamErrorKind,
+    CreateStreamErrorKind, GetStreamByNameErrorKind, GetStreamErrorKind, PublishErrorKind,
 };
 use async_nats::jetstream::{self, AckKind, stream};
 use async_trait::async_trait;
@@ -522,6 +522,16 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8(decoded).unwrap_or_else(|_| text.to_owned())
 }
 
+/// Whether a publish failed because no stream takes its subject.
+fn stream_not_found(error: &PubSubError) -> bool {
+    let PubSubError::Nats { source, .. } = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<jetstream::context::PublishError>()
+        .is_some_and(|error| matches!(error.kind(), PublishErrorKind::StreamNotFound))
+}
+
 /// The `id` of a CloudEvent, the message's deduplication id.
 fn cloud_event_id(data: &[u8]) -> Option<String> {
     let event: serde_json::Value = serde_json::from_slice(data).ok()?;
@@ -662,10 +672,17 @@ async fn ensure_stream(
 impl PubSub for JetStream {
     async fn publish(&self, message: Message) -> Result<(), PubSubError> {
         let id = cloud_event_id(&message.data);
-        if !self.streams.lock().await.contains_key(&message.topic) {
-            self.stream_for(&message.topic).await?;
+        self.stream_for(&message.topic).await?;
+        match self.try_publish(&message, id.as_deref()).await {
+            // The stream went away since it was found (deleted by an operator, or a
+            // server that kept it in memory restarted): find or create it again, once.
+            Err(error) if stream_not_found(&error) => {
+                self.streams.lock().await.remove(&message.topic);
+                self.stream_for(&message.topic).await?;
+                self.try_publish(&message, id.as_deref()).await
+            }
+            result => result,
         }
-        self.try_publish(&message, id.as_deref()).await
     }
 
     async fn subscribe(
