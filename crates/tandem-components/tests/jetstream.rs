@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+
 use tandem_components::pubsub::{Outcome, PubSub};
 use tandem_spec::{Component, ComponentMetadata};
 use tandem_testkit::NatsServer;
@@ -327,4 +329,86 @@ async fn unusable_settings_and_servers_stop_start_up_by_field() {
     assert!(error.contains("deliverPolicy"), "{error}");
     let error = try_build(&[]).await.err().unwrap();
     assert!(error.contains("natsURL"), "{error}");
+}
+
+#[tokio::test]
+async fn existing_streams_are_used_as_dapr_expects() {
+    let server = NatsServer::start();
+    let url = server.url();
+    // Set up by hand, as Dapr's documentation has users do.
+    let client = async_nats::connect(url.as_str()).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    context
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "SHOP".into(),
+            subjects: vec!["shop.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let stop = CancellationToken::new();
+    // Found by subject, without streamName; and named, with a durable name of its own.
+    let (found, mut seen_found) = Recorder::new(vec![]);
+    let by_subject = jetstream(&url, "app", &[]).await;
+    let task_found = by_subject
+        .subscribe(subscription("shop.orders"), found, stop.clone())
+        .await
+        .unwrap();
+    let (named, mut seen_named) = Recorder::new(vec![]);
+    let by_name = jetstream(
+        &url,
+        "app",
+        &[("streamName", "SHOP"), ("durableName", "dapr-durable")],
+    )
+    .await;
+    let task_named = by_name
+        .subscribe(subscription("shop.orders"), named, stop.clone())
+        .await
+        .unwrap();
+    by_subject
+        .publish(message("shop.orders", "o1"))
+        .await
+        .unwrap();
+    for seen in [&mut seen_found, &mut seen_named] {
+        assert_eq!(
+            next(seen, Duration::from_secs(5)).await.as_deref(),
+            Some("o1")
+        );
+    }
+    let mut streams: Vec<String> = context.stream_names().map(Result::unwrap).collect().await;
+    streams.sort();
+    assert_eq!(streams, ["SHOP"], "no stream was created beside SHOP");
+    let stream = context.get_stream("SHOP").await.unwrap();
+    stream.consumer_info("dapr-durable").await.unwrap();
+    stream.consumer_info("app-shop_orders").await.unwrap();
+
+    // A named stream that does not take the topic is left alone, and the error says so.
+    let error = by_name
+        .subscribe(
+            subscription("billing"),
+            Recorder::new(vec![]).0,
+            stop.clone(),
+        )
+        .await
+        .expect_err("SHOP does not take 'billing'")
+        .to_string();
+    assert!(error.contains("SHOP"), "{error}");
+
+    stop.cancel();
+    task_found.await.unwrap();
+    task_named.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_stream_is_created_again_by_the_next_publish() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let pubsub = jetstream(&url, "app", &[]).await;
+    pubsub.publish(message("audit.log", "one")).await.unwrap();
+    let context = async_nats::jetstream::new(async_nats::connect(url.as_str()).await.unwrap());
+    context.delete_stream("audit_log").await.unwrap();
+    pubsub.publish(message("audit.log", "two")).await.unwrap();
+    let mut stream = context.get_stream("audit_log").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
