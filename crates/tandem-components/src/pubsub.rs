@@ -155,12 +155,6 @@ pub fn registry() -> Registry<dyn PubSub> {
                 build: |metadata| Box::pin(rabbitmq::RabbitMq::build(metadata)),
             },
             Entry {
-                kind: "pubsub.jetstream",
-                versions: &["v1"],
-                metadata: jetstream::METADATA,
-                build: |metadata| Box::pin(jetstream::JetStream::build(metadata)),
-            },
-            Entry {
                 kind: "pubsub.in-memory",
                 versions: &["v1"],
                 metadata: in_memory::METADATA,
@@ -171,6 +165,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: sqlite::METADATA,
                 build: |metadata| Box::pin(sqlite::SqlitePubSub::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.jetstream",
+                versions: &["v1"],
+                metadata: jetstream::METADATA,
+                build: |metadata| Box::pin(jetstream::JetStream::build(metadata)),
             },
         ],
     )

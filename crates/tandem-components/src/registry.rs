@@ -150,7 +150,9 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.contains("pubsub.redis, pubsub.rabbitmq, pubsub.in-memory, pubsub.sqlite"),
+            message.contains(
+                "pubsub.redis, pubsub.rabbitmq, pubsub.in-memory, pubsub.sqlite, pubsub.jetstream"
+            ),
             "{message}"
         );
 

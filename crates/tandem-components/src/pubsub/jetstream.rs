@@ -403,7 +403,11 @@ impl Settings {
                 });
             }
             Credentials::ClientCertificate { cert, key } => {
-                options = options.add_client_certificate(cert.into(), key.into());
+                // As in Dapr (nats.go's ClientCert): a client certificate means TLS, even
+                // with a `nats://` URL.
+                options = options
+                    .add_client_certificate(cert.into(), key.into())
+                    .require_tls(true);
             }
         }
         self.timed("connect", options.connect(self.address.as_str()))
