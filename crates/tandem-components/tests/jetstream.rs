@@ -395,9 +395,30 @@ async fn existing_streams_are_used_as_dapr_expects() {
         .to_string();
     assert!(error.contains("SHOP"), "{error}");
 
+    // A named stream that does not exist yet is created for the topic.
+    let (created, mut seen_created) = Recorder::new(vec![]);
+    let to_create = jetstream(&url, "app", &[("streamName", "RETURNS")]).await;
+    let task_created = to_create
+        .subscribe(subscription("returns"), created, stop.clone())
+        .await
+        .unwrap();
+    to_create.publish(message("returns", "r1")).await.unwrap();
+    assert_eq!(
+        next(&mut seen_created, Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("r1")
+    );
+    let mut returns = context.get_stream("RETURNS").await.unwrap();
+    assert_eq!(returns.info().await.unwrap().config.subjects, ["returns"]);
     stop.cancel();
     task_found.await.unwrap();
     task_named.await.unwrap();
+    task_created.await.unwrap();
+    assert_eq!(
+        next(&mut seen_created, Duration::from_millis(100)).await,
+        None
+    );
 }
 
 #[tokio::test]

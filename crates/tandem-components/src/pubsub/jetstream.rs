@@ -633,7 +633,7 @@ async fn ensure_stream(
 ) -> Result<String, PubSubError> {
     let name = match &settings.stream_name {
         Some(name) => {
-            match context.get_stream_no_info(name).await {
+            match context.get_stream(name).await {
                 Ok(_) => return Ok(name.clone()),
                 Err(error) => match error.kind() {
                     GetStreamErrorKind::JetStream(inner)
