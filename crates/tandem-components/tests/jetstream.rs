@@ -433,3 +433,52 @@ async fn a_deleted_stream_is_created_again_by_the_next_publish() {
     let mut stream = context.get_stream("audit_log").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
+
+/// Takes `time` over each delivery, then says it is done.
+struct Slow {
+    seen: tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+    time: Duration,
+}
+
+#[async_trait::async_trait]
+impl tandem_components::pubsub::Deliver for Slow {
+    async fn deliver(&self, message: tandem_components::pubsub::Message) -> Outcome {
+        let _ = self.seen.send(message.data);
+        tokio::time::sleep(self.time).await;
+        Outcome::Done
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_slower_than_ack_wait_is_not_given_to_another_replica() {
+    let server = NatsServer::start();
+    let url = server.url();
+    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let replica = jetstream(&url, "slow-app", &[("ackWait", "600ms")]).await;
+        let slow = Arc::new(Slow {
+            seen: seen.clone(),
+            time: Duration::from_millis(2000),
+        });
+        tasks.push(
+            replica
+                .subscribe(subscription("reports"), slow, stop.clone())
+                .await
+                .unwrap(),
+        );
+        replicas.push(replica);
+    }
+    replicas[0]
+        .publish(message("reports", "big"))
+        .await
+        .unwrap();
+    let deliveries = drain(&mut received, Duration::from_millis(2500)).await;
+    assert_eq!(deliveries, ["big"], "delivered once, though it took 2 s");
+    stop.cancel();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

@@ -24,8 +24,10 @@
 //! announces it as a terminated-message advisory; Dapr acknowledges it); a retry is
 //! negatively acknowledged (`-NAK`) with a delay — the `backOff` step for its delivery
 //! count, else `ackWait` as Dapr does, else half a second — and comes back until
-//! `maxDeliver` is reached. A subscriber that dies mid-delivery leaves its message
-//! unacknowledged; JetStream redelivers it after `ackWait`.
+//! `maxDeliver` is reached. While the app works on a delivery the sidecar reports
+//! progress (`+WPI`) every half `ackWait`, so a slow delivery is not handed to another
+//! replica meanwhile; a subscriber that dies mid-delivery stops reporting and leaves its
+//! message unacknowledged, and JetStream redelivers it after `ackWait`.
 //!
 //! **Connections come and go.** The client reconnects by itself; each subscription
 //! pulls in a loop and, when its pulls fail (idle heartbeats missed, the consumer gone),
@@ -103,6 +105,9 @@ const MAX_BATCH: usize = 100;
 /// while a pull waits, and each pull expires and is renewed.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// JetStream's `ackWait` when the consumer does not set one.
+const SERVER_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Pause between attempts to set a subscription up again.
 const RESUBSCRIBE_WAIT: Duration = Duration::from_millis(500);
@@ -320,8 +325,8 @@ impl Settings {
             address,
             credentials,
             connection_name: metadata.string_or("name", "dapr.io - pubsub.jetstream"),
-            stream_name: metadata.get("streamName").map(str::to_owned),
-            durable_name: metadata.get("durableName").map(str::to_owned),
+            stream_name: jetstream_name(metadata, "streamName")?,
+            durable_name: jetstream_name(metadata, "durableName")?,
             group: metadata
                 .get("queueGroupName")
                 .or_else(|| metadata.get("consumerID"))
@@ -448,6 +453,18 @@ impl Settings {
         }
     }
 
+    /// How often a delivery in progress is reported: half of how long JetStream waits
+    /// for an answer (`ackWait`, or the first `backOff` step, which replaces it).
+    fn progress_interval(&self) -> Duration {
+        let wait = self
+            .backoff
+            .first()
+            .copied()
+            .or(self.ack_wait)
+            .unwrap_or(SERVER_ACK_WAIT);
+        (wait / 2).max(Duration::from_millis(100))
+    }
+
     /// How long a retried delivery waits before it comes again.
     fn retry_delay(&self, delivered: i64) -> Duration {
         if let Some(last) = self.backoff.last() {
@@ -456,6 +473,23 @@ impl Settings {
         }
         self.ack_wait.unwrap_or(RETRY_DELAY)
     }
+}
+
+/// A stream or consumer name given in the metadata, which JetStream must accept.
+fn jetstream_name(
+    metadata: &ComponentMetadata,
+    field: &str,
+) -> Result<Option<String>, ResourceError> {
+    let Some(name) = metadata.get(field) else {
+        return Ok(None);
+    };
+    if safe_name(name) != name {
+        return Err(metadata.field_error(
+            field,
+            format!("'{name}' holds a character JetStream names may not (. * > space / \\)"),
+        ));
+    }
+    Ok(Some(name.to_owned()))
 }
 
 /// A stream or consumer name from `text`: the characters JetStream names may not hold
@@ -831,14 +865,26 @@ impl Consumer {
 
     async fn handle(&self, message: jetstream::Message) {
         let delivered = message.info().map_or(1, |info| info.delivered);
-        let outcome = self
-            .deliver
-            .deliver(Message {
-                topic: self.topic.clone(),
-                data: message.payload.clone(),
-                metadata: Default::default(),
-            })
-            .await;
+        let delivery = self.deliver.deliver(Message {
+            topic: self.topic.clone(),
+            data: message.payload.clone(),
+            metadata: Default::default(),
+        });
+        tokio::pin!(delivery);
+        // While the app works, tell JetStream so (`+WPI`) every half `ackWait`, so a slow
+        // delivery is not also given to another replica; a dead sidecar stops telling.
+        let every = self.settings.progress_interval();
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut delivery => break outcome,
+                _ = progress.tick(), if self.settings.ack_policy != AckPolicy::None => {
+                    if let Err(error) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(topic = %self.topic, "telling JetStream a delivery is in progress failed: {error}");
+                    }
+                }
+            }
+        };
         if self.settings.ack_policy == AckPolicy::None {
             return;
         }
@@ -888,6 +934,7 @@ mod tests {
         assert!(settings.stream_name.is_none());
         assert_eq!(settings.address, "nats://localhost:4222");
         assert_eq!(settings.retry_delay(1), RETRY_DELAY);
+        assert_eq!(settings.progress_interval(), Duration::from_secs(15));
     }
 
     #[test]
@@ -985,6 +1032,8 @@ mod tests {
             (vec![("jwt", "eyJ"), ("seedKey", "SUhunter2")], "seedKey"),
             (vec![("seedKey", "SUhunter2")], "jwt"),
             (vec![("tls_client_cert", "/c.pem")], "tls_client_key"),
+            (vec![("streamName", "orders.eu")], "streamName"),
+            (vec![("durableName", "my durable")], "durableName"),
         ] {
             let error = settings(&values).err().unwrap().to_string();
             assert!(error.contains(field), "{values:?}: {error}");
