@@ -150,9 +150,7 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.contains(
-                "pubsub.redis, pubsub.rabbitmq, pubsub.in-memory, pubsub.sqlite, pubsub.jetstream"
-            ),
+            message.contains("pubsub.redis, pubsub.rabbitmq, pubsub.in-memory, pubsub.sqlite"),
             "{message}"
         );
 
