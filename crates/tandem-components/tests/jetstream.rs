@@ -482,3 +482,119 @@ async fn a_delivery_slower_than_ack_wait_is_not_given_to_another_replica() {
         task.await.unwrap();
     }
 }
+
+/// base64url without padding, as JWTs use it.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A NATS JWT with `claims`, issued and signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let header = base64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": uuid::Uuid::new_v4().simple().to_string().to_uppercase(),
+        "iat": 1_700_000_000,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let payload = base64url(claims.to_string().as_bytes());
+    let signature = issuer
+        .sign(format!("{header}.{payload}").as_bytes())
+        .unwrap();
+    format!("{header}.{payload}.{}", base64url(&signature))
+}
+
+#[tokio::test]
+async fn a_user_jwt_and_seed_key_sign_in() {
+    // Operator mode: the operator vouches for the account, the account for the user.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "op",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "app-account",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "app-user",
+        serde_json::json!({"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1}),
+    );
+    // JetStream needs a system account in operator mode.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("operator.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator_jwt}\nsystem_account: {system}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {system}: {system_jwt}\n  {account}: {account_jwt}\n}}\n",
+            system = system.public_key(),
+            account = account.public_key(),
+        ),
+    )
+    .unwrap();
+    let server = NatsServer::start_with_args(&["-c", config.to_str().unwrap()]);
+    let url = server.url();
+    let seed = user.seed().unwrap();
+
+    let pubsub = jetstream(&url, "app", &[("jwt", &user_jwt), ("seedKey", &seed)]).await;
+    let (recorder, mut seen) = Recorder::new(vec![]);
+    let stop = CancellationToken::new();
+    let task = pubsub
+        .subscribe(subscription("signed"), recorder, stop.clone())
+        .await
+        .unwrap();
+    pubsub.publish(message("signed", "ok")).await.unwrap();
+    assert_eq!(
+        next(&mut seen, Duration::from_secs(5)).await.as_deref(),
+        Some("ok")
+    );
+    stop.cancel();
+    task.await.unwrap();
+
+    // Another user's seed cannot sign for this JWT.
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    let error = try_build(&[
+        ("natsURL", &url),
+        ("jwt", &user_jwt),
+        ("seedKey", &stranger),
+    ])
+    .await
+    .err()
+    .expect("a seed that does not match the JWT is refused");
+    assert!(error.contains("natsURL"), "{error}");
+    assert!(!error.contains(&stranger), "{error}");
+}
