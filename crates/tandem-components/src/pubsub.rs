@@ -6,6 +6,7 @@
 //! that asks for a retry never loses it.
 
 mod in_memory;
+mod jetstream;
 pub(crate) mod mqtt3;
 pub(crate) mod rabbitmq;
 mod redis;
@@ -30,6 +31,7 @@ pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
     rabbitmq::CLIENT_LOG_TARGETS
         .iter()
         .chain(mqtt3::CLIENT_LOG_TARGETS)
+        .chain(jetstream::CLIENT_LOG_TARGETS)
         .copied()
 }
 
@@ -135,6 +137,19 @@ pub enum PubSubError {
     /// The message cannot be published as it is.
     #[error("cannot publish to '{topic}': {message}")]
     InvalidMessage { topic: String, message: String },
+    #[error("NATS at {address}: cannot {action}: {source}")]
+    Nats {
+        address: String,
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("NATS at {address}: cannot {action}: no answer within {after:?}")]
+    NatsTimeout {
+        address: String,
+        action: String,
+        after: std::time::Duration,
+    },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -197,6 +212,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: snssqs::METADATA,
                 build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.jetstream",
+                versions: &["v1"],
+                metadata: jetstream::METADATA,
+                build: |metadata| Box::pin(jetstream::JetStream::build(metadata)),
             },
         ],
     )

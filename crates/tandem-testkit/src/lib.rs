@@ -1,5 +1,5 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
-//! PostgreSQL, RabbitMQ, Mosquitto, the moto AWS emulator) on free loopback ports, stopped when dropped, so
+//! PostgreSQL, RabbitMQ, Mosquitto, `nats-server`, the moto AWS emulator) on free loopback ports, stopped when dropped, so
 //! test runs never collide with each other or with the machine's own services.
 #![forbid(unsafe_code)]
 
@@ -661,4 +661,92 @@ fn moto_program() -> PathBuf {
              (or set TANDEM_MOTO_SERVER to its path)"
         )
     })
+}
+
+/// A private `nats-server -js` on a free loopback port, its JetStream store in a
+/// temporary directory, killed when dropped. [`NatsServer::start_again`] uses the same
+/// port and store, so streams and consumers survive a restart.
+pub struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    /// Extra arguments (`--auth`, `--user`, `--pass`), given again on every start.
+    args: Vec<String>,
+    process: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// Starts with extra command-line arguments, such as `["--auth", "token"]` or
+    /// `["--user", "u", "--pass", "p"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tandem-nats-")
+            .tempdir()
+            .unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            args: args.iter().map(ToString::to_string).collect(),
+            process: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// `nats://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts the server (again) on the same port with the same store; a running server
+    /// is stopped first.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let process = Command::new("/usr/sbin/nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (apt-get install nats-server)");
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
