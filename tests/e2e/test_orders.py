@@ -19,6 +19,7 @@ BROKERS = {
     "redis": ("redis_server", "localhost:6379", "127.0.0.1:{port}"),
     "rabbitmq": ("rabbitmq_server", "value: localhost", None),  # hostname: host:port
     "mqtt": ("mosquitto_server", "tcp://localhost:1883", "tcp://127.0.0.1:{port}"),
+    "jetstream": ("nats_server", "nats://localhost:4222", "nats://127.0.0.1:{port}"),
     "snssqs": ("moto_server", "http://localhost:5000", "http://127.0.0.1:{port}"),
     "embedded": (None, "~/.tandem/orders.db", "{tmp}/orders.db"),
 }
