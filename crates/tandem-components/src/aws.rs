@@ -490,12 +490,11 @@ impl Client {
         } else {
             format!("{endpoint}{path}?{}", canonical_query(&pairs))
         };
-        let method = http::Method::from_bytes(method.as_bytes()).map_err(|why| {
-            AwsError::Unexpected {
+        let method =
+            http::Method::from_bytes(method.as_bytes()).map_err(|why| AwsError::Unexpected {
                 endpoint: endpoint.clone(),
                 what: format!("the method cannot be used: {why}"),
-            }
-        })?;
+            })?;
         let mut request = http::Request::builder().method(method).uri(url);
         for (name, value) in &headers {
             request = request.header(name.as_str(), value.as_str());
@@ -583,9 +582,7 @@ pub struct Answer {
 impl Answer {
     /// A header's value, if present and text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
+        self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
     /// The S3-style XML error of a failed answer (`<Code>`, `<Message>`); a HEAD or a
@@ -961,7 +958,10 @@ mod tests {
     #[test]
     fn sigv4_matches_the_s3_documentation_s_get_object_example() {
         let mut headers = vec![
-            ("host".to_owned(), "examplebucket.s3.amazonaws.com".to_owned()),
+            (
+                "host".to_owned(),
+                "examplebucket.s3.amazonaws.com".to_owned(),
+            ),
             ("range".to_owned(), "bytes=0-9".to_owned()),
             (
                 "x-amz-content-sha256".to_owned(),
