@@ -124,6 +124,49 @@ async fn create_then_get_round_trips_with_a_given_key_and_a_generated_one() {
         get(&binding, "notes/été 1+1.txt").await.unwrap(),
         b"hello, s3"
     );
+    let (status, head) = raw(
+        &server,
+        "HEAD",
+        "/files/notes/%C3%A9t%C3%A9%201%2B1.txt",
+        true,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&head));
+
+    // Tags and a storage class go with the object.
+    binding
+        .invoke(request(
+            "create",
+            b"tagged",
+            &[
+                ("key", "tagged.txt"),
+                ("tags", "team=a b,env=prod"),
+                ("storageClass", "STANDARD_IA"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let (status, tags) = raw(&server, "GET", "/files/tagged.txt?tagging", true);
+    let tags = String::from_utf8_lossy(&tags);
+    assert_eq!(status, 200, "{tags}");
+    assert!(
+        tags.contains("<Key>team</Key><Value>a b</Value>") && tags.contains("<Key>env</Key>"),
+        "{tags}"
+    );
+    let listed = binding
+        .invoke(request("list", br#"{"prefix":"tagged"}"#, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&listed.data).unwrap();
+    assert_eq!(
+        listed["Contents"][0]["StorageClass"], "STANDARD_IA",
+        "{listed}"
+    );
+    let error = binding
+        .invoke(request("create", b"x", &[("key", "k"), ("tags", "oops")]))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BindingError::Invalid(_)), "{error}");
 
     // A JSON document is stored as it came.
     let answer = binding

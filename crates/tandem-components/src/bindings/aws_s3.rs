@@ -263,6 +263,11 @@ impl S3Binding {
         if let Some(storage_class) = storage_class {
             headers.push(("x-amz-storage-class".to_owned(), storage_class.clone()));
         }
+        if let Some(tags) = request.metadata.get("tags")
+            && let Some(tagging) = tagging(tags)?
+        {
+            headers.push(("x-amz-tagging".to_owned(), tagging));
+        }
         // The presign TTL is checked before anything is written.
         let presign_ttl = self.presign_ttl(&request.metadata, false)?;
         let answer = self
@@ -496,6 +501,26 @@ fn endpoint(
         ));
     }
     Ok((Some(uri), Some(text)))
+}
+
+/// Request metadata `tags` (`key=value,key2=value2`, as Dapr takes them) as S3's
+/// `x-amz-tagging` header: URL-encoded pairs joined with `&`.
+fn tagging(tags: &str) -> Result<Option<String>, BindingError> {
+    let mut pairs = Vec::new();
+    for entry in tags.split(',') {
+        let pair = entry
+            .trim()
+            .split_once('=')
+            .map(|(name, value)| (name.trim(), value.trim()))
+            .filter(|(name, value)| !name.is_empty() && !value.is_empty());
+        let Some((name, value)) = pair else {
+            return Err(BindingError::Invalid(format!(
+                "tags: '{entry}' is not key=value (tags are written key=value,key2=value2)"
+            )));
+        };
+        pairs.push(format!("{}={}", aws::encode(name), aws::encode(value)));
+    }
+    Ok((!pairs.is_empty()).then(|| pairs.join("&")))
 }
 
 /// The request's `key`, which must be set.
@@ -873,6 +898,18 @@ mod tests {
             .to_string();
         assert!(error.contains("SignatureDoesNotMatch"), "{error}");
         assert!(!error.contains("not-the-secret"), "{error}");
+    }
+
+    #[test]
+    fn s3_tags_are_dapr_s_pairs_url_encoded() {
+        assert_eq!(
+            tagging("team=a b, env=prod").unwrap().as_deref(),
+            Some("team=a%20b&env=prod")
+        );
+        for bad in ["team", "team=", "=x", "a=1,,b=2"] {
+            let error = tagging(bad).unwrap_err().to_string();
+            assert!(error.contains("tags"), "{bad}: {error}");
+        }
     }
 
     #[test]
