@@ -99,9 +99,9 @@ impl S3Binding {
         Ok(Arc::new(binding))
     }
 
-    /// HeadBucket at the start: a bucket that does not exist, or an endpoint out of
-    /// reach, stops it with the field named. A refusal (403: the keys may put and get
-    /// objects without the right to look at the bucket) only warns.
+    /// HeadBucket at the start: a bucket that does not exist, one in another region
+    /// (`region` named), or an endpoint out of reach stops it with the field named; a
+    /// refusal (403) is looked into by [`Self::check_refusal`].
     async fn check_bucket(&self, metadata: &ComponentMetadata) -> Result<(), ResourceError> {
         let (base, path) = self.address(None);
         let answer = self
@@ -128,11 +128,61 @@ impl S3Binding {
                     self.bucket, answer.endpoint
                 ),
             )),
-            403 => {
-                tracing::warn!(bucket = %self.bucket, "S3 refused to show the bucket (403); going on: objects may still be allowed");
+            301 => Err(metadata.field_error(
+                "region",
+                format!(
+                    "the bucket '{}' is in region {}, not {}",
+                    self.bucket,
+                    answer
+                        .header("x-amz-bucket-region")
+                        .unwrap_or("another one"),
+                    self.client.region()
+                ),
+            )),
+            403 => self.check_refusal(metadata).await,
+            _ => Err(metadata.field_error("bucket", answer.into_error().to_string())),
+        }
+    }
+
+    /// HeadBucket was refused, and a HEAD has no body to say why: GetBucketLocation
+    /// does. Keys S3 does not know, or a signature it does not take (a wrong
+    /// `secretKey`), stop the start; a mere lack of rights on the bucket only warns,
+    /// since the keys may still put and get objects.
+    async fn check_refusal(&self, metadata: &ComponentMetadata) -> Result<(), ResourceError> {
+        let (base, path) = self.address(None);
+        let query = [("location".to_owned(), String::new())];
+        let answer = self
+            .client
+            .request(
+                "s3",
+                "GET",
+                &base,
+                &path,
+                &query,
+                Vec::new(),
+                Bytes::new(),
+                true,
+                CALL_TIMEOUT,
+            )
+            .await
+            .map_err(|error| metadata.field_error("bucket", error.to_string()))?;
+        if (200..300).contains(&answer.status) {
+            return Ok(());
+        }
+        let error = answer.into_error();
+        match error.code() {
+            Some("InvalidAccessKeyId") => Err(metadata.field_error(
+                "accessKey",
+                format!("S3 does not know the access key: {error}"),
+            )),
+            Some("SignatureDoesNotMatch") => Err(metadata.field_error(
+                "secretKey",
+                format!("S3 does not take the signature: the secret key is wrong: {error}"),
+            )),
+            _ => {
+                tracing::warn!(bucket = %self.bucket, "S3 refused to show the bucket ({error}); going on: the keys may still put and get objects");
                 Ok(())
             }
-            _ => Err(metadata.field_error("bucket", answer.into_error().to_string())),
         }
     }
 
@@ -882,22 +932,29 @@ mod tests {
             .await
             .unwrap();
 
-        // A HEAD's refusal has no body to tell a bad signature from a missing right, so
-        // the start only warns; the first call says it.
-        let wrong = S3Binding::build(&s3_metadata(
+        // A wrong secret stops the start, naming the field but not the secret.
+        let error = S3Binding::build(&s3_metadata(
             &server.endpoint(),
             &access_key,
             "not-the-secret",
         ))
         .await
-        .unwrap();
-        let error = wrong
-            .invoke(s3_call("create", b"x", &[("key", "k")]))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("SignatureDoesNotMatch"), "{error}");
+        .err()
+        .expect("a wrong secret is refused")
+        .to_string();
+        assert!(
+            error.contains("(secretKey)") && error.contains("SignatureDoesNotMatch"),
+            "{error}"
+        );
         assert!(!error.contains("not-the-secret"), "{error}");
+        // An access key S3 does not know, likewise.
+        let error = S3Binding::build(&s3_metadata(&server.endpoint(), "AKIDNOBODY", &secret_key))
+            .await
+            .err()
+            .expect("an unknown key is refused")
+            .to_string();
+        assert!(error.contains("(accessKey)"), "{error}");
+        assert!(!error.contains(&secret_key), "{error}");
     }
 
     #[test]
