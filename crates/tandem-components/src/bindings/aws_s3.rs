@@ -190,7 +190,7 @@ impl S3Binding {
     /// of an object.
     fn address(&self, key: Option<&str>) -> (http::Uri, String) {
         let key = key.map(aws::encode_path);
-        if self.path_style {
+        if self.path_style || !virtual_hostable(&self.bucket, self.plain_http) {
             let base = match &self.endpoint {
                 Some(endpoint) => endpoint.clone(),
                 None => self.aws_host("s3"),
@@ -217,12 +217,7 @@ impl S3Binding {
         let scheme = if self.plain_http { "http" } else { "https" };
         format!("{scheme}://{prefix}.{region}.{suffix}")
             .parse()
-            .unwrap_or_else(|_| {
-                // A bucket name that is no host name: path-style on AWS's regional host.
-                format!("{scheme}://s3.{region}.{suffix}")
-                    .parse()
-                    .expect("a region holds letters, digits and dashes")
-            })
+            .expect("a region and a virtual-hostable bucket hold letters, digits and dashes")
     }
 
     /// Where Dapr says an uploaded object is: `{endpoint}/{bucket}/{key}` with an
@@ -571,6 +566,22 @@ fn tagging(tags: &str) -> Result<Option<String>, BindingError> {
         pairs.push(format!("{}={}", aws::encode(name), aws::encode(value)));
     }
     Ok((!pairs.is_empty()).then(|| pairs.join("&")))
+}
+
+/// Whether `bucket` can be a host name (`{bucket}.s3.{region}.amazonaws.com`): lowercase
+/// letters, digits and dashes, and no dots over TLS (AWS's certificate covers one
+/// level), as AWS's SDKs decide; other buckets are addressed path-style.
+fn virtual_hostable(bucket: &str, plain_http: bool) -> bool {
+    !bucket.is_empty()
+        && bucket.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        && (plain_http || !bucket.contains('.'))
 }
 
 /// The request's `key`, which must be set.
@@ -967,6 +978,71 @@ mod tests {
             let error = tagging(bad).unwrap_err().to_string();
             assert!(error.contains("tags"), "{bad}: {error}");
         }
+    }
+
+    fn s3_binding(bucket: &str, endpoint: Option<&str>, path_style: bool) -> S3Binding {
+        let endpoint: Option<http::Uri> = endpoint.map(|text| text.parse().unwrap());
+        S3Binding {
+            client: Client::new(
+                Credentials {
+                    access_key: "AK".to_owned(),
+                    secret_key: "SK".to_owned(),
+                    session_token: None,
+                },
+                "eu-west-1".to_owned(),
+                endpoint.clone(),
+            ),
+            bucket: bucket.to_owned(),
+            path_style: path_style || endpoint.is_some(),
+            endpoint_text: endpoint.as_ref().map(ToString::to_string),
+            endpoint,
+            plain_http: false,
+            decode_base64: false,
+            encode_base64: false,
+            storage_class: None,
+        }
+    }
+
+    #[test]
+    fn s3_objects_are_addressed_virtual_hosted_or_path_style() {
+        let url = |binding: &S3Binding, key: &str| {
+            let (base, path) = binding.address(Some(key));
+            format!(
+                "{}://{}{path}",
+                base.scheme_str().unwrap(),
+                base.authority().unwrap()
+            )
+        };
+        let plain = s3_binding("photos", None, false);
+        assert_eq!(
+            url(&plain, "a b/c.jpg"),
+            "https://photos.s3.eu-west-1.amazonaws.com/a%20b/c.jpg"
+        );
+        assert_eq!(
+            plain.location("a/c.jpg"),
+            "https://photos.s3.amazonaws.com/a/c.jpg"
+        );
+        let forced = s3_binding("photos", None, true);
+        assert_eq!(
+            url(&forced, "c.jpg"),
+            "https://s3.eu-west-1.amazonaws.com/photos/c.jpg"
+        );
+        assert_eq!(
+            forced.location("c.jpg"),
+            "https://s3.amazonaws.com/photos/c.jpg"
+        );
+        let dotted = s3_binding("my.photos", None, false);
+        assert_eq!(
+            url(&dotted, "c.jpg"),
+            "https://s3.eu-west-1.amazonaws.com/my.photos/c.jpg"
+        );
+        let emulator = s3_binding("photos", Some("http://localhost:4566"), false);
+        assert_eq!(
+            url(&emulator, "c.jpg"),
+            "http://localhost:4566/photos/c.jpg"
+        );
+        assert!(virtual_hostable("a-b.c", true) && !virtual_hostable("Photos", false));
+        assert!(!virtual_hostable("-a", false) && !virtual_hostable("a..b", true));
     }
 
     #[test]
