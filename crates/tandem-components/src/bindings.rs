@@ -9,6 +9,7 @@
 //! invokes, and honours [`Outcome`]: an event is acknowledged to its source only once
 //! the app took it.
 
+mod aws_s3;
 mod aws_sqs;
 mod cron;
 mod mqtt3;
@@ -140,6 +141,12 @@ pub fn registry() -> Registry<dyn Binding> {
     Registry::new(
         "bindings",
         vec![
+            Entry {
+                kind: "bindings.aws.s3",
+                versions: &["v1"],
+                metadata: aws_s3::METADATA,
+                build: |metadata| Box::pin(aws_s3::S3Binding::build(metadata)),
+            },
             Entry {
                 kind: "bindings.aws.sqs",
                 versions: &["v1"],
