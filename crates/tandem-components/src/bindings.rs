@@ -10,6 +10,7 @@
 //! the app took it.
 
 mod cron;
+mod localstorage;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -136,12 +137,20 @@ pub trait Binding: Send + Sync {
 pub fn registry() -> Registry<dyn Binding> {
     Registry::new(
         "bindings",
-        vec![Entry {
-            kind: "bindings.cron",
-            versions: &["v1"],
-            metadata: cron::METADATA,
-            build: |metadata| Box::pin(cron::Cron::build(metadata)),
-        }],
+        vec![
+            Entry {
+                kind: "bindings.cron",
+                versions: &["v1"],
+                metadata: cron::METADATA,
+                build: |metadata| Box::pin(cron::Cron::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.localstorage",
+                versions: &["v1"],
+                metadata: localstorage::METADATA,
+                build: |metadata| Box::pin(localstorage::LocalStorage::build(metadata)),
+            },
+        ],
     )
     .with_shared_metadata(SHARED_METADATA)
 }

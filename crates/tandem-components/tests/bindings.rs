@@ -1,0 +1,166 @@
+//! The output bindings, each run against its real backend.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tandem_components::bindings::{self, Binding, BindingError, InvokeRequest, InvokeResponse};
+use tandem_spec::{Component, ComponentMetadata, ResourceError};
+
+async fn try_build(kind: &str, values: &[(&str, &str)]) -> Result<Arc<dyn Binding>, ResourceError> {
+    let component = Component::new("binding", kind);
+    let values: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    bindings::registry()
+        .build(&ComponentMetadata::new(component, values))
+        .await
+}
+
+async fn build(kind: &str, values: &[(&str, &str)]) -> Arc<dyn Binding> {
+    try_build(kind, values)
+        .await
+        .unwrap_or_else(|error| panic!("{kind} builds: {error}"))
+}
+
+async fn invoke(
+    binding: &Arc<dyn Binding>,
+    operation: &str,
+    data: &[u8],
+    metadata: &[(&str, &str)],
+) -> Result<Option<InvokeResponse>, BindingError> {
+    binding
+        .invoke(InvokeRequest {
+            operation: operation.into(),
+            data: Bytes::copy_from_slice(data),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        })
+        .await
+}
+
+async fn answer(
+    binding: &Arc<dyn Binding>,
+    operation: &str,
+    data: &[u8],
+    metadata: &[(&str, &str)],
+) -> InvokeResponse {
+    invoke(binding, operation, data, metadata)
+        .await
+        .unwrap_or_else(|error| panic!("{operation} succeeds: {error}"))
+        .unwrap_or_else(|| panic!("{operation} answers"))
+}
+
+fn json(data: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(data).expect("the answer is JSON")
+}
+
+mod localstorage {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_gets_lists_and_deletes_files_as_dapr() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap().join("store");
+        let root_text = root.to_str().unwrap();
+        let binding = build("bindings.localstorage", &[("rootPath", root_text)]).await;
+        assert!(root.is_dir(), "the root is made at start");
+        let mut operations = binding.operations().to_vec();
+        operations.sort_unstable();
+        assert_eq!(operations, ["create", "delete", "get", "list"]);
+
+        // The HTTP API hands a JSON string with its quotes: it is unquoted.
+        let created = answer(&binding, "create", b"\"hello\"", &[("fileName", "a/b.txt")]).await;
+        assert_eq!(
+            json(&created.data),
+            serde_json::json!({"fileName": "a/b.txt"})
+        );
+        assert_eq!(std::fs::read(root.join("a/b.txt")).unwrap(), b"hello");
+        let got = answer(&binding, "get", b"", &[("fileName", "a/b.txt")]).await;
+        assert_eq!(got.data, Bytes::from("hello"));
+
+        // Valid base64 is decoded, as Dapr does for any data.
+        answer(&binding, "create", b"aGk=", &[("fileName", "b64")]).await;
+        assert_eq!(std::fs::read(root.join("b64")).unwrap(), b"hi");
+
+        // No name: a UUID.
+        let created = answer(&binding, "create", b"{\"x\":1}", &[]).await;
+        let name = json(&created.data)["fileName"].as_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&name).is_ok(), "{name}");
+        assert_eq!(std::fs::read(root.join(&name)).unwrap(), b"{\"x\":1}");
+
+        // `..` cannot leave the root.
+        let created = answer(&binding, "create", b"x", &[("fileName", "../../escape")]).await;
+        assert_eq!(
+            json(&created.data),
+            serde_json::json!({"fileName": "escape"})
+        );
+        assert!(root.join("escape").is_file());
+        assert!(!root.parent().unwrap().join("escape").exists());
+
+        let listed = answer(&binding, "list", b"", &[]).await;
+        let mut wanted = [
+            root.join("a/b.txt"),
+            root.join("b64"),
+            root.join("escape"),
+            root.join(&name),
+        ];
+        wanted.sort();
+        let wanted: Vec<String> = wanted.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(json(&listed.data), serde_json::json!(wanted));
+        let listed = answer(&binding, "list", b"", &[("fileName", "a")]).await;
+        assert_eq!(
+            json(&listed.data),
+            serde_json::json!([root.join("a/b.txt").display().to_string()])
+        );
+        std::fs::create_dir(root.join("empty")).unwrap();
+        let listed = answer(&binding, "list", b"", &[("fileName", "empty")]).await;
+        assert_eq!(json(&listed.data), serde_json::Value::Null);
+        assert!(matches!(
+            invoke(&binding, "list", b"", &[("fileName", "b64")]).await,
+            Err(BindingError::Invalid(_))
+        ));
+
+        assert_eq!(
+            invoke(&binding, "delete", b"", &[("fileName", "a/b.txt")])
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!root.join("a/b.txt").exists());
+        for operation in ["get", "delete"] {
+            assert!(matches!(
+                invoke(&binding, operation, b"", &[("fileName", "a/b.txt")]).await,
+                Err(BindingError::Invalid(message)) if message.contains("not found")
+            ));
+            assert!(matches!(
+                invoke(&binding, operation, b"", &[]).await,
+                Err(BindingError::Invalid(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_roots() {
+        assert!(try_build("bindings.localstorage", &[]).await.is_err());
+        assert!(
+            try_build("bindings.localstorage", &[("rootPath", "/proc/x")])
+                .await
+                .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(
+            try_build(
+                "bindings.localstorage",
+                &[("rootPath", file.to_str().unwrap())]
+            )
+            .await
+            .is_err()
+        );
+    }
+}
