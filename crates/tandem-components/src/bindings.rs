@@ -11,6 +11,7 @@
 
 mod cron;
 mod localstorage;
+mod redis;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -149,6 +150,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: localstorage::METADATA,
                 build: |metadata| Box::pin(localstorage::LocalStorage::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.redis",
+                versions: &["v1"],
+                metadata: redis::METADATA,
+                build: |metadata| Box::pin(redis::RedisBinding::build(metadata)),
             },
         ],
     )

@@ -164,3 +164,116 @@ mod localstorage {
         );
     }
 }
+
+mod redis {
+    use super::*;
+    use tandem_testkit::RedisServer;
+
+    #[tokio::test]
+    async fn sets_gets_increments_and_deletes_keys_as_dapr() {
+        let server = RedisServer::start();
+        let address = server.address();
+        let binding = build("bindings.redis", &[("redisHost", &address)]).await;
+
+        assert_eq!(
+            invoke(&binding, "create", b"\"value\"", &[("key", "k")])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(server.cli(&["GET", "k"]).as_deref(), Some("\"value\""));
+        let got = answer(&binding, "get", b"", &[("key", "k")]).await;
+        assert_eq!(got.data, Bytes::from("\"value\""));
+
+        // GETDEL with `delete: true`.
+        let got = answer(&binding, "get", b"", &[("key", "k"), ("delete", "true")]).await;
+        assert_eq!(got.data, Bytes::from("\"value\""));
+        let got = answer(&binding, "get", b"", &[("key", "k")]).await;
+        assert!(got.data.is_empty(), "a missing key answers empty data");
+
+        invoke(
+            &binding,
+            "create",
+            b"1",
+            &[("key", "t"), ("ttlInSeconds", "100")],
+        )
+        .await
+        .unwrap();
+        let ttl: i64 = server.cli(&["TTL", "t"]).unwrap().trim().parse().unwrap();
+        assert!((1..=100).contains(&ttl), "{ttl}");
+        assert!(matches!(
+            invoke(
+                &binding,
+                "create",
+                b"2",
+                &[("key", "t"), ("ttlInSeconds", "-1")]
+            )
+            .await,
+            Err(BindingError::Invalid(_))
+        ));
+        assert_eq!(
+            server.cli(&["GET", "t"]).as_deref(),
+            Some("1"),
+            "nothing written"
+        );
+
+        for _ in 0..3 {
+            invoke(&binding, "increment", b"", &[("key", "n")])
+                .await
+                .unwrap();
+        }
+        invoke(&binding, "increment", b"", &[("key", "n"), ("ttl", "1h")])
+            .await
+            .unwrap();
+        assert_eq!(server.cli(&["GET", "n"]).as_deref(), Some("4"));
+        let ttl: i64 = server.cli(&["TTL", "n"]).unwrap().trim().parse().unwrap();
+        assert!((3500..=3600).contains(&ttl), "{ttl}");
+        // INCR of a value that is not a number is Redis's refusal.
+        invoke(&binding, "create", b"text", &[("key", "s")])
+            .await
+            .unwrap();
+        assert!(matches!(
+            invoke(&binding, "increment", b"", &[("key", "s")]).await,
+            Err(BindingError::Failed { .. })
+        ));
+
+        assert_eq!(
+            invoke(&binding, "delete", b"", &[("key", "n")])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(server.cli(&["EXISTS", "n"]).as_deref(), Some("0"));
+        for operation in ["create", "get", "delete", "increment"] {
+            assert!(matches!(
+                invoke(&binding, operation, b"", &[]).await,
+                Err(BindingError::Invalid(message)) if message.contains("missing key")
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_tls_and_an_unreachable_server() {
+        let server = RedisServer::start();
+        let address = server.address();
+        let refused = try_build(
+            "bindings.redis",
+            &[("redisHost", &address), ("enableTLS", "true")],
+        )
+        .await;
+        assert!(refused.is_err());
+        let port = tandem_testkit::free_port();
+        let refused = try_build(
+            "bindings.redis",
+            &[
+                ("redisHost", &format!("127.0.0.1:{port}")),
+                ("redisPassword", "hunter2"),
+                ("dialTimeout", "1s"),
+            ],
+        )
+        .await
+        .err()
+        .expect("an unreachable server is refused at start");
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+    }
+}
