@@ -11,7 +11,9 @@
 
 mod cron;
 mod localstorage;
+mod postgresql;
 mod redis;
+mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,6 +158,19 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: redis::METADATA,
                 build: |metadata| Box::pin(redis::RedisBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.postgresql",
+                versions: &["v1"],
+                metadata: postgresql::METADATA,
+                build: |metadata| Box::pin(postgresql::PostgresBinding::build(metadata)),
+            },
+            // Dapr registers the component under both names.
+            Entry {
+                kind: "bindings.postgres",
+                versions: &["v1"],
+                metadata: postgresql::METADATA,
+                build: |metadata| Box::pin(postgresql::PostgresBinding::build(metadata)),
             },
         ],
     )

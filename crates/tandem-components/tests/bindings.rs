@@ -277,3 +277,143 @@ mod redis {
         assert!(!refused.to_string().contains("hunter2"), "{refused}");
     }
 }
+
+mod postgresql {
+    use super::*;
+    use tandem_testkit::PostgresServer;
+
+    #[tokio::test]
+    async fn execs_and_queries_with_dapr_answers() {
+        let server = PostgresServer::start();
+        let connection = server.connection_string();
+        let binding = build("bindings.postgresql", &[("connectionString", &connection)]).await;
+        let exec = |sql: &'static str, params: &'static str| {
+            let binding = binding.clone();
+            async move { invoke(&binding, "exec", b"", &[("sql", sql), ("params", params)]).await }
+        };
+
+        let created = exec(
+            "CREATE TABLE items (id integer PRIMARY KEY, name text, price numeric(10,2), \
+             tags text[], doc jsonb, seen timestamptz, ok boolean, ratio float8, raw bytea, \
+             uid uuid, day date)",
+            "",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(created.metadata["operation"], "exec");
+        assert_eq!(created.metadata["rows-affected"], "0");
+        for key in ["sql", "start-time", "end-time", "duration"] {
+            assert!(created.metadata.contains_key(key), "{key}");
+        }
+        assert!(created.metadata["start-time"].ends_with('Z'));
+
+        let inserted = exec(
+            "INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11), \
+             (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+            r#"[1, "one", "12.5", ["a", "b\"c"], {"k": [1, 2]}, "2026-12-04T07:20:00.5Z",
+                true, 0.25, "\\x0102", "6f1c3b4e-0000-4000-8000-000000000001", "2026-01-02"]"#,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(inserted.metadata["rows-affected"], "2");
+
+        let queried = answer(
+            &binding,
+            "query",
+            b"",
+            &[
+                ("sql", "SELECT id, name, price, doc, seen, ok, ratio, raw, uid, day FROM items ORDER BY id"),
+            ],
+        )
+        .await;
+        assert_eq!(queried.metadata["operation"], "query");
+        assert!(!queried.metadata.contains_key("rows-affected"));
+        assert_eq!(
+            json(&queried.data),
+            serde_json::json!([
+                [1, "one", 12.5, {"k": [1, 2]}, "2026-12-04T07:20:00.5Z", true, 0.25, "AQI=",
+                 "6f1c3b4e-0000-4000-8000-000000000001", "2026-01-02T00:00:00Z"],
+                [2, null, null, null, null, null, null, null, null, null]
+            ])
+        );
+        // numeric keeps its scale, as a JSON number.
+        assert!(
+            String::from_utf8_lossy(&queried.data).contains(",12.50,"),
+            "{:?}",
+            queried.data
+        );
+        let tags = answer(
+            &binding,
+            "query",
+            b"",
+            &[
+                (
+                    "sql",
+                    "SELECT tags[2], count(*) OVER () FROM items WHERE id = $1",
+                ),
+                ("params", "[\"1\"]"),
+            ],
+        )
+        .await;
+        assert_eq!(json(&tags.data), serde_json::json!([["b\"c", 1]]));
+        let none = answer(
+            &binding,
+            "query",
+            b"",
+            &[("sql", "SELECT id FROM items WHERE id > 5")],
+        )
+        .await;
+        assert_eq!(json(&none.data), serde_json::json!([]));
+        // A type with no JSON form here: refused, asking for a cast.
+        assert!(matches!(
+            invoke(&binding, "query", b"", &[("sql", "SELECT interval '1 day'")]).await,
+            Err(BindingError::Invalid(message)) if message.contains("cast")
+        ));
+
+        // The caller's mistakes.
+        assert!(matches!(
+            invoke(&binding, "exec", b"", &[]).await,
+            Err(BindingError::Invalid(message)) if message.contains("sql")
+        ));
+        assert!(matches!(
+            exec("SELECT 1", "{\"a\": 1}").await,
+            Err(BindingError::Invalid(message)) if message.contains("params")
+        ));
+        assert!(matches!(
+            exec("INSERT INTO items (id) VALUES (1)", "").await,
+            Err(BindingError::Invalid(message)) if message.contains("duplicate")
+        ));
+        assert!(matches!(
+            exec("SELEC 1", "").await,
+            Err(BindingError::Invalid(_))
+        ));
+        assert!(matches!(
+            exec("SELECT $1::int", "[1, 2]").await,
+            Err(BindingError::Invalid(_))
+        ));
+
+        assert_eq!(invoke(&binding, "close", b"", &[]).await.unwrap(), None);
+        assert!(matches!(
+            exec("SELECT 1", "").await,
+            Err(BindingError::Invalid(message)) if message.contains("closed")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_refused_without_showing_it() {
+        let server = PostgresServer::start();
+        let connection = format!(
+            "{} password=sekrit99 user=nobody",
+            server.connection_string()
+        );
+        let error = try_build("bindings.postgres", &[("connectionString", &connection)])
+            .await
+            .err()
+            .expect("an unknown user is refused at start");
+        let text = error.to_string();
+        assert!(!text.contains("sekrit99"), "{text}");
+        assert!(text.contains("connectionString"), "{text}");
+    }
+}
