@@ -10,6 +10,7 @@
 //! the app took it.
 
 mod cron;
+mod http;
 mod localstorage;
 mod postgresql;
 mod redis;
@@ -164,6 +165,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: postgresql::METADATA,
                 build: |metadata| Box::pin(postgresql::PostgresBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.http",
+                versions: &["v1"],
+                metadata: http::METADATA,
+                build: |metadata| Box::pin(http::HttpBinding::build(metadata)),
             },
             // Dapr registers the component under both names.
             Entry {

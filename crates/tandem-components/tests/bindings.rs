@@ -417,3 +417,226 @@ mod postgresql {
         assert!(text.contains("connectionString"), "{text}");
     }
 }
+
+mod http {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+
+    /// Answers every request with what it received: method, path, some headers, body.
+    /// `X-Status` picks the status; `/big` answers 10 000 bytes.
+    async fn echo(request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        if parts.uri.path() == "/big" {
+            return Response::new(Body::from(vec![b'x'; 10_000]));
+        }
+        if parts.uri.path() == "/slow" {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let seen = serde_json::json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "contentType": header("content-type"),
+            "accept": header("accept"),
+            "custom": header("x-custom"),
+            "lower": header("lower"),
+            "token": header("x-token"),
+            "traceparent": header("traceparent"),
+            "body": String::from_utf8_lossy(&body),
+        });
+        let status: u16 = header("x-status").map_or(200, |s| s.parse().unwrap());
+        Response::builder()
+            .status(status)
+            .header("x-multi", "a")
+            .header("x-multi", "b")
+            .header("content-type", "application/json")
+            .body(Body::from(seen.to_string()))
+            .unwrap()
+    }
+
+    async fn serve() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, axum::Router::new().fallback(echo))
+                .await
+                .unwrap();
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn calls_with_dapr_methods_headers_and_answers() {
+        let base = serve().await;
+        let url = format!("{base}/api/");
+        let binding = build(
+            "bindings.http",
+            &[
+                ("url", &url),
+                ("securityToken", "s3cr3t"),
+                ("securityTokenHeader", "X-Token"),
+            ],
+        )
+        .await;
+
+        let posted = answer(
+            &binding,
+            "create",
+            b"{\"a\":1}",
+            &[
+                ("path", "/items/1"),
+                ("X-Custom", "yes"),
+                ("lower", "not a header"),
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+            ],
+        )
+        .await;
+        let seen = json(&posted.data);
+        assert_eq!(seen["method"], "POST");
+        assert_eq!(seen["path"], "/api/items/1");
+        assert_eq!(seen["body"], "{\"a\":1}");
+        assert_eq!(seen["contentType"], "application/json; charset=utf-8");
+        assert_eq!(seen["accept"], "application/json; charset=utf-8");
+        assert_eq!(seen["custom"], "yes");
+        assert_eq!(seen["lower"], serde_json::Value::Null);
+        assert_eq!(seen["token"], "s3cr3t");
+        assert_eq!(
+            seen["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(posted.metadata["statusCode"], "200");
+        assert_eq!(posted.metadata["status"], "200 OK");
+        assert_eq!(posted.metadata["X-Multi"], "a, b");
+        assert_eq!(posted.metadata["Content-Type"], "application/json");
+
+        // No body for a GET, whatever the data; the caller's Content-Type wins.
+        let got = answer(
+            &binding,
+            "get",
+            b"ignored",
+            &[("Content-Type", "text/plain")],
+        )
+        .await;
+        let seen = json(&got.data);
+        assert_eq!(
+            (&seen["method"], &seen["body"], &seen["path"]),
+            (&"GET".into(), &"".into(), &"/api/".into())
+        );
+        for (operation, method) in [
+            ("put", "PUT"),
+            ("patch", "PATCH"),
+            ("delete", "DELETE"),
+            ("options", "OPTIONS"),
+            ("post", "POST"),
+        ] {
+            let seen = json(&answer(&binding, operation, b"x", &[]).await.data);
+            assert_eq!(seen["method"], method);
+        }
+        let head = answer(&binding, "head", b"", &[]).await;
+        assert!(head.data.is_empty());
+        assert_eq!(head.metadata["statusCode"], "200");
+
+        // A status outside 2xx fails the call, unless errorIfNot2XX is false.
+        let failed = invoke(&binding, "get", b"", &[("X-Status", "404")]).await;
+        assert!(
+            matches!(
+                &failed,
+                Err(BindingError::Failed { action, .. }) if action == "received status code 404"
+            ),
+            "{failed:?}"
+        );
+        let not_found = answer(
+            &binding,
+            "get",
+            b"",
+            &[("X-Status", "404"), ("errorIfNot2XX", "false")],
+        )
+        .await;
+        assert_eq!(not_found.metadata["statusCode"], "404");
+        assert_eq!(not_found.metadata["status"], "404 Not Found");
+        let lenient = build(
+            "bindings.http",
+            &[("url", &url), ("errorIfNot2XX", "false")],
+        )
+        .await;
+        let teapot = answer(&lenient, "get", b"", &[("X-Status", "418")]).await;
+        assert_eq!(teapot.metadata["statusCode"], "418");
+    }
+
+    #[tokio::test]
+    async fn cuts_big_answers_and_times_out() {
+        let base = serve().await;
+        let binding = build(
+            "bindings.http",
+            &[
+                ("url", &base),
+                ("maxResponseBodySize", "1Ki"),
+                ("responseTimeout", "300ms"),
+            ],
+        )
+        .await;
+        let big = answer(&binding, "get", b"", &[("path", "big")]).await;
+        assert_eq!(big.data.len(), 1024);
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            invoke(&binding, "get", b"", &[("path", "slow")]).await,
+            Err(BindingError::Failed { .. })
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        let port = tandem_testkit::free_port();
+        let closed = build(
+            "bindings.http",
+            &[("url", &format!("http://127.0.0.1:{port}"))],
+        )
+        .await;
+        assert!(matches!(
+            invoke(&closed, "get", b"", &[]).await,
+            Err(BindingError::Failed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_settings() {
+        for values in [
+            vec![],
+            vec![("url", "http://x"), ("maxResponseBodySize", "lots")],
+            vec![("url", "http://x"), ("MTLSRootCA", "/no/such/file.pem")],
+            vec![
+                ("url", "http://x"),
+                (
+                    "MTLSRootCA",
+                    "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+                ),
+            ],
+            vec![("url", "http://x"), ("MTLSRenegotiation", "Sometimes")],
+            vec![("url", "http://x"), ("responseTimeout", "soon")],
+        ] {
+            assert!(
+                try_build("bindings.http", &values).await.is_err(),
+                "{values:?}"
+            );
+        }
+        assert!(
+            try_build(
+                "bindings.http",
+                &[
+                    ("url", "http://x"),
+                    ("MTLSRenegotiation", "RenegotiateOnceAsClient")
+                ]
+            )
+            .await
+            .is_ok()
+        );
+    }
+}
