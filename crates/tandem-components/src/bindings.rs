@@ -12,6 +12,7 @@
 mod cron;
 mod http;
 mod localstorage;
+mod mysql;
 mod postgresql;
 mod redis;
 mod sql;
@@ -171,6 +172,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: http::METADATA,
                 build: |metadata| Box::pin(http::HttpBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.mysql",
+                versions: &["v1"],
+                metadata: mysql::METADATA,
+                build: |metadata| Box::pin(mysql::MySqlBinding::build(metadata)),
             },
             // Dapr registers the component under both names.
             Entry {

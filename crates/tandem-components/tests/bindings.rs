@@ -640,3 +640,147 @@ mod http {
         );
     }
 }
+
+mod mysql {
+    use super::*;
+
+    const URL: &str = "root:@tcp(127.0.0.1:3306)/test";
+
+    /// A table name no other run uses.
+    fn table() -> String {
+        format!("tandem_binding_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    #[tokio::test]
+    async fn execs_and_queries_with_dapr_answers() {
+        let binding = build("bindings.mysql", &[("url", URL), ("maxOpenConns", "4")]).await;
+        let table = table();
+        let exec = |sql: String, params: &'static str| {
+            let binding = binding.clone();
+            async move { invoke(&binding, "exec", b"", &[("sql", &sql), ("params", params)]).await }
+        };
+        let query = |sql: String, params: &'static str| {
+            let binding = binding.clone();
+            async move { answer(&binding, "query", b"", &[("sql", &sql), ("params", params)]).await }
+        };
+
+        let created = exec(
+            format!(
+                "CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(10,2), \
+                 big BIGINT UNSIGNED, ratio DOUBLE, small FLOAT, ok BOOLEAN, raw VARBINARY(8), \
+                 seen DATETIME(3), day DATE, clock TIME, note TEXT)"
+            ),
+            "",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(created.metadata["operation"], "exec");
+        assert_eq!(created.metadata["rows-affected"], "0");
+        for key in ["sql", "start-time", "end-time", "duration"] {
+            assert!(created.metadata.contains_key(key), "{key}");
+        }
+
+        let outcome = async {
+            let inserted = exec(
+                format!("INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"),
+                r#"[1, "one", "12.5", 18446744073709551615, 0.25, 1.5, true, "ab", "2026-12-04 07:20:00.5", "2026-01-02", "12:34:56", "long text"]"#,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(inserted.metadata["rows-affected"], "2");
+
+            // With parameters (binary protocol) and without (text protocol): the same.
+            let wanted = serde_json::json!([
+                {"id": 1, "name": "one", "price": "12.50", "big": 18446744073709551615u64,
+                 "ratio": 0.25, "small": 1.5, "ok": 1, "raw": "YWI=",
+                 "seen": "2026-12-04T07:20:00.5Z", "day": "2026-01-02T00:00:00Z",
+                 "clock": "12:34:56", "note": "long text"},
+                {"id": 2}
+            ]);
+            let typed = query(
+                format!("SELECT * FROM {table} WHERE id > ? ORDER BY id"),
+                "[0]",
+            )
+            .await;
+            assert_eq!(json(&typed.data), wanted);
+            assert_eq!(typed.metadata["operation"], "query");
+            let text = query(format!("SELECT * FROM {table} ORDER BY id"), "").await;
+            assert_eq!(json(&text.data), wanted);
+
+            // No rows: Go's nil slice, `null`.
+            let none = query(format!("SELECT id FROM {table} WHERE id > 5"), "").await;
+            assert_eq!(json(&none.data), serde_json::Value::Null);
+
+            let updated = exec(
+                format!("UPDATE {table} SET name = ? WHERE id = ?"),
+                r#"["two", "2"]"#,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(updated.metadata["rows-affected"], "1");
+
+            // The caller's mistakes.
+            assert!(matches!(
+                invoke(&binding, "query", b"", &[]).await,
+                Err(BindingError::Invalid(message)) if message.contains("sql")
+            ));
+            assert!(matches!(
+                exec(format!("SELECT * FROM {table}"), "nope").await,
+                Err(BindingError::Invalid(message)) if message.contains("params")
+            ));
+            assert!(matches!(
+                exec(format!("INSERT INTO {table} (id) VALUES (1)"), "").await,
+                Err(BindingError::Invalid(message)) if message.contains("Duplicate")
+            ));
+            assert!(matches!(
+                exec("SELEC 1".into(), "").await,
+                Err(BindingError::Invalid(_))
+            ));
+        };
+        // The table goes whatever happened.
+        let result =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+        exec(format!("DROP TABLE {table}"), "").await.unwrap();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+
+        assert_eq!(invoke(&binding, "close", b"", &[]).await.unwrap(), None);
+        assert!(matches!(
+            exec("SELECT 1".into(), "").await,
+            Err(BindingError::Invalid(message)) if message.contains("closed")
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_without_showing_the_password() {
+        let error = try_build(
+            "bindings.mysql",
+            &[("url", "nobody:sekrit99@tcp(127.0.0.1:3306)/test")],
+        )
+        .await
+        .err()
+        .expect("an unknown user is refused at start");
+        let text = error.to_string();
+        assert!(!text.contains("sekrit99"), "{text}");
+        assert!(text.contains("url"), "{text}");
+        for url in [
+            "sekrit99 without slash",
+            "u:sekrit99@tcp(127.0.0.1:3306/db",
+            "u:sekrit99@udp(x)/db",
+        ] {
+            let text = try_build("bindings.mysql", &[("url", url)])
+                .await
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(!text.contains("sekrit99"), "{text}");
+        }
+        let port = tandem_testkit::free_port();
+        let url = format!("root:@tcp(127.0.0.1:{port})/test?timeout=2s");
+        assert!(try_build("bindings.mysql", &[("url", &url)]).await.is_err());
+    }
+}
