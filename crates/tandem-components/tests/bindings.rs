@@ -784,3 +784,197 @@ mod mysql {
         assert!(try_build("bindings.mysql", &[("url", &url)]).await.is_err());
     }
 }
+
+mod http_tls {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let status = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(status.status.success(), "openssl {args:?}: {status:?}");
+    }
+
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed
+    /// by the CA.
+    fn certificates(dir: &Path) {
+        // Extensions make version-3 certificates, the only ones webpki takes.
+        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test-ca",
+            ],
+        );
+        for name in ["server", "client"] {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            );
+            let mut args = vec![
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "1",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+            args.extend(["-extfile".to_owned(), format!("{name}.ext")]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            openssl(dir, &args);
+        }
+    }
+
+    /// A TLS server that requires a client certificate from the CA and answers each
+    /// connection `200` with the body `secure`.
+    async fn serve(dir: &Path) -> String {
+        let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buffer = vec![0; 4096];
+                    let _ = tls.read(&mut buffer).await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        format!("https://{address}")
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_with_a_private_root() {
+        let dir = tempfile::tempdir().unwrap();
+        certificates(dir.path());
+        let url = serve(dir.path()).await;
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let ca_text = std::fs::read_to_string(dir.path().join("ca.pem")).unwrap();
+
+        // The CA as a path, the client's certificate and key as PEM text.
+        let cert_text = std::fs::read_to_string(dir.path().join("client.pem")).unwrap();
+        let key_text = std::fs::read_to_string(dir.path().join("client.key")).unwrap();
+        let binding = build(
+            "bindings.http",
+            &[
+                ("url", &url),
+                ("MTLSRootCA", &path("ca.pem")),
+                ("MTLSClientCert", &cert_text),
+                ("MTLSClientKey", &key_text),
+            ],
+        )
+        .await;
+        let answer = answer(&binding, "get", b"", &[]).await;
+        assert_eq!(answer.data, Bytes::from("secure"));
+
+        // Without a client certificate the server refuses the handshake.
+        let anonymous = build("bindings.http", &[("url", &url), ("MTLSRootCA", &ca_text)]).await;
+        assert!(matches!(
+            invoke(&anonymous, "get", b"", &[]).await,
+            Err(BindingError::Failed { .. })
+        ));
+        // Without the private root the server's certificate is not trusted.
+        let untrusting = build(
+            "bindings.http",
+            &[
+                ("url", &url),
+                ("MTLSClientCert", &path("client.pem")),
+                ("MTLSClientKey", &path("client.key")),
+            ],
+        )
+        .await;
+        assert!(matches!(
+            invoke(&untrusting, "get", b"", &[]).await,
+            Err(BindingError::Failed { .. })
+        ));
+        // A key that is not PEM is refused at start, without its text.
+        let error = try_build(
+            "bindings.http",
+            &[
+                ("url", &url),
+                ("MTLSClientCert", &cert_text),
+                (
+                    "MTLSClientKey",
+                    "-----BEGIN PRIVATE KEY-----\nc2VrcmV0\n-----END PRIVATE KEY-----\n",
+                ),
+            ],
+        )
+        .await
+        .err()
+        .expect("a bad key is refused");
+        assert!(!error.to_string().contains("c2VrcmV0"), "{error}");
+    }
+}
