@@ -432,6 +432,20 @@ mod http {
         if parts.uri.path() == "/big" {
             return Response::new(Body::from(vec![b'x'; 10_000]));
         }
+        if let Some(code) = parts.uri.path().strip_prefix("/redirect") {
+            return Response::builder()
+                .status(code.parse::<u16>().unwrap())
+                .header("location", "landed")
+                .body(Body::empty())
+                .unwrap();
+        }
+        if parts.uri.path() == "/loop" {
+            return Response::builder()
+                .status(302)
+                .header("location", "/loop")
+                .body(Body::empty())
+                .unwrap();
+        }
         if parts.uri.path() == "/slow" {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
@@ -450,6 +464,7 @@ mod http {
             "lower": header("lower"),
             "token": header("x-token"),
             "traceparent": header("traceparent"),
+            "authorization": header("authorization"),
             "body": String::from_utf8_lossy(&body),
         });
         let status: u16 = header("x-status").map_or(200, |s| s.parse().unwrap());
@@ -572,6 +587,43 @@ mod http {
         .await;
         let teapot = answer(&lenient, "get", b"", &[("X-Status", "418")]).await;
         assert_eq!(teapot.metadata["statusCode"], "418");
+    }
+
+    #[tokio::test]
+    async fn follows_redirects_and_sends_url_credentials_as_go_does() {
+        let base = serve().await;
+        let with_user = base.replacen("http://", "http://us%40er:p%3Ass@", 1);
+        let binding = build("bindings.http", &[("url", &with_user)]).await;
+        // 302 and 303 turn a POST into a GET without body; 307 repeats it.
+        for (code, method, body) in [
+            ("302", "POST", ""),
+            ("303", "POST", ""),
+            ("307", "POST", "data"),
+        ] {
+            let seen = json(
+                &answer(
+                    &binding,
+                    "post",
+                    b"data",
+                    &[("path", &format!("redirect{code}"))],
+                )
+                .await
+                .data,
+            );
+            let wanted_method = if code == "307" { method } else { "GET" };
+            assert_eq!(seen["method"], wanted_method, "{code}");
+            assert_eq!(seen["path"], "/landed", "{code}");
+            assert_eq!(seen["body"], body, "{code}");
+            // `us@er:p:ss`, percent-decoded, as Basic credentials.
+            assert_eq!(seen["authorization"], "Basic dXNAZXI6cDpzcw==", "{code}");
+        }
+        let looping = invoke(&binding, "get", b"", &[("path", "loop")]).await;
+        let Err(BindingError::Failed { action, source }) = looping else {
+            panic!("a redirect loop fails: {looping:?}");
+        };
+        assert!(source.to_string().contains("10 redirects"), "{source}");
+        // Messages never show the password.
+        assert!(!action.contains("p%3Ass"), "{action}");
     }
 
     #[tokio::test]

@@ -19,6 +19,10 @@
 //! `errorIfNot2XX` (the default) a status outside 2xx fails the call with
 //! `received status code N`; without it, the answer is returned whatever the status.
 //!
+//! As Go's client (and so Dapr's binding), redirects are followed (at most 10), and
+//! credentials in the URL (`https://user:pass@host/`) are sent as Basic authorization;
+//! messages show the URL without them.
+//!
 //! TLS: the web PKI roots, or only `MTLSRootCA` when given; a client certificate from
 //! `MTLSClientCert` and `MTLSClientKey` — each a PEM text or the path of a PEM file.
 //! Deliberate difference: rustls never renegotiates, so `MTLSRenegotiation` is checked
@@ -30,9 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -81,8 +86,8 @@ pub struct HttpBinding {
 impl HttpBinding {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn Binding>, ResourceError> {
         let url = metadata.required("url")?.to_owned();
-        if url.parse::<Uri>().is_err() {
-            return Err(metadata.field_error("url", "is not a URL"));
+        if let Err(error) = Target::parse(&url) {
+            return Err(metadata.field_error("url", error.to_string()));
         }
         let tls = tls_config(metadata)?;
         let max_body = match metadata.get("maxResponseBodySize") {
@@ -152,9 +157,7 @@ impl HttpBinding {
                 path.trim_start_matches('/')
             );
         }
-        let uri: Uri = url
-            .parse()
-            .map_err(|error| BindingError::Invalid(format!("invalid URL {url}: {error}")))?;
+        let target = Target::parse(&url)?;
         let error_if_not_2xx = match meta.get("errorIfNot2XX") {
             Some(text) if !text.is_empty() => is_truthy(text),
             _ => self.error_if_not_2xx,
@@ -181,17 +184,15 @@ impl HttpBinding {
         } else {
             Bytes::new()
         };
-        let mut outgoing = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(body))
-            .map_err(|error| BindingError::Invalid(format!("invalid request: {error}")))?;
-        let headers = outgoing.headers_mut();
+        let mut headers = HeaderMap::new();
         if has_body && !meta.contains_key("Content-Type") {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
         }
         if !meta.contains_key("Accept") {
             headers.insert(ACCEPT, HeaderValue::from_static(JSON_UTF8));
+        }
+        if let Some(authorization) = &target.basic_auth {
+            headers.insert(AUTHORIZATION, authorization.clone());
         }
         if let Some((name, value)) = &self.token {
             headers.insert(name.clone(), value.clone());
@@ -211,24 +212,14 @@ impl HttpBinding {
             headers.insert(name, value);
         }
 
-        let exchange = async {
-            let response = self
-                .client
-                .request(outgoing)
-                .await
-                .map_err(|error| BindingError::failed(format!("calling {url}"), error))?;
-            let (parts, body) = response.into_parts();
-            let data = read_capped(body, self.max_body).await.map_err(|error| {
-                BindingError::failed(format!("reading the answer of {url}"), error)
-            })?;
-            Ok::<_, BindingError>((parts, data))
-        };
+        let shown = target.shown.clone();
+        let exchange = self.exchange(target, method, body, headers);
         let (parts, data) = match self.response_timeout {
             Some(timeout) => tokio::time::timeout(timeout, exchange)
                 .await
                 .map_err(|_| {
                     BindingError::failed(
-                        format!("calling {url}"),
+                        format!("calling {shown}"),
                         format!("no answer within {timeout:?}"),
                     )
                 })??,
@@ -239,7 +230,7 @@ impl HttpBinding {
         if error_if_not_2xx && !status.is_success() {
             return Err(BindingError::failed(
                 format!("received status code {}", status.as_u16()),
-                format!("{url} answered {}", status_line(status)),
+                format!("{shown} answered {}", status_line(status)),
             ));
         }
         let mut metadata: HashMap<String, String> = HashMap::new();
@@ -256,6 +247,146 @@ impl HttpBinding {
         metadata.insert("status".into(), status_line(status));
         Ok(InvokeResponse { data, metadata })
     }
+
+    /// Sends the request and reads the answer, following redirects as Go's client
+    /// does: at most 10; `301`/`302`/`303` turn a request other than `GET`/`HEAD` into
+    /// a `GET` without body, `307`/`308` repeat it as it was; credentials and the
+    /// security token are not sent on to another host.
+    async fn exchange(
+        &self,
+        mut target: Target,
+        mut method: Method,
+        mut body: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<(http::response::Parts, Bytes), BindingError> {
+        let mut redirects = 0;
+        loop {
+            let mut outgoing = Request::builder()
+                .method(method.clone())
+                .uri(target.uri.clone())
+                .body(Full::new(body.clone()))
+                .map_err(|error| BindingError::Invalid(format!("invalid request: {error}")))?;
+            *outgoing.headers_mut() = headers.clone();
+            let response = self.client.request(outgoing).await.map_err(|error| {
+                BindingError::failed(format!("calling {}", target.shown), error)
+            })?;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            if let (true, Some(location)) = (status.is_redirection(), location)
+                && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+            {
+                redirects += 1;
+                if redirects > 10 {
+                    return Err(BindingError::failed(
+                        format!("calling {}", target.shown),
+                        "stopped after 10 redirects",
+                    ));
+                }
+                let next = target.follow(&location)?;
+                if next.host != target.host {
+                    for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+                        headers.remove(name);
+                    }
+                    if let Some((name, _)) = &self.token {
+                        headers.remove(name);
+                    }
+                }
+                if let Some(authorization) = &next.basic_auth {
+                    headers.insert(AUTHORIZATION, authorization.clone());
+                }
+                if (301..=303).contains(&status.as_u16())
+                    && method != Method::GET
+                    && method != Method::HEAD
+                {
+                    method = Method::GET;
+                    body = Bytes::new();
+                    headers.remove(CONTENT_TYPE);
+                }
+                target = next;
+                continue;
+            }
+            let (parts, incoming) = response.into_parts();
+            let data = read_capped(incoming, self.max_body)
+                .await
+                .map_err(|error| {
+                    BindingError::failed(format!("reading the answer of {}", target.shown), error)
+                })?;
+            return Ok((parts, data));
+        }
+    }
+}
+
+/// Where a request goes: its URI without credentials, the host (for redirects), the
+/// `Authorization` header the URL's credentials make (as Go's client makes it), and
+/// the URL as messages show it (no password).
+struct Target {
+    url: url::Url,
+    uri: Uri,
+    host: Option<String>,
+    basic_auth: Option<HeaderValue>,
+    shown: String,
+}
+
+impl Target {
+    fn parse(text: &str) -> Result<Self, BindingError> {
+        let url = url::Url::parse(text)
+            .map_err(|error| BindingError::Invalid(format!("invalid URL: {error}")))?;
+        Self::from_url(url)
+    }
+
+    fn follow(&self, location: &str) -> Result<Self, BindingError> {
+        let url = self.url.join(location).map_err(|error| {
+            BindingError::failed(format!("following a redirect from {}", self.shown), error)
+        })?;
+        Self::from_url(url)
+    }
+
+    fn from_url(mut url: url::Url) -> Result<Self, BindingError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(BindingError::Invalid(format!(
+                "unsupported protocol scheme {:?}",
+                url.scheme()
+            )));
+        }
+        let basic_auth = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            let user = unescape(url.username());
+            let password = unescape(url.password().unwrap_or_default());
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            HeaderValue::try_from(format!("Basic {token}"))
+                .ok()
+                .map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                })
+        };
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|error| BindingError::Invalid(format!("invalid URL {url}: {error}")))?;
+        Ok(Self {
+            host: url.host_str().map(str::to_owned),
+            shown: url.to_string(),
+            uri,
+            basic_auth,
+            url,
+        })
+    }
+}
+
+/// Percent-decoding of a URL's user name or password.
+fn unescape(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[async_trait]
