@@ -12,8 +12,14 @@
 mod aws_s3;
 mod aws_sqs;
 mod cron;
+mod http;
+mod localstorage;
 mod mqtt3;
+mod mysql;
+mod postgresql;
 mod rabbitmq;
+mod redis;
+mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,6 +176,43 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: rabbitmq::METADATA,
                 build: |metadata| Box::pin(rabbitmq::RabbitMqBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.localstorage",
+                versions: &["v1"],
+                metadata: localstorage::METADATA,
+                build: |metadata| Box::pin(localstorage::LocalStorage::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.redis",
+                versions: &["v1"],
+                metadata: redis::METADATA,
+                build: |metadata| Box::pin(redis::RedisBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.postgresql",
+                versions: &["v1"],
+                metadata: postgresql::METADATA,
+                build: |metadata| Box::pin(postgresql::PostgresBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.http",
+                versions: &["v1"],
+                metadata: http::METADATA,
+                build: |metadata| Box::pin(http::HttpBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.mysql",
+                versions: &["v1"],
+                metadata: mysql::METADATA,
+                build: |metadata| Box::pin(mysql::MySqlBinding::build(metadata)),
+            },
+            // Dapr registers the component under both names.
+            Entry {
+                kind: "bindings.postgres",
+                versions: &["v1"],
+                metadata: postgresql::METADATA,
+                build: |metadata| Box::pin(postgresql::PostgresBinding::build(metadata)),
             },
         ],
     )

@@ -7,7 +7,7 @@
 //! already prefixed by the runtime (`appid||key`).
 
 mod in_memory;
-mod postgresql;
+pub(crate) mod postgresql;
 mod redis;
 mod sqlite;
 

@@ -175,7 +175,7 @@ impl PostgresState {
 
 /// Parses `connectionString` (libpq `key=value` pairs or a `postgres://` URL). Parse
 /// errors are reported without the string itself, which may hold a password.
-fn connection_config(metadata: &ComponentMetadata) -> Result<Config, ResourceError> {
+pub(crate) fn connection_config(metadata: &ComponentMetadata) -> Result<Config, ResourceError> {
     let text = metadata.required("connectionString")?;
     text.parse::<Config>().map_err(|error| {
         // The parser's own messages name options (`unknown option `foo``), except one
@@ -196,7 +196,7 @@ fn connection_config(metadata: &ComponentMetadata) -> Result<Config, ResourceErr
 }
 
 /// `user@host:port/dbname`, for error messages: everything but the password.
-fn describe_target(config: &Config) -> String {
+pub(crate) fn describe_target(config: &Config) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -218,7 +218,7 @@ fn describe_target(config: &Config) -> String {
 
 /// Dapr reads `timeout` and `cleanupInterval` as a Go duration or a number of
 /// *seconds*, and still accepts the older `...InSeconds` names.
-fn seconds_or_duration(
+pub(crate) fn seconds_or_duration(
     metadata: &ComponentMetadata,
     name: &str,
     legacy: &str,
@@ -237,7 +237,7 @@ fn seconds_or_duration(
 
 /// An error's text with its cause: `tokio-postgres` keeps the server's message (or
 /// the I/O error) in the source, not in its own `Display`.
-pub(super) fn describe(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return db.to_string();
     }
@@ -248,7 +248,7 @@ pub(super) fn describe(error: &tokio_postgres::Error) -> String {
 }
 
 /// A pool's error, with the cause of a failed connection attempt.
-pub(super) fn describe_pool(error: &PoolError) -> String {
+pub(crate) fn describe_pool(error: &PoolError) -> String {
     match error {
         PoolError::Backend(error) => describe(error),
         PoolError::Timeout(_) => "no connection within the timeout".to_owned(),
