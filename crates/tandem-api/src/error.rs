@@ -559,19 +559,38 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The longest message a gRPC error carries. A message can repeat what the caller sent
+/// (a 4 KiB binding name, twice), and it travels in trailers twice over — `grpc-message`
+/// and inside `grpc-status-details-bin` — where clients refuse header blocks past 16 KiB
+/// and drop the whole call. Beyond this, the message is cut with a note of how much.
+const GRPC_MESSAGE_MAX: usize = 2048;
+
+/// `message`, cut to [`GRPC_MESSAGE_MAX`] bytes on a character boundary.
+fn trailer_message(message: String) -> String {
+    if message.len() <= GRPC_MESSAGE_MAX {
+        return message;
+    }
+    let mut end = GRPC_MESSAGE_MAX;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &message[..end], message.len() - end)
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
+        let message = trailer_message(error.message);
         if error.details.is_empty() {
-            return tonic::Status::new(error.grpc, error.message);
+            return tonic::Status::new(error.grpc, message);
         }
         // The trailer `grpc-status-details-bin` carries the whole `google.rpc.Status`;
         // clients check that its code and message are the call's own.
         let status = rpc::Status {
             code: error.grpc as i32,
-            message: error.message.clone(),
+            message: message.clone(),
             details: error.details.iter().map(Detail::to_any).collect(),
         };
-        tonic::Status::with_details(error.grpc, error.message, status.encode_to_vec().into())
+        tonic::Status::with_details(error.grpc, message, status.encode_to_vec().into())
     }
 }
 
@@ -584,6 +603,31 @@ mod tests {
         #[error("{0}")]
         struct Text(String);
         std::sync::Arc::new(Text(text.to_owned()))
+    }
+
+    #[test]
+    fn long_grpc_messages_are_cut_so_the_trailers_stay_readable() {
+        let name = "é".repeat(5000);
+        let status = tonic::Status::from(ApiError::from(Error::BindingInvoke {
+            name: name.clone(),
+            reason: format!("couldn't find output binding {name}"),
+        }));
+        assert!(
+            status.message().len() < GRPC_MESSAGE_MAX + 40,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status
+                .message()
+                .starts_with("error invoking output binding éé")
+        );
+        assert!(status.message().ends_with("more bytes)"));
+        let details = rpc::Status::decode(status.details()).unwrap();
+        assert_eq!(details.message, status.message());
+        // A short message is left alone.
+        let short = tonic::Status::from(ApiError::from(Error::PubSubNotFound("x".into())));
+        assert_eq!(short.message(), "pubsub x is not found");
     }
 
     #[test]
