@@ -21,6 +21,8 @@ pub enum Allow {
     Undecodable,
     /// An actor call to a sidecar with no actor state store (the fuzz world has none).
     NoActorRuntime,
+    /// An output binding call: daprd answers every failure of one alike.
+    BindingRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -70,6 +72,16 @@ pub const ALLOWANCES: &[Allowance] = &[
         reason: "daprd answers ErrActorRuntimeNotFound (500 / INTERNAL) to any actor call when \
                  no state store is the actor state store: a deployment's state, not the \
                  caller's mistake",
+    },
+    Allowance {
+        allow: Allow::BindingRefused,
+        error_code: Some("ERR_INVOKE_OUTPUT_BINDING"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrInvokeOutputBinding (500 / INTERNAL, pkg/api/http/http.go \
+                 onOutputBindingMessage) to every failed output binding call — a missing or \
+                 unsupported operation, an unknown binding, a file that is not there — \
+                 whoever's fault it is",
     },
 ];
 

@@ -114,6 +114,8 @@ mod tests {
             "gRPC GetSecret",
             "gRPC GetBulkSecret",
             "gRPC GetMetadata",
+            "gRPC InvokeBinding",
+            "POST /v1.0/bindings/{name}",
             "gRPC SetMetadata",
             "internal * /{method}",
         ] {

@@ -310,6 +310,7 @@ fn write_resources(dir: &Path, world: &World) -> io::Result<()> {
     let resources = dir.join("resources");
     std::fs::create_dir_all(&resources)?;
     std::fs::create_dir_all(dir.join("home"))?;
+    std::fs::create_dir_all(dir.join("files"))?;
     let secrets = dir.join("secrets.json");
     std::fs::write(&secrets, world::SECRETS_FILE)?;
     let components = format!(
@@ -344,6 +345,28 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: {files}
+spec:
+  type: bindings.localstorage
+  version: v1
+  metadata:
+  - name: rootPath
+    value: {files_root}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {tick}
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - name: schedule
+    value: '@every 1h'
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: {file_store}
 spec:
   type: secretstores.local.file
@@ -367,6 +390,9 @@ spec:
         sqlite = world::STATE_STORES[1],
         db = dir.join("state.db").display(),
         pubsub = world::PUBSUB,
+        files = world::BINDINGS[0],
+        files_root = dir.join("files").display(),
+        tick = world::BINDINGS[1],
         file_store = world::FILE_SECRET_STORE,
         secrets = secrets.display(),
         env_store = world::ENV_SECRET_STORE,

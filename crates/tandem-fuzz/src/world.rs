@@ -13,6 +13,14 @@ pub const TOPICS: &[&str] = &["orders", "audit"];
 /// Keys cases read and write, so reads find values and ETags sometimes match.
 pub const STATE_KEYS: &[&str] = &["k1", "k2", "k3", "order-42", "fuzz"];
 
+/// `bindings.localstorage` over a scratch folder (an output binding with every
+/// operation), and `bindings.cron` (input only: not an output binding).
+pub const BINDINGS: &[&str] = &["files", "tick"];
+/// Operations cases ask for: the localstorage ones, and some no binding has.
+pub const BINDING_OPERATIONS: &[&str] = &["create", "get", "list", "delete", "query", "exec"];
+/// File names cases use, so `get` and `delete` sometimes find what `create` made.
+pub const BINDING_FILES: &[&str] = &["order-42.json", "notes/a.txt", "k1"];
+
 /// `secretstores.local.file` over [`SECRETS_FILE`].
 pub const FILE_SECRET_STORE: &str = "vault";
 /// `secretstores.local.env` with prefix [`ENV_PREFIX`].

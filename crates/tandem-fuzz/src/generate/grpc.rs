@@ -34,6 +34,7 @@ enum Method {
     GetBulkSecret,
     GetMetadata,
     SetMetadata,
+    InvokeBinding,
     /// A method the service does not have.
     Unknown(&'static str),
 }
@@ -53,6 +54,7 @@ impl Method {
             Method::GetBulkSecret => "GetBulkSecret",
             Method::GetMetadata => "GetMetadata",
             Method::SetMetadata => "SetMetadata",
+            Method::InvokeBinding => "InvokeBinding",
             Method::Unknown(name) => name,
         }
     }
@@ -74,6 +76,7 @@ impl Method {
             Method::GetBulkSecret => pb::GetBulkSecretRequest::decode(bytes).is_ok(),
             Method::GetMetadata => pb::GetMetadataRequest::decode(bytes).is_ok(),
             Method::SetMetadata => pb::SetMetadataRequest::decode(bytes).is_ok(),
+            Method::InvokeBinding => pb::InvokeBindingRequest::decode(bytes).is_ok(),
             // Nobody decodes it: the answer is UNIMPLEMENTED whatever the bytes.
             Method::Unknown(_) => true,
         }
@@ -118,6 +121,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (3, GetBulkSecret),
             (3, GetMetadata),
             (4, SetMetadata),
+            (7, InvokeBinding),
             (1, Unknown("GetConfiguration")),
             (1, Unknown("TryLockAlpha1")),
         ],
@@ -152,6 +156,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             draft.message = Message::new().bytes_if_any(1, &store.bytes);
         }
         GetMetadata => {}
+        InvokeBinding => invoke_binding(rng, &mut draft),
         SetMetadata => {
             let key = name(rng, &["fuzz-attribute"]);
             draft.name(&key, "attribute");
@@ -383,6 +388,33 @@ fn publish(rng: &mut StdRng, draft: &mut Draft) {
         message = message.raw(&number_entry(rng, draft, 5, "ttlInSeconds").into_bytes());
     }
     draft.message = message;
+}
+
+/// `InvokeBinding`: name 1, data 2, metadata 3 (a map), operation 4.
+fn invoke_binding(rng: &mut StdRng, draft: &mut Draft) {
+    // daprd's one failure answer for an output binding is INTERNAL.
+    draft.allow = Allow::BindingRefused;
+    let binding = name(rng, world::BINDINGS);
+    draft.name(&binding, "binding");
+    let operation = name(rng, world::BINDING_OPERATIONS);
+    draft.name(&operation, "operation");
+    let data = if rng.random_bool(0.3) {
+        let odd = nasty(rng);
+        draft.note(odd.describe("data"));
+        odd.bytes
+    } else {
+        br#"{"orderId":42}"#.to_vec()
+    };
+    let file = match rng.random_range(0..10) {
+        0..7 => name(rng, world::BINDING_FILES).bytes,
+        7 => b"../../../../etc/passwd".to_vec(),
+        _ => nasty(rng).bytes,
+    };
+    draft.message = Message::new()
+        .bytes_if_any(1, &binding.bytes)
+        .bytes_if_any(2, &data)
+        .map_entry(3, "fileName", &file)
+        .bytes_if_any(4, &operation.bytes);
 }
 
 fn get_secret(rng: &mut StdRng, draft: &mut Draft) {

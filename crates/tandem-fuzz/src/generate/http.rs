@@ -131,6 +131,7 @@ enum Endpoint {
     SetMetadata,
     Invoke,
     InvokeByHeader,
+    Binding,
     Health,
     Unknown,
 }
@@ -152,6 +153,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (4, SetMetadata),
             (12, Invoke),
             (6, InvokeByHeader),
+            (7, Binding),
             (2, Health),
             (4, Unknown),
         ],
@@ -169,6 +171,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         SetMetadata => set_metadata(rng),
         Invoke => invoke(rng, world),
         InvokeByHeader => invoke_by_header(rng, world),
+        Binding => binding(rng),
         Health => health(rng),
         Unknown => unknown_route(rng),
     };
@@ -629,6 +632,72 @@ fn transaction(rng: &mut StdRng) -> Draft {
     }
     draft.body = json_body(rng, Json::Object(fields), big_transaction, &mut draft);
     draft
+}
+
+/// `POST|PUT /v1.0/bindings/{name}`: an operation, data of any JSON shape and string
+/// metadata (file names that try to leave the binding's folder among them).
+fn binding(rng: &mut StdRng) -> Draft {
+    let binding = name(rng, world::BINDINGS);
+    let method = if rng.random_bool(0.85) { "POST" } else { "PUT" };
+    let mut draft = Draft::new(
+        "/v1.0/bindings/{name}",
+        method,
+        path(&[b"/v1.0/bindings/", &binding.segment()]),
+    );
+    if !binding.is_known() {
+        draft.note(binding.describe("binding"));
+    }
+    // Whatever the binding makes of it, daprd's only failure answer is
+    // ERR_INVOKE_OUTPUT_BINDING (a malformed body is still ERR_MALFORMED_REQUEST).
+    draft.allow = Allow::BindingRefused;
+    let mut fields = Vec::new();
+    let operation = name(rng, world::BINDING_OPERATIONS);
+    if !operation.is_known() {
+        draft.note(operation.describe("operation"));
+    }
+    if rng.random_bool(0.9) {
+        fields.push(("operation".to_owned(), Json::str(&operation.bytes)));
+    } else {
+        draft.note("no operation");
+    }
+    let data = match rng.random_range(0..6) {
+        0 => Json::object([("orderId", Json::num(rng.random_range(0..1000)))]),
+        1 => Json::str(nasty(rng).bytes),
+        2 => Json::str("aGVsbG8gd29ybGQ="),
+        3 => Json::num(number(rng).0),
+        4 => Json::Null,
+        _ => Json::Array(vec![Json::str("a"), Json::num(1)]),
+    };
+    if rng.random_bool(0.9) {
+        fields.push(("data".to_owned(), data));
+    }
+    let file = match rng.random_range(0..10) {
+        0..6 => name(rng, world::BINDING_FILES).bytes,
+        6 => b"../../../../etc/passwd".to_vec(),
+        7 => b"/etc/hostname".to_vec(),
+        _ => nasty(rng).bytes,
+    };
+    let mut metadata = vec![("fileName".to_owned(), Json::str(&file))];
+    if rng.random_bool(0.2) {
+        draft.note("metadata not a string");
+        metadata.push(("ttlInSeconds".to_owned(), Json::num(60)));
+    }
+    if rng.random_bool(0.8) {
+        fields.push(("metadata".to_owned(), Json::Object(metadata)));
+    }
+    draft.body = json_body(rng, Json::Object(fields), big_binding, &mut draft);
+    draft
+}
+
+fn big_binding(size: usize) -> Json {
+    Json::object([
+        ("operation", Json::str("create")),
+        ("data", Json::long_string(size)),
+        (
+            "metadata",
+            Json::object([("fileName", Json::str("big.txt"))]),
+        ),
+    ])
 }
 
 fn secret_store(rng: &mut StdRng, draft: &mut Draft) -> Name {
