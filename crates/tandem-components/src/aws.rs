@@ -834,6 +834,48 @@ pub fn xml_unescape(text: &str) -> String {
     out
 }
 
+/// Test support shared by the AWS components' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use super::{Client, xml_value};
+
+    /// Makes an IAM user allowed everything on a moto that checks signatures, with the
+    /// three calls such a moto takes unchecked (`INITIAL_NO_AUTH_ACTION_COUNT` counts
+    /// them); returns its access key and secret.
+    pub(crate) async fn signing_user(anyone: &Client, timeout: Duration) -> (String, String) {
+        let iam = |action: &'static str, params: Vec<(&str, &str)>| {
+            let params: Vec<(String, String)> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            async move {
+                anyone
+                    .query("iam", "2010-05-08", action, &params, timeout)
+                    .await
+                    .unwrap()
+            }
+        };
+        iam("CreateUser", vec![("UserName", "tandem")]).await;
+        let key = iam("CreateAccessKey", vec![("UserName", "tandem")]).await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        iam(
+            "PutUserPolicy",
+            vec![
+                ("UserName", "tandem"),
+                ("PolicyName", "everything"),
+                ("PolicyDocument", policy),
+            ],
+        )
+        .await;
+        (
+            xml_value(&key, "AccessKeyId").unwrap(),
+            xml_value(&key, "SecretAccessKey").unwrap(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tandem_spec::Component;
@@ -1098,33 +1140,8 @@ mod tests {
         };
         // The three requests moto takes unchecked make a user, its key and its rights.
         let anyone = client("AKIDANYONE", "anything");
-        let iam = |action: &'static str, params: Vec<(&str, &str)>| {
-            let anyone = anyone.clone();
-            let params: Vec<(String, String)> = params
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            async move {
-                anyone
-                    .query("iam", "2010-05-08", action, &params, timeout)
-                    .await
-                    .unwrap()
-            }
-        };
-        iam("CreateUser", vec![("UserName", "tandem")]).await;
-        let key = iam("CreateAccessKey", vec![("UserName", "tandem")]).await;
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-        iam(
-            "PutUserPolicy",
-            vec![
-                ("UserName", "tandem"),
-                ("PolicyName", "everything"),
-                ("PolicyDocument", policy),
-            ],
-        )
-        .await;
-        let access_key = xml_value(&key, "AccessKeyId").unwrap();
-        let secret_key = xml_value(&key, "SecretAccessKey").unwrap();
+        let (access_key, secret_key) =
+            crate::aws::test_support::signing_user(&anyone, timeout).await;
 
         let good = client(&access_key, &secret_key);
         good.json(

@@ -1,17 +1,16 @@
 //! `bindings.aws.sqs` against an AWS emulator: a private `moto_server` per test on a free
 //! loopback port (any credentials).
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tandem_components::bindings::{self, Binding, Handle, InputEvent, InvokeRequest, Outcome};
-use tandem_spec::{Component, ComponentMetadata};
+use tandem_components::bindings::{Binding, Outcome};
 use tandem_testkit::MotoServer;
-use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::bindings::{Events, create, next_event};
 
 /// Creates `queue` on the emulator with one AWS JSON call, as an operator would have
 /// before the app starts. moto picks the service from the credential scope of the
@@ -37,57 +36,19 @@ fn create_queue(server: &MotoServer, queue: &str, visibility_seconds: u32) {
 }
 
 async fn binding(server: &MotoServer, queue: &str) -> Result<Arc<dyn Binding>, String> {
-    let values: BTreeMap<String, String> = [
-        ("queueName", queue.to_owned()),
-        ("endpoint", server.endpoint()),
-        ("region", "us-east-1".to_owned()),
-        ("accessKey", "test-access".to_owned()),
-        ("secretKey", "test-secret".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let metadata = ComponentMetadata::new(Component::new("jobs", "bindings.aws.sqs"), values);
-    bindings::registry()
-        .build(&metadata)
-        .await
-        .map_err(|error| error.to_string())
-}
-
-struct Recorder {
-    seen: mpsc::UnboundedSender<InputEvent>,
-    script: Mutex<Vec<Outcome>>,
-}
-
-#[async_trait]
-impl Handle for Recorder {
-    async fn handle(&self, event: InputEvent) -> Outcome {
-        let _ = self.seen.send(event);
-        let mut script = self.script.lock().await;
-        if script.is_empty() {
-            Outcome::Done
-        } else {
-            script.remove(0)
-        }
-    }
-}
-
-fn create(data: &str) -> InvokeRequest {
-    InvokeRequest {
-        operation: "create".into(),
-        data: data.to_owned().into(),
-        metadata: HashMap::new(),
-    }
-}
-
-async fn next(
-    received: &mut mpsc::UnboundedReceiver<InputEvent>,
-    within: Duration,
-) -> Option<InputEvent> {
-    tokio::time::timeout(within, received.recv())
-        .await
-        .ok()
-        .flatten()
+    let endpoint = server.endpoint();
+    support::bindings::binding(
+        "bindings.aws.sqs",
+        "jobs",
+        &[
+            ("queueName", queue),
+            ("endpoint", &endpoint),
+            ("region", "us-east-1"),
+            ("accessKey", "test-access"),
+            ("secretKey", "test-secret"),
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -95,26 +56,29 @@ async fn create_sends_and_reading_deletes_only_what_the_app_took() {
     let server = MotoServer::start();
     create_queue(&server, "jobs", 1);
     let binding = binding(&server, "jobs").await.unwrap();
-    assert_eq!(binding.invoke(create(r#"{"n":1}"#)).await.unwrap(), None);
+    assert_eq!(
+        binding.invoke(create(r#"{"n":1}"#, &[])).await.unwrap(),
+        None
+    );
 
-    let (seen, mut received) = mpsc::unbounded_channel();
-    let recorder = Arc::new(Recorder {
-        seen,
-        script: Mutex::new(vec![Outcome::Retry]),
-    });
+    let (recorder, mut received) = Events::new(vec![Outcome::Retry]);
     let stop = CancellationToken::new();
     let reader = binding.read(recorder, stop.clone()).await.unwrap();
-    let first = next(&mut received, Duration::from_secs(5))
+    let first = next_event(&mut received, Duration::from_secs(5))
         .await
         .expect("the message");
     assert_eq!(first.data, r#"{"n":1}"#);
     // Refused: it comes back after the queue's one-second visibility timeout.
-    let again = next(&mut received, Duration::from_secs(5))
+    let again = next_event(&mut received, Duration::from_secs(5))
         .await
         .expect("the message again");
     assert_eq!(again.data, r#"{"n":1}"#);
     // Taken: deleted, so it does not come back.
-    assert!(next(&mut received, Duration::from_secs(3)).await.is_none());
+    assert!(
+        next_event(&mut received, Duration::from_secs(3))
+            .await
+            .is_none()
+    );
     stop.cancel();
     reader.await.unwrap();
 }

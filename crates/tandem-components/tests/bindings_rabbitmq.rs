@@ -1,85 +1,31 @@
 //! `bindings.rabbitmq` against a real RabbitMQ: the machine's broker when it runs (each
 //! test on a queue of its own, deleted when unused), a private node for the restart test.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tandem_components::bindings::{self, Binding, Handle, InputEvent, InvokeRequest, Outcome};
-use tandem_spec::{Component, ComponentMetadata};
+use tandem_components::bindings::{self, Binding, Outcome};
 use tandem_testkit::{RabbitMq, RabbitMqServer};
-use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+use support::bindings::{Events, create, next_event};
+
 async fn binding(url: &str, queue: &str, extra: &[(&str, &str)]) -> Arc<dyn Binding> {
-    let mut values: BTreeMap<String, String> = [
+    let mut values = vec![
         ("host", url),
         ("queueName", queue),
         ("deleteWhenUnused", "true"),
         ("reconnectWaitInSeconds", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    values.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let metadata = ComponentMetadata::new(Component::new("queue", "bindings.rabbitmq"), values);
-    bindings::registry()
-        .build(&metadata)
+    ];
+    values.extend_from_slice(extra);
+    support::bindings::binding("bindings.rabbitmq", "queue", &values)
         .await
         .unwrap_or_else(|error| panic!("bindings.rabbitmq builds: {error}"))
 }
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// Records events and answers with a scripted outcome (`Done` once the script runs out).
-struct Recorder {
-    seen: mpsc::UnboundedSender<InputEvent>,
-    script: Mutex<Vec<Outcome>>,
-}
-
-impl Recorder {
-    fn new(script: Vec<Outcome>) -> (Arc<Self>, mpsc::UnboundedReceiver<InputEvent>) {
-        let (seen, received) = mpsc::unbounded_channel();
-        let script = Mutex::new(script);
-        (Arc::new(Self { seen, script }), received)
-    }
-}
-
-#[async_trait]
-impl Handle for Recorder {
-    async fn handle(&self, event: InputEvent) -> Outcome {
-        let _ = self.seen.send(event);
-        let mut script = self.script.lock().await;
-        if script.is_empty() {
-            Outcome::Done
-        } else {
-            script.remove(0)
-        }
-    }
-}
-
-fn create(data: &str, metadata: &[(&str, &str)]) -> InvokeRequest {
-    InvokeRequest {
-        operation: "create".into(),
-        data: data.to_owned().into(),
-        metadata: metadata
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-    }
-}
-
-async fn next(
-    seen: &mut mpsc::UnboundedReceiver<InputEvent>,
-    within: Duration,
-) -> Option<InputEvent> {
-    tokio::time::timeout(within, seen.recv())
-        .await
-        .ok()
-        .flatten()
 }
 
 #[tokio::test]
@@ -98,10 +44,10 @@ async fn create_puts_a_message_on_the_queue_and_reading_hands_it_over_with_its_h
         .unwrap();
     assert_eq!(answer, None, "create answers nothing, as Dapr's");
 
-    let (recorder, mut seen) = Recorder::new(vec![Outcome::Retry]);
+    let (recorder, mut seen) = Events::new(vec![Outcome::Retry]);
     let stop = CancellationToken::new();
     let reader = binding.read(recorder, stop.clone()).await.unwrap();
-    let event = next(&mut seen, Duration::from_secs(5))
+    let event = next_event(&mut seen, Duration::from_secs(5))
         .await
         .expect("the message");
     assert_eq!(event.data, "first");
@@ -110,17 +56,19 @@ async fn create_puts_a_message_on_the_queue_and_reading_hands_it_over_with_its_h
         Some("acme")
     );
     // Refused once: it comes back.
-    let again = next(&mut seen, Duration::from_secs(5))
+    let again = next_event(&mut seen, Duration::from_secs(5))
         .await
         .expect("the message again");
     assert_eq!(again.data, "first");
     binding.invoke(create("second", &[])).await.unwrap();
-    let second = next(&mut seen, Duration::from_secs(5))
+    let second = next_event(&mut seen, Duration::from_secs(5))
         .await
         .expect("the second");
     assert_eq!(second.data, "second");
     assert!(
-        next(&mut seen, Duration::from_millis(700)).await.is_none(),
+        next_event(&mut seen, Duration::from_millis(700))
+            .await
+            .is_none(),
         "taken ones are acknowledged"
     );
     stop.cancel();
@@ -150,12 +98,15 @@ async fn reading_and_writing_resume_after_a_broker_restart() {
     let queue = unique("restart");
     let durable = [("durable", "true"), ("deleteWhenUnused", "false")];
     let binding = binding(&server.url(), &queue, &durable).await;
-    let (recorder, mut seen) = Recorder::new(vec![]);
+    let (recorder, mut seen) = Events::new(vec![]);
     let stop = CancellationToken::new();
     let reader = binding.read(recorder, stop.clone()).await.unwrap();
     binding.invoke(create("before", &[])).await.unwrap();
     assert_eq!(
-        next(&mut seen, Duration::from_secs(5)).await.unwrap().data,
+        next_event(&mut seen, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .data,
         "before"
     );
 

@@ -891,33 +891,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(created.status, 200);
-        let iam = |action: &'static str, params: Vec<(&str, &str)>| {
-            let anyone = anyone.clone();
-            let params: Vec<(String, String)> = params
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            async move {
-                anyone
-                    .query("iam", "2010-05-08", action, &params, timeout)
-                    .await
-                    .unwrap()
-            }
-        };
-        iam("CreateUser", vec![("UserName", "tandem")]).await;
-        let key = iam("CreateAccessKey", vec![("UserName", "tandem")]).await;
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
-        iam(
-            "PutUserPolicy",
-            vec![
-                ("UserName", "tandem"),
-                ("PolicyName", "everything"),
-                ("PolicyDocument", policy),
-            ],
-        )
-        .await;
-        let access_key = aws::xml_value(&key, "AccessKeyId").unwrap();
-        let secret_key = aws::xml_value(&key, "SecretAccessKey").unwrap();
+        let (access_key, secret_key) =
+            crate::aws::test_support::signing_user(&anyone, timeout).await;
 
         let good = S3Binding::build(&s3_metadata(&server.endpoint(), &access_key, &secret_key))
             .await

@@ -1,6 +1,7 @@
 //! Helpers shared by the pub/sub component tests: building a component from metadata
 //! pairs, a scripted subscriber, and a sidecar that dies mid-delivery.
 #![allow(dead_code)] // each test file uses its own share of them
+pub mod bindings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
