@@ -225,6 +225,12 @@ def test_two_hosts_on_one_machine_share_the_embedded_store(tandem, tmp_path):
     path = tmp_path / "events.jsonl"
     first = start_host(tandem, tmp_path, name="host-a")
     second = start_host(tandem, tmp_path, name="host-b")
+    # Each sidecar reads the other's lease once a second (BEAT_INTERVAL): until host-a has
+    # seen host-b it places every new actor on itself, and then hands the ones host-b
+    # should hold over to it (drainRebalancedActors, on by default as in Dapr) — a move,
+    # which the one-host-per-actor check below would count. Both know each other after
+    # two beats.
+    time.sleep(2.5)
     ids = [f"k{n}" for n in range(20)]
     script = f"""
 ids = {ids!r}
