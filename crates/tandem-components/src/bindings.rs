@@ -23,6 +23,7 @@ mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -140,6 +141,34 @@ pub trait Binding: Send + Sync {
         let _ = (handler, stop);
         Err(BindingError::NotInput)
     }
+}
+
+/// A TTL from a binding's metadata, read as Dapr's `TryGetTTL` reads it: a whole number
+/// of seconds above zero, or a Go duration (a negative one, like a bare `0`, is zero).
+/// `name` is the field, for the message.
+pub(crate) fn dapr_ttl(name: &str, value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let whole = value.strip_prefix(['-', '+']).unwrap_or(value);
+    if !whole.is_empty() && whole.bytes().all(|byte| byte.is_ascii_digit()) {
+        // Go reads `0` as a duration, every other bare number as seconds.
+        if whole.bytes().all(|byte| byte == b'0') {
+            return Ok(Duration::ZERO);
+        }
+        return match value.parse::<i64>() {
+            Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds.unsigned_abs())),
+            Ok(seconds) => Err(format!(
+                "{name} value must be higher than zero: actual is '{seconds}'"
+            )),
+            Err(_) => Err(format!(
+                "{name} value must be a valid integer: actual is '{value}'"
+            )),
+        };
+    }
+    if value.starts_with('-') && tandem_spec::parse_duration(&value[1..]).is_ok() {
+        return Ok(Duration::ZERO);
+    }
+    tandem_spec::parse_duration(value)
+        .map_err(|_| format!("{name} value must be a valid integer: actual is '{value}'"))
 }
 
 /// The binding components tandem offers.

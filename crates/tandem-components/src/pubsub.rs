@@ -35,6 +35,18 @@ pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
+/// A request's metadata value, looked up as Dapr's components do: the name in any case,
+/// an empty value the same as none.
+pub(crate) fn request_value<'a>(
+    metadata: &'a HashMap<String, String>,
+    name: &str,
+) -> Option<&'a str> {
+    metadata
+        .iter()
+        .find(|(key, value)| key.eq_ignore_ascii_case(name) && !value.is_empty())
+        .map(|(_, value)| value.as_str())
+}
+
 /// A message on its way to or from a broker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {

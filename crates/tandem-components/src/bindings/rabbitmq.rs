@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Binding, BindingError, Handle, InputEvent, InvokeRequest, InvokeResponse, Outcome};
 use crate::pubsub::rabbitmq::{parse_uri, tls_settings};
+use crate::pubsub::request_value;
 
 pub const METADATA: &[&str] = &[
     "host",
@@ -203,20 +204,9 @@ impl Settings {
     }
 }
 
-/// Dapr's `ttlInSeconds`: a Go duration, or a whole number of seconds above zero.
+/// Dapr's `ttlInSeconds`, as every binding reads a TTL.
 fn ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<i64>() {
-        return u64::try_from(seconds)
-            .ok()
-            .filter(|seconds| *seconds > 0)
-            .map(Duration::from_secs)
-            .ok_or_else(|| {
-                format!("ttlInSeconds value must be higher than zero: actual is '{text}'")
-            });
-    }
-    tandem_spec::parse_duration(text)
-        .map_err(|_| format!("ttlInSeconds value must be a valid integer: actual is '{text}'"))
+    super::dapr_ttl("ttlInSeconds", text)
 }
 
 /// The RabbitMQ binding.
@@ -251,12 +241,7 @@ impl RabbitMqBinding {
                 AMQPValue::LongString(value.as_str().into()),
             );
         }
-        let property = |name: &str| {
-            metadata
-                .iter()
-                .find(|(key, value)| key.eq_ignore_ascii_case(name) && !value.is_empty())
-                .map(|(_, value)| ShortString::from(value.as_str()))
-        };
+        let property = |name: &str| request_value(metadata, name).map(ShortString::from);
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(property("contentType").unwrap_or_else(|| "text/plain".into()))

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use tandem_spec::{ComponentMetadata, ResourceError, parse_duration};
+use tandem_spec::{ComponentMetadata, ResourceError};
 
 use crate::redis_connection;
 
@@ -148,30 +148,9 @@ fn ttl(request: &InvokeRequest) -> Result<Option<Duration>, BindingError> {
     let Some(value) = value else {
         return Ok(None);
     };
-    let whole = value.strip_prefix(['-', '+']).unwrap_or(value);
-    if !whole.is_empty() && whole.bytes().all(|byte| byte.is_ascii_digit()) {
-        // Go reads `0` as a duration, every other bare number as seconds.
-        if whole.bytes().all(|byte| byte == b'0') {
-            return Ok(Some(Duration::ZERO));
-        }
-        return match value.parse::<i64>() {
-            Ok(seconds) if seconds > 0 => Ok(Some(Duration::from_secs(seconds.unsigned_abs()))),
-            Ok(seconds) => Err(BindingError::Invalid(format!(
-                "ttl value must be higher than zero: actual is '{seconds}'"
-            ))),
-            Err(_) => Err(BindingError::Invalid(format!(
-                "ttl value must be a valid integer: actual is '{value}'"
-            ))),
-        };
-    }
-    if value.starts_with('-') && parse_duration(&value[1..]).is_ok() {
-        return Ok(Some(Duration::ZERO));
-    }
-    parse_duration(value).map(Some).map_err(|_| {
-        BindingError::Invalid(format!(
-            "ttl value must be a valid integer: actual is '{value}'"
-        ))
-    })
+    super::dapr_ttl("ttl", value)
+        .map(Some)
+        .map_err(BindingError::Invalid)
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, request_value};
 
 pub const METADATA: &[&str] = &[
     "url",
@@ -596,14 +596,6 @@ impl PubSub for Mqtt3 {
             }
         }
     }
-}
-
-/// A request metadata value, by a name matched without regard to case (as Dapr does).
-fn request_value<'a>(metadata: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    metadata
-        .iter()
-        .find(|(key, value)| key.eq_ignore_ascii_case(name) && !value.is_empty())
-        .map(|(_, value)| value.as_str())
 }
 
 /// What the connection's task tells the subscription's loop.

@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe};
+use super::{Deliver, Message, Outcome, PubSub, PubSubError, Subscribe, request_value};
 
 pub const METADATA: &[&str] = &[
     "connectionString",
@@ -455,17 +455,6 @@ impl RabbitMq {
         }
         properties
     }
-}
-
-/// A request metadata value, by a name matched without regard to case (as Dapr does).
-fn request_value<'a>(
-    metadata: &'a std::collections::HashMap<String, String>,
-    name: &str,
-) -> Option<&'a str> {
-    metadata
-        .iter()
-        .find(|(key, value)| key.eq_ignore_ascii_case(name) && !value.is_empty())
-        .map(|(_, value)| value.as_str())
 }
 
 #[async_trait]
