@@ -22,7 +22,7 @@ use tandem_components::pubsub::PubSub;
 use tandem_spec::{Component, ComponentMetadata};
 
 use crate::load::{self, Outcome, Shape, Target, Watch};
-use crate::procs::SidecarSpec;
+use crate::procs::{SidecarSpec, free_port};
 use crate::startup;
 
 /// The component's name in each broker's resources folder.
@@ -45,12 +45,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 fn listening(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -61,12 +55,12 @@ fn listening(port: u16) -> bool {
 
 /// Starts `binary args...`, logging to `log`, and waits until `port` accepts connections.
 fn start(binary: &Path, args: &[String], port: u16, log: &Path) -> Result<Server> {
-    let file = std::fs::File::create(log)?;
+    let (stdout, stderr) = crate::procs::log_file(log)?;
     let child = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let mut server = Server(child);
@@ -95,7 +89,7 @@ struct Broker {
     _server: Option<Server>,
 }
 
-fn broker(name: &'static str, dir: &Path) -> Result<Option<Broker>> {
+fn broker(name: &'static str, kind: &'static str, dir: &Path) -> Result<Option<Broker>> {
     let found = |path: &str| Some(PathBuf::from(path)).filter(|path| path.exists());
     let run_id = std::process::id();
     let metadata = |pairs: &[(&str, String)]| {
@@ -107,7 +101,7 @@ fn broker(name: &'static str, dir: &Path) -> Result<Option<Broker>> {
     Ok(match name {
         "rabbitmq" => listening(5672).then(|| Broker {
             name,
-            kind: "pubsub.rabbitmq",
+            kind,
             metadata: metadata(&[
                 (
                     "connectionString",
@@ -131,7 +125,7 @@ fn broker(name: &'static str, dir: &Path) -> Result<Option<Broker>> {
                 let server = start(&binary, &args, port, &dir.join("nats.log"))?;
                 Some(Broker {
                     name,
-                    kind: "pubsub.jetstream",
+                    kind,
                     metadata: metadata(&[
                         ("natsURL", format!("nats://127.0.0.1:{port}")),
                         ("consumerID", "bench".into()),
@@ -153,7 +147,7 @@ fn broker(name: &'static str, dir: &Path) -> Result<Option<Broker>> {
                 let server = start(&binary, &args, port, &dir.join("mosquitto.log"))?;
                 Some(Broker {
                     name,
-                    kind: "pubsub.mqtt3",
+                    kind,
                     metadata: metadata(&[
                         ("url", format!("tcp://127.0.0.1:{port}")),
                         ("consumerID", "bench".into()),
@@ -162,7 +156,7 @@ fn broker(name: &'static str, dir: &Path) -> Result<Option<Broker>> {
                 })
             }
         },
-        other => bail!("--brokers: unknown broker '{other}' (rabbitmq, jetstream, mqtt)"),
+        other => unreachable!("run() names only known brokers, not '{other}'"),
     })
 }
 
@@ -195,10 +189,10 @@ pub fn run(
         let dir = scratch.join(format!("broker-{name}"));
         let resources = dir.join("resources");
         std::fs::create_dir_all(&resources)?;
-        let kind = match name {
-            "rabbitmq" => "pubsub.rabbitmq",
-            "jetstream" => "pubsub.jetstream",
-            "mqtt" => "pubsub.mqtt3",
+        let (name, kind) = match name {
+            "rabbitmq" => ("rabbitmq", "pubsub.rabbitmq"),
+            "jetstream" => ("jetstream", "pubsub.jetstream"),
+            "mqtt" => ("mqtt", "pubsub.mqtt3"),
             other => bail!("--brokers: unknown broker '{other}' (rabbitmq, jetstream, mqtt)"),
         };
         if !tandem_components::pubsub::registry()
@@ -208,7 +202,7 @@ pub fn run(
             skipped.push(format!("{name}: this build has no {kind}"));
             continue;
         }
-        let Some(broker) = broker(Box::leak(name.to_owned().into_boxed_str()), &dir)? else {
+        let Some(broker) = broker(name, kind, &dir)? else {
             skipped.push(format!(
                 "{name}: its server is not installed or not running"
             ));

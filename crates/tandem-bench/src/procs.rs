@@ -48,7 +48,7 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-fn log_file(path: &Path) -> Result<(File, File)> {
+pub fn log_file(path: &Path) -> Result<(File, File)> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
