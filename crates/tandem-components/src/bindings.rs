@@ -13,6 +13,7 @@ mod aws_s3;
 mod aws_sqs;
 mod cron;
 mod http;
+mod kafka;
 mod localstorage;
 mod mqtt3;
 mod mysql;
@@ -193,6 +194,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: cron::METADATA,
                 build: |metadata| Box::pin(cron::Cron::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.kafka",
+                versions: &["v1"],
+                metadata: kafka::METADATA,
+                build: |metadata| Box::pin(kafka::KafkaBinding::build(metadata)),
             },
             Entry {
                 kind: "bindings.mqtt3",

@@ -7,6 +7,7 @@
 
 mod in_memory;
 mod jetstream;
+pub(crate) mod kafka;
 pub(crate) mod mqtt3;
 pub(crate) mod rabbitmq;
 mod redis;
@@ -32,6 +33,7 @@ pub fn client_log_targets() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(mqtt3::CLIENT_LOG_TARGETS)
         .chain(jetstream::CLIENT_LOG_TARGETS)
+        .chain(kafka::CLIENT_LOG_TARGETS)
         .copied()
 }
 
@@ -162,6 +164,14 @@ pub enum PubSubError {
         action: String,
         after: std::time::Duration,
     },
+    #[error("Kafka at {brokers}: cannot {action}: {source}")]
+    Kafka {
+        brokers: String,
+        action: String,
+        // Boxed: errors travel by value, and the client's error is large.
+        #[source]
+        source: Box<::krafka::KrafkaError>,
+    },
     /// A subscription's own metadata cannot be used.
     #[error("subscription to '{topic}': {message}")]
     InvalidSubscription { topic: String, message: String },
@@ -230,6 +240,12 @@ pub fn registry() -> Registry<dyn PubSub> {
                 versions: &["v1"],
                 metadata: jetstream::METADATA,
                 build: |metadata| Box::pin(jetstream::JetStream::build(metadata)),
+            },
+            Entry {
+                kind: "pubsub.kafka",
+                versions: &["v1"],
+                metadata: kafka::METADATA,
+                build: |metadata| Box::pin(kafka::KafkaPubSub::build(metadata)),
             },
         ],
     )

@@ -663,6 +663,194 @@ fn moto_program() -> PathBuf {
     })
 }
 
+/// A private Kafka-protocol broker (`tansu`, Apache-2.0) on a free loopback port, killed
+/// when dropped. (Its own TLS and SASL user store do not work in the build `scripts/test`
+/// installs: TLS tests put a proxy before it, see [`KafkaServer::start_advertising`].) By default it keeps topics and offsets in memory, so
+/// [`KafkaServer::start_again`] starts it empty; [`KafkaServer::start_durable`] keeps
+/// them in an S3 bucket of a [`MotoServer`], so they survive a restart as a real
+/// broker's log does.
+///
+/// The program is `TANDEM_TANSU` if set, else the repository's `.venv/bin/tansu` (which
+/// `scripts/test` installs), else `tansu` on `PATH`.
+pub struct KafkaServer {
+    port: u16,
+    /// The port clients are told to connect to: `port`, unless a proxy stands before it.
+    advertised: u16,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    process: Option<Child>,
+}
+
+impl KafkaServer {
+    pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts with extra arguments, such as `["--authentication"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// Starts it telling clients to connect to `advertised` on loopback instead of its
+    /// own port: for a test's proxy (a TLS front, say) listening there.
+    pub fn start_advertising(advertised: u16) -> Self {
+        let mut server = Self::new(&[], &[]);
+        server.advertised = advertised;
+        server.start_again();
+        server
+    }
+
+    /// Starts it keeping its data in a new bucket of `moto`, which outlives restarts.
+    pub fn start_durable(moto: &MotoServer) -> Self {
+        // Its own port makes the name unique among the tests of this run.
+        let bucket = format!("tansu-{}-{}", std::process::id(), free_port());
+        create_bucket(moto.port, &bucket);
+        let storage = format!("s3://{bucket}/");
+        let endpoint = moto.endpoint();
+        Self::start_with(
+            &["--storage-engine", &storage],
+            &[
+                ("AWS_ACCESS_KEY_ID", "tandem"),
+                ("AWS_SECRET_ACCESS_KEY", "tandem"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+                ("AWS_ENDPOINT", &endpoint),
+                ("AWS_ALLOW_HTTP", "true"),
+            ],
+        )
+    }
+
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self::new(args, env);
+        server.start_again();
+        server
+    }
+
+    fn new(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        Self {
+            port,
+            advertised: port,
+            program: tansu_program(),
+            args: args.iter().map(ToString::to_string).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            process: None,
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`, the `brokers` a component uses.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) on the same port; a running one is stopped first.
+    pub fn start_again(&mut self) {
+        self.stop();
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
+        let process = Command::new(&self.program)
+            .arg("broker")
+            .args([
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &advertised,
+            ])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|why| panic!("cannot start {}: {why}", self.program.display()));
+        self.process = Some(process);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(process) = &mut self.process
+                && let Ok(Some(status)) = process.try_wait()
+            {
+                panic!(
+                    "tansu ({}) exited with {status} on port {}",
+                    self.program.display(),
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        panic!("tansu did not start on port {}", self.port);
+    }
+
+    /// Kills the broker at once, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for KafkaServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether a Kafka-protocol broker program is at hand, for tests that run only then.
+pub fn kafka_available() -> bool {
+    std::panic::catch_unwind(tansu_program).is_ok()
+}
+
+fn tansu_program() -> PathBuf {
+    if let Some(program) = std::env::var_os("TANDEM_TANSU") {
+        return PathBuf::from(program);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/tansu");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("tansu"))
+            .find(|program| program.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "tansu (the Kafka-protocol broker of the Kafka tests) was not found: run \
+             scripts/test once, which installs it into .venv \
+             (or set TANDEM_TANSU to its path)"
+        )
+    })
+}
+
+/// Creates an S3 bucket on the emulator at `port` (moto takes unsigned requests as S3).
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating bucket {bucket}: {answer}"
+    );
+}
+
 /// A private `nats-server -js` on a free loopback port, its JetStream store in a
 /// temporary directory, killed when dropped. [`NatsServer::start_again`] uses the same
 /// port and store, so streams and consumers survive a restart.

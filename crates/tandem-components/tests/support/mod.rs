@@ -125,3 +125,82 @@ pub async fn next(
         .flatten()
         .map(|data| String::from_utf8(data.to_vec()).unwrap())
 }
+
+/// Runs `openssl` with `args` in `dir`.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Makes `{name}.key` and `{name}.crt` in `dir`, signed by `ca` (self-signed without).
+pub fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+    subject: &str,
+    ca: Option<&str>,
+    extensions: &str,
+) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (key, crt, csr) = (
+        format!("{name}.key"),
+        format!("{name}.crt"),
+        format!("{name}.csr"),
+    );
+    let Some(ca) = ca else {
+        let args = [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout", &key, "-out", &crt, "-days", "1", "-subj", subject,
+            ],
+        ];
+        openssl(dir, &args.concat());
+        return;
+    };
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
+        ]
+        .concat(),
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
