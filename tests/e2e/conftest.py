@@ -592,6 +592,20 @@ def moto_server(tmp_path):
         yield port
 
 
+@pytest.fixture
+def kafka_server(tmp_path):
+    """A private Kafka-protocol broker (tansu, which scripts/test unpacks into .venv/bin
+    from PyPI) on a free loopback port, keeping everything in memory. Yields its port."""
+    binary = Path(PYTHON).parent / "tansu"
+    if not binary.exists():
+        pytest.fail("tansu is not installed (scripts/test unpacks it into .venv/bin)")
+    port = free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    with _server("tansu", [str(binary), "broker", "--listener-url", listener,
+                           "--advertised-listener-url", listener], port, tmp_path / "kafka"):
+        yield port
+
+
 @contextlib.contextmanager
 def postgres_at(address: str = "127.0.0.1"):
     """A private PostgreSQL cluster in a temporary folder, listening on `address` (and

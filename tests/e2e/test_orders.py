@@ -21,11 +21,12 @@ BROKERS = {
     "mqtt": ("mosquitto_server", "tcp://localhost:1883", "tcp://127.0.0.1:{port}"),
     "jetstream": ("nats_server", "nats://localhost:4222", "nats://127.0.0.1:{port}"),
     "snssqs": ("moto_server", "http://localhost:5000", "http://127.0.0.1:{port}"),
+    "kafka": ("kafka_server", "localhost:9092", "127.0.0.1:{port}"),
     "embedded": (None, "~/.tandem/orders.db", "{tmp}/orders.db"),
 }
 
 KINDS = {"redis": "pubsub.redis", "rabbitmq": "pubsub.rabbitmq", "mqtt": "pubsub.mqtt3",
-         "jetstream": "pubsub.jetstream", "snssqs": "pubsub.aws.snssqs",
+         "jetstream": "pubsub.jetstream", "snssqs": "pubsub.aws.snssqs", "kafka": "pubsub.kafka",
          "embedded": "pubsub.sqlite"}
 
 

@@ -106,6 +106,10 @@ const POLL_WAIT: Duration = Duration::from_millis(200);
 /// The longest pause between two offers of a message the app keeps refusing.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
 
+/// How long a new subscription waits to have joined its group, and to know where it
+/// starts reading, before it reports itself set up anyway.
+const JOIN_WAIT: Duration = Duration::from_secs(15);
+
 /// Pause before polling again after the broker could not be reached.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -682,7 +686,16 @@ impl KafkaPubSub {
             stop,
             description: format!("group '{group}' on '{listing}'"),
         };
-        Ok(tokio::spawn(member.run()))
+        // Set up means reading: a message published once this returns is one the group
+        // reads, even with initialOffset newest (joining happens as the member polls).
+        let (joined, has_joined) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(member.run(joined));
+        if tokio::time::timeout(JOIN_WAIT, has_joined).await.is_err() {
+            tracing::warn!(
+                "Kafka group '{group}' on '{listing}': not joined within {JOIN_WAIT:?}; it goes on trying"
+            );
+        }
+        Ok(task)
     }
 }
 
@@ -730,7 +743,8 @@ struct Member {
 }
 
 impl Member {
-    async fn run(self) {
+    async fn run(self, joined: tokio::sync::oneshot::Sender<()>) {
+        let mut joined = Some(joined);
         let tracker = TaskTracker::new();
         let mut partitions: HashMap<TopicPartition, Partition> = HashMap::new();
         let mut committed: HashMap<TopicPartition, i64> = HashMap::new();
@@ -750,6 +764,11 @@ impl Member {
                         }
                         for record in records {
                             self.enqueue(record, &mut partitions, &tracker).await;
+                        }
+                        if joined.is_some() && self.has_joined().await
+                            && let Some(joined) = joined.take()
+                        {
+                            let _ = joined.send(());
                         }
                     }
                     Err(error) => {
@@ -776,6 +795,28 @@ impl Member {
         if let Err(error) = self.consumer.close().await {
             tracing::debug!("Kafka {}: leaving the group: {error}", self.description);
         }
+    }
+
+    /// Whether the member is in its group and knows where each of its partitions starts
+    /// (resolving `initialOffset` for those without a committed offset).
+    async fn has_joined(&self) -> bool {
+        // A generation is given once the group has taken the member in (-1 before).
+        let generation = self
+            .consumer
+            .group_metadata()
+            .await
+            .map(|group| group.generation_id());
+        if generation.is_none_or(|generation| generation < 0) {
+            return false;
+        }
+        for (topic, numbers) in self.consumer.assignment().await {
+            for number in numbers {
+                if self.consumer.position(&topic, number).await.is_none() {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Queues `record` for its partition's worker, starting one if needed, and pauses
