@@ -1,13 +1,15 @@
 //! Brokers: publishing through the sidecar (`POST /v1.0/publish`, keep-alive HTTP/1.1)
 //! against the same broker's client used in this process without a sidecar — the very
 //! component the sidecar runs (lapin with publisher confirms, async-nats waiting for the
-//! JetStream ack, rumqttc waiting for the PUBACK), built from the same metadata and
+//! JetStream ack, rumqttc waiting for the PUBACK, krafka waiting for the Kafka produce
+//! acknowledgement), built from the same metadata and
 //! publishing a CloudEvent of the same size. The difference is the sidecar's hop: the
 //! HTTP request, the CloudEvent envelope, the policy.
 //!
 //! RabbitMQ is the machine's on 127.0.0.1:5672 when it listens (each run on exchanges of
-//! its own, none bound), NATS and Mosquitto private servers on free ports; a broker whose
-//! server is not installed is skipped with a note.
+//! its own, none bound), NATS, Mosquitto and Kafka (tansu, from `.venv/bin` where
+//! `scripts/test` unpacks it, or `TANDEM_TANSU`) private servers on free ports; a broker
+//! whose server is not installed is skipped with a note.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -156,6 +158,38 @@ fn broker(name: &'static str, kind: &'static str, dir: &Path) -> Result<Option<B
                 })
             }
         },
+        "kafka" => {
+            let tansu = std::env::var_os("TANDEM_TANSU").map_or_else(
+                || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/tansu"),
+                PathBuf::from,
+            );
+            match Some(tansu).filter(|path| path.exists()) {
+                None => None,
+                Some(binary) => {
+                    let port = free_port()?;
+                    let listener = format!("tcp://127.0.0.1:{port}");
+                    let args = [
+                        "broker",
+                        "--listener-url",
+                        &listener,
+                        "--advertised-listener-url",
+                        &listener,
+                    ]
+                    .map(ToString::to_string);
+                    let server = start(&binary, &args, port, &dir.join("tansu.log"))?;
+                    Some(Broker {
+                        name,
+                        kind,
+                        metadata: metadata(&[
+                            ("brokers", format!("127.0.0.1:{port}")),
+                            ("authType", "none".into()),
+                            ("consumerID", "bench".into()),
+                        ]),
+                        _server: Some(server),
+                    })
+                }
+            }
+        }
         other => unreachable!("run() names only known brokers, not '{other}'"),
     })
 }
@@ -193,7 +227,10 @@ pub fn run(
             "rabbitmq" => ("rabbitmq", "pubsub.rabbitmq"),
             "jetstream" => ("jetstream", "pubsub.jetstream"),
             "mqtt" => ("mqtt", "pubsub.mqtt3"),
-            other => bail!("--brokers: unknown broker '{other}' (rabbitmq, jetstream, mqtt)"),
+            "kafka" => ("kafka", "pubsub.kafka"),
+            other => {
+                bail!("--brokers: unknown broker '{other}' (rabbitmq, jetstream, mqtt, kafka)")
+            }
         };
         if !tandem_components::pubsub::registry()
             .kinds()

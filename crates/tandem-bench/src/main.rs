@@ -91,8 +91,8 @@ pub struct Args {
     /// in-process, per broker).
     #[arg(long)]
     skip_brokers: bool,
-    /// The brokers of that section, comma separated (rabbitmq, jetstream, mqtt).
-    #[arg(long, default_value = "rabbitmq,jetstream,mqtt")]
+    /// The brokers of that section, comma separated (rabbitmq, jetstream, mqtt, kafka).
+    #[arg(long, default_value = "rabbitmq,jetstream,mqtt,kafka")]
     brokers: String,
     /// Rate of the actor activation run (a new actor id per call), calls/s.
     #[arg(long, default_value_t = 500.0)]
