@@ -388,13 +388,15 @@ class Tandem:
         return Sidecar(self.start(name, args, cwd, env), http_port, grpc_port, app_port)
 
     def sidecar(self, name: str, *, app_id: str, resources: Iterable[Path] = (),
-                cwd: Path | None = None, env: dict[str, str] | None = None) -> Sidecar:
+                cwd: Path | None = None, env: dict[str, str] | None = None,
+                extra_args: Iterable[str] = ()) -> Sidecar:
         """`tandem sidecar` alone, with no app."""
         http_port, grpc_port = free_port(), free_port()
         args = [str(TANDEM_BIN), "sidecar", "--app-id", app_id,
                 "--dapr-http-port", str(http_port), "--dapr-grpc-port", str(grpc_port)]
         for path in resources:
             args += ["--resources-path", str(path)]
+        args += list(extra_args)
         return Sidecar(self.start(name, args, cwd, env), http_port, grpc_port, None)
 
     def stop_all(self) -> None:

@@ -1,5 +1,6 @@
 """The official Python SDK's DaprClient against `tandem sidecar`: secrets from the local file
-and environment stores, publishing, the errors for unknown components, and the API token."""
+and environment stores, secret scopes, publishing, the errors for unknown components, and the
+API token."""
 
 import json
 
@@ -91,6 +92,41 @@ def test_sdk_secrets_and_errors(tandem, resources, monkeypatch):
     assert response.status_code == 404, response.text
     assert response.json()["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
     assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_secret_scopes_of_the_configuration(tandem, resources, tmp_path, monkeypatch):
+    """The Python SDK's own secret_store example with its config.yaml: the store denies by
+    default and allows one secret."""
+    workdir, components = resources
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprConfig\n"
+        "spec:\n  secrets:\n    scopes:\n      - storeName: \"local-secret-store\"\n"
+        "        defaultAccess: \"deny\"\n        allowedSecrets: [\"redisPassword\",]\n")
+    sidecar = tandem.sidecar("sidecar", app_id="scoped", resources=[components], cwd=workdir,
+                             extra_args=["--config", str(config)])
+    sidecar.wait_healthy()
+    use_sidecar(monkeypatch, sidecar)
+    with DaprClient() as client:
+        allowed = client.get_secret(store_name="local-secret-store", key="redisPassword")
+        assert allowed.secret == {"redisPassword": "s3cret"}
+        # Bulk answers only what the scope allows.
+        bulk = client.get_bulk_secret(store_name="local-secret-store")
+        assert bulk.secrets == {"redisPassword": {"redisPassword": "s3cret"}}
+        with pytest.raises(grpc.RpcError) as raised:
+            client.get_secret(store_name="local-secret-store", key="database:user")
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert raised.value.details() == \
+            'access denied by policy to get "database:user" from "local-secret-store"'
+
+    response = requests.get(f"http://127.0.0.1:{sidecar.http_port}/v1.0/secrets/"
+                            "local-secret-store/database:password", timeout=10)
+    assert response.status_code == 403, response.text
+    assert response.json() == {
+        "errorCode": "ERR_PERMISSION_DENIED",
+        "message": 'access denied by policy to get "database:password" from "local-secret-store"',
+    }
+    assert "wonderland" not in response.text
 
 
 def test_api_token(tandem, resources, monkeypatch):

@@ -300,6 +300,11 @@ impl From<Error> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 InvalidArgument,
             ),
+            Error::SecretPermissionDenied { .. } => (
+                "ERR_PERMISSION_DENIED",
+                StatusCode::FORBIDDEN,
+                PermissionDenied,
+            ),
             Error::SecretGet { .. } | Error::BulkSecretGet { .. } => (
                 "ERR_SECRET_GET",
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -507,6 +512,7 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::BodyRead(_)
         | Error::SecretStoresNotConfigured
         | Error::SecretStoreNotFound(_)
+        | Error::SecretPermissionDenied { .. }
         | Error::SecretGet { .. }
         | Error::BulkSecretGet { .. }
         | Error::InvokeNoAppId

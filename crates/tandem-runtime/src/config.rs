@@ -164,6 +164,8 @@ pub struct SidecarConfig {
     /// Where other sidecars reach this one's internal port: the address an actor
     /// host announces in the placement table. `None` until the port is bound.
     pub host_address: Option<std::net::SocketAddr>,
+    /// The Configuration's `spec.secrets.scopes`: which secrets the app may read.
+    pub secret_scopes: Vec<tandem_spec::SecretScope>,
 }
 
 impl SidecarConfig {
@@ -185,6 +187,7 @@ impl SidecarConfig {
             app_max_concurrency: None,
             app_health: None,
             host_address: None,
+            secret_scopes: Vec::new(),
         }
     }
 }

@@ -62,6 +62,10 @@ pub enum Error {
     SecretStoresNotConfigured,
     #[error("failed finding secret store with key {0}")]
     SecretStoreNotFound(String),
+    /// The Configuration's secret scopes do not let the app read this secret. The key
+    /// and store are quoted as daprd's `%q` does.
+    #[error("access denied by policy to get {key:?} from {store:?}")]
+    SecretPermissionDenied { store: String, key: String },
     #[error("failed getting secret with key {key} from secret store {store}: {cause}")]
     SecretGet {
         store: String,

@@ -111,7 +111,7 @@ impl Runtime {
             subscriptions,
             state,
             invoker,
-            secrets: Secrets::new(loaded.secret_stores),
+            secrets: Secrets::new(loaded.secret_stores, config.secret_scopes.clone()),
             bindings: Bindings::new(loaded.bindings, shutdown.clone()),
             actors,
             registered: loaded.registered,

@@ -30,6 +30,8 @@ pub struct Configuration {
     pub file: Option<PathBuf>,
     /// `spec.nameResolution`, when given.
     pub name_resolution: Option<NameResolutionSpec>,
+    /// `spec.secrets.scopes`: which secrets of each store the app may read.
+    pub secret_scopes: Vec<SecretScope>,
     /// The sections of `spec` that ask for something tandem does not do, in name order.
     pub unused: Vec<UnusedSection>,
 }
@@ -62,6 +64,34 @@ impl Setting {
             Setting::Text(text) => Some(text),
             Setting::Other => None,
         }
+    }
+}
+
+/// One entry of `spec.secrets.scopes`: which secrets of the store `store_name` the app
+/// may read. A store without an entry lets the app read every secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretScope {
+    pub store_name: String,
+    /// `defaultAccess`: `allow` (Dapr's default) or `deny`.
+    pub default_allow: bool,
+    /// `allowedSecrets`: when not empty, the only secrets the app may read.
+    pub allowed_secrets: Vec<String>,
+    /// `deniedSecrets`: secrets the app may not read.
+    pub denied_secrets: Vec<String>,
+}
+
+impl SecretScope {
+    /// Whether the app may read secret `key`, as Dapr decides: a non-empty
+    /// `allowedSecrets` list alone decides; else a key in `deniedSecrets` is refused;
+    /// else `defaultAccess` decides.
+    pub fn allows(&self, key: &str) -> bool {
+        if !self.allowed_secrets.is_empty() {
+            return self.allowed_secrets.iter().any(|allowed| allowed == key);
+        }
+        if self.denied_secrets.iter().any(|denied| denied == key) {
+            return false;
+        }
+        self.default_allow
     }
 }
 
@@ -138,7 +168,7 @@ pub fn parse_configuration(file: &Path, text: &str) -> Result<Configuration, Res
 
 /// Dapr's sections of a Configuration's `spec` that tandem does not apply, and what
 /// that means.
-const NOT_APPLIED: [(&str, &str); 15] = [
+const NOT_APPLIED: [(&str, &str); 14] = [
     (
         "accessControl",
         "tandem does not enforce service invocation access control: every app may call every method",
@@ -171,10 +201,6 @@ const NOT_APPLIED: [(&str, &str); 15] = [
         "mtls",
         "tandem does not use Dapr's Sentry certificates between sidecars",
     ),
-    (
-        "secrets",
-        "tandem does not apply secret store scopes (allowedSecrets, deniedSecrets): every secret is readable",
-    ),
     ("tracing", "tandem records and exports no traces"),
     ("wasm", "tandem runs no WebAssembly modules"),
     ("workflow", "tandem has no workflows yet"),
@@ -189,6 +215,10 @@ pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Configuration, Resou
         .name_resolution
         .map(|section| section.check(&origin))
         .transpose()?;
+    let secret_scopes = match spec.secrets {
+        Some(secrets) => secrets.check(&origin)?,
+        None => Vec::new(),
+    };
     let unused = spec
         .sections
         .into_iter()
@@ -200,7 +230,7 @@ pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Configuration, Resou
                     let known = NOT_APPLIED
                         .iter()
                         .map(|(known, _)| *known)
-                        .chain(["nameResolution"]);
+                        .chain(["nameResolution", "secrets"]);
                     match closest(&name, known) {
                         Some(close) => {
                             format!("it is not a section of Dapr's Configuration; did you mean `{close}`?")
@@ -217,6 +247,7 @@ pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Configuration, Resou
         namespace: raw.metadata.namespace,
         file: Some(file.to_owned()),
         name_resolution,
+        secret_scopes,
         unused,
     })
 }
@@ -239,6 +270,8 @@ struct ConfigurationFile {
 struct ConfigurationSpecFile {
     #[serde(default)]
     name_resolution: Option<NameResolutionFile>,
+    #[serde(default)]
+    secrets: Option<SecretsFile>,
     /// Every other section, accepted whatever it holds.
     #[serde(flatten)]
     sections: BTreeMap<String, Section>,
@@ -294,6 +327,68 @@ impl NameResolutionFile {
             version,
             configuration,
         })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a mapping with `scopes`: a list of secret store scopes")]
+struct SecretsFile {
+    #[serde(default)]
+    scopes: Option<Vec<SecretScopeFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    expecting = "a mapping with `storeName`, `defaultAccess`, `allowedSecrets` and `deniedSecrets`"
+)]
+struct SecretScopeFile {
+    #[serde(default)]
+    store_name: Option<String>,
+    #[serde(default)]
+    default_access: Option<String>,
+    #[serde(default)]
+    allowed_secrets: Option<Vec<String>>,
+    #[serde(default)]
+    denied_secrets: Option<Vec<String>>,
+}
+
+impl SecretsFile {
+    fn check(self, origin: &Origin) -> Result<Vec<SecretScope>, ResourceError> {
+        let mut scopes: Vec<SecretScope> = Vec::new();
+        for (index, scope) in self.scopes.unwrap_or_default().into_iter().enumerate() {
+            let field = |name: &str| format!("spec.secrets.scopes[{index}].{name}");
+            let store_name = scope
+                .store_name
+                .filter(|name| !name.trim().is_empty())
+                .ok_or_else(|| origin.error(&field("storeName"), "is required"))?;
+            if scopes.iter().any(|seen| seen.store_name == store_name) {
+                return Err(origin.error(
+                    &field("storeName"),
+                    format!("`{store_name}` has a scope already: give each store one"),
+                ));
+            }
+            // As Dapr: `deny` in any case denies; tandem also refuses what is neither.
+            let default_allow = match scope.default_access.as_deref().map(str::trim) {
+                None | Some("") => true,
+                Some(access) if access.eq_ignore_ascii_case("allow") => true,
+                Some(access) if access.eq_ignore_ascii_case("deny") => false,
+                Some(other) => {
+                    return Err(origin.error(
+                        &field("defaultAccess"),
+                        format!("`{other}` is not `allow` or `deny`"),
+                    ));
+                }
+            };
+            scopes.push(SecretScope {
+                store_name,
+                default_allow,
+                allowed_secrets: scope.allowed_secrets.unwrap_or_default(),
+                denied_secrets: scope.denied_secrets.unwrap_or_default(),
+            });
+        }
+        Ok(scopes)
     }
 }
 
@@ -494,7 +589,6 @@ mod tests {
                 "logging",
                 "metrics",
                 "nameResolutoin",
-                "secrets",
                 "tracing",
                 "workflow"
             ]
@@ -505,6 +599,56 @@ mod tests {
             "it is not a section of Dapr's Configuration; did you mean `nameResolution`?"
         );
         assert_eq!(configuration.name_resolution, None);
+    }
+
+    #[test]
+    fn secret_scopes_decide_as_dapr() {
+        let text = format!(
+            "{HEAD}spec:\n  secrets:\n    scopes:\n      - storeName: vault\n        defaultAccess: deny\n        allowedSecrets: [db-password]\n      - storeName: local\n        deniedSecrets: [root-key]\n      - storeName: env\n        defaultAccess: DENY\n        deniedSecrets: [x]\n      - storeName: both\n        defaultAccess: allow\n        allowedSecrets: [a]\n        deniedSecrets: [a]\n"
+        );
+        let configuration = parse(&text).unwrap();
+        assert!(configuration.unused.is_empty());
+        let scope = |name: &str| {
+            configuration
+                .secret_scopes
+                .iter()
+                .find(|scope| scope.store_name == name)
+                .unwrap()
+        };
+        assert!(scope("vault").allows("db-password"));
+        assert!(!scope("vault").allows("other"));
+        assert!(scope("local").allows("other"));
+        assert!(!scope("local").allows("root-key"));
+        assert!(!scope("env").allows("anything"), "deny in any case");
+        // A non-empty allow list alone decides, as in Dapr.
+        assert!(scope("both").allows("a"));
+        assert!(!scope("both").allows("b"));
+    }
+
+    #[test]
+    fn secret_scope_mistakes_name_the_field() {
+        for (scopes, expected) in [
+            (
+                "      - defaultAccess: deny\n",
+                "field `spec.secrets.scopes[0].storeName`: is required",
+            ),
+            (
+                "      - storeName: a\n      - storeName: a\n",
+                "field `spec.secrets.scopes[1].storeName`: `a` has a scope already",
+            ),
+            (
+                "      - storeName: a\n        defaultAccess: maybe\n",
+                "field `spec.secrets.scopes[0].defaultAccess`: `maybe` is not `allow` or `deny`",
+            ),
+            (
+                "      - storeName: a\n        allowedSecret: [x]\n",
+                "allowedSecret",
+            ),
+        ] {
+            let text = format!("{HEAD}spec:\n  secrets:\n    scopes:\n{scopes}");
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use component::{
     Component, MetadataItem, MetadataSource, SecretLookup, SecretLookupError, Templates,
 };
 pub use configuration::{
-    Configuration, NameResolutionSpec, Setting, UnusedSection, load_configuration,
+    Configuration, NameResolutionSpec, SecretScope, Setting, UnusedSection, load_configuration,
     parse_configuration,
 };
 pub use duration::{DurationError, MAX_DURATION, parse_duration};

@@ -277,8 +277,11 @@ pub async fn start(args: &SidecarArgs, stop: CancellationToken) -> anyhow::Resul
     }
     let token = ApiToken::new(config.api_token.as_deref());
     let resolver_config = match &args.config {
-        Some(file) => tandem_spec::load_configuration(file)
-            .and_then(|configuration| ResolverConfig::from_configuration(&configuration))?,
+        Some(file) => {
+            let configuration = tandem_spec::load_configuration(file)?;
+            config.secret_scopes = configuration.secret_scopes.clone();
+            ResolverConfig::from_configuration(&configuration)?
+        }
         None => ResolverConfig::default(),
     };
     // Other sidecars call the internal port. On one machine they are local, so it
