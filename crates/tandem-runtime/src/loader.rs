@@ -96,8 +96,13 @@ pub(crate) async fn load(
         .into_iter()
         .partition(|component| secret_registry.claims(&component.kind));
     for component in stores {
-        let metadata = component.resolve(&templates, &NoSecrets).await?;
-        let store = secret_registry.build(&metadata).await?;
+        let build = async {
+            let metadata = component.resolve(&templates, &NoSecrets).await?;
+            secret_registry.build(&metadata).await
+        };
+        let Some(store) = initialised(&component, build).await? else {
+            continue;
+        };
         components
             .secret_stores
             .insert(component.name.clone(), store);
@@ -108,55 +113,55 @@ pub(crate) async fn load(
     let mut state_stores = HashMap::new();
     let mut registered = Vec::new();
     for component in others {
+        let resiliency = &components.resiliency;
         if state_registry.claims(&component.kind) {
-            let metadata = component.resolve(&templates, &lookup).await?;
-            let store = state_registry.build(&metadata).await?;
-            let policy = components
-                .resiliency
-                .for_component_outbound(&component.name, &component.kind);
-            let handle = StoreHandle::new(
-                store,
-                policy,
-                &metadata,
-                &config.app_id,
-                config.namespace.as_deref(),
-                stop,
-            )
-            .await?;
-            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
-            state_stores.insert(component.name.clone(), handle);
-            registered.push(ComponentInfo::of(&component));
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                let store = state_registry.build(&metadata).await?;
+                let policy = resiliency.for_component_outbound(&component.name, &component.kind);
+                StoreHandle::new(
+                    store,
+                    policy,
+                    &metadata,
+                    &config.app_id,
+                    config.namespace.as_deref(),
+                    stop,
+                )
+                .await
+            };
+            if let Some(handle) = initialised(&component, build).await? {
+                state_stores.insert(component.name.clone(), handle);
+                registered.push(ComponentInfo::of(&component));
+            }
             continue;
         }
         if pubsub_registry.claims(&component.kind) {
-            let metadata = component
-                .resolve(&templates, &lookup)
-                .await?
-                .with_default("consumerID", config.app_id.clone());
-            let pubsub = pubsub_registry.build(&metadata).await?;
-            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
-            let policy = components
-                .resiliency
-                .for_component_outbound(&component.name, &component.kind);
-            brokers.insert(
-                component.name.clone(),
-                Broker {
-                    pubsub,
-                    kind: component.kind.clone(),
-                    policy: (!policy.is_none()).then_some(policy),
-                },
-            );
-            registered.push(ComponentInfo::of(&component));
+            let build = async {
+                let metadata = component
+                    .resolve(&templates, &lookup)
+                    .await?
+                    .with_default("consumerID", config.app_id.clone());
+                pubsub_registry.build(&metadata).await
+            };
+            if let Some(pubsub) = initialised(&component, build).await? {
+                let policy = resiliency.for_component_outbound(&component.name, &component.kind);
+                brokers.insert(
+                    component.name.clone(),
+                    Broker {
+                        pubsub,
+                        kind: component.kind.clone(),
+                        policy: (!policy.is_none()).then_some(policy),
+                    },
+                );
+                registered.push(ComponentInfo::of(&component));
+            }
             continue;
         }
         if binding_registry.claims(&component.kind) {
-            let metadata = component.resolve(&templates, &lookup).await?;
-            let binding = binding_registry.build(&metadata).await?;
-            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
-            let resiliency = &components.resiliency;
-            components.bindings.insert(
-                component.name.clone(),
-                BindingHandle {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                let binding = binding_registry.build(&metadata).await?;
+                Ok(BindingHandle {
                     binding,
                     kind: component.kind.clone(),
                     route: metadata
@@ -167,9 +172,12 @@ pub(crate) async fn load(
                     directions: crate::bindings::directions(metadata.get("direction")),
                     outbound: resiliency.for_component_outbound(&component.name, &component.kind),
                     inbound: resiliency.for_component_inbound(&component.name, &component.kind),
-                },
-            );
-            registered.push(ComponentInfo::of(&component));
+                })
+            };
+            if let Some(handle) = initialised(&component, build).await? {
+                components.bindings.insert(component.name.clone(), handle);
+                registered.push(ComponentInfo::of(&component));
+            }
             continue;
         }
         let block = component.kind.split('.').next().unwrap_or_default();
@@ -180,7 +188,7 @@ pub(crate) async fn load(
             );
             continue;
         }
-        return Err(component.error(
+        let unknown = component.error(
             Some("spec.type"),
             format!(
                 "unknown component type '{}': tandem supports {}",
@@ -193,7 +201,11 @@ pub(crate) async fn load(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-        ));
+        );
+        if !component.ignore_errors {
+            return Err(unknown);
+        }
+        tracing::warn!("{unknown}; the component is left out (spec.ignoreErrors)");
     }
     components.brokers = brokers;
     components.state_stores = state_stores;
@@ -222,6 +234,37 @@ pub(crate) async fn load(
 
     components.registered.extend(registered);
     Ok(components)
+}
+
+/// Initialises `component` with `build`, within its `spec.initTimeout` when it has one.
+/// A failure stops the sidecar, unless the component has `spec.ignoreErrors`: then it
+/// is logged and the component left out (`None`), as daprd does.
+async fn initialised<T>(
+    component: &tandem_spec::Component,
+    build: impl Future<Output = Result<T, ResourceError>>,
+) -> Result<Option<T>, ResourceError> {
+    let built = match component.init_timeout {
+        None => build.await,
+        Some(limit) => tokio::time::timeout(limit, build)
+            .await
+            .unwrap_or_else(|_| {
+                Err(component.error(
+                    Some("spec.initTimeout"),
+                    format!("not initialised within {limit:?}"),
+                ))
+            }),
+    };
+    match built {
+        Ok(built) => {
+            tracing::info!(component = %component.name, kind = %component.kind, "component loaded");
+            Ok(Some(built))
+        }
+        Err(error) if component.ignore_errors => {
+            tracing::warn!("{error}; the component is left out (spec.ignoreErrors)");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Why a `secretKeyRef` could not be read.

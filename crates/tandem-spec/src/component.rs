@@ -30,6 +30,12 @@ pub struct Component {
     pub scopes: Vec<String>,
     /// The file it came from (absent for built-in components).
     pub file: Option<PathBuf>,
+    /// `spec.ignoreErrors`: a component that cannot initialise is left out with a
+    /// warning instead of stopping the sidecar.
+    pub ignore_errors: bool,
+    /// `spec.initTimeout`: how long initialising it may take; `None` for the
+    /// component's own bounds.
+    pub init_timeout: Option<std::time::Duration>,
 }
 
 /// One `spec.metadata` entry.
@@ -101,6 +107,8 @@ impl Component {
             secret_store: None,
             scopes: Vec::new(),
             file: None,
+            ignore_errors: false,
+            init_timeout: None,
         }
     }
 
@@ -195,6 +203,30 @@ pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Component, ResourceE
             .into_text()
             .ok_or_else(|| origin.error("spec.version", "must be a string such as `v1`"))?,
     };
+    let ignore_errors = match spec.ignore_errors.map(Scalar::into_text) {
+        None => false,
+        Some(Some(text)) if text.eq_ignore_ascii_case("true") => true,
+        Some(Some(text)) if text.eq_ignore_ascii_case("false") || text.is_empty() => false,
+        Some(_) => {
+            return Err(origin.error("spec.ignoreErrors", "must be true or false"));
+        }
+    };
+    let init_timeout = match spec.init_timeout.map(Scalar::into_text) {
+        None => None,
+        Some(Some(text)) if text.trim().is_empty() => None,
+        Some(Some(text)) => {
+            let timeout = crate::parse_duration(text.trim()).map_err(|why| {
+                origin.error(
+                    "spec.initTimeout",
+                    format!("`{text}` is not a duration such as `5s`: {why}"),
+                )
+            })?;
+            (!timeout.is_zero()).then_some(timeout)
+        }
+        Some(None) => {
+            return Err(origin.error("spec.initTimeout", "must be a duration such as `5s`"));
+        }
+    };
     Ok(Component {
         name,
         namespace: raw.metadata.namespace,
@@ -204,6 +236,8 @@ pub(crate) fn from_node(file: &Path, node: &Node) -> Result<Component, ResourceE
         secret_store: raw.auth.and_then(|auth| auth.secret_store),
         scopes: raw.scopes,
         file: Some(file.to_owned()),
+        ignore_errors,
+        init_timeout,
     })
 }
 
@@ -256,8 +290,8 @@ pub(crate) fn metadata_items(
     Ok(parsed)
 }
 
-/// A Component document. Fields tandem does not use (`spec.ignoreErrors`,
-/// `spec.initTimeout`, ...) are accepted, so Dapr's files load unchanged.
+/// A Component document. Fields tandem does not use are accepted, so Dapr's files load
+/// unchanged.
 #[derive(Deserialize)]
 struct ComponentFile {
     #[serde(default)]
@@ -280,6 +314,10 @@ struct ComponentSpecFile {
     version: Option<Scalar>,
     #[serde(default)]
     metadata: Vec<MetadataItemFile>,
+    #[serde(default, rename = "ignoreErrors")]
+    ignore_errors: Option<Scalar>,
+    #[serde(default, rename = "initTimeout")]
+    init_timeout: Option<Scalar>,
 }
 
 /// One `spec.metadata` entry (or `spec.headers` entry of an HTTP endpoint).

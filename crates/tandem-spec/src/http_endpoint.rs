@@ -48,6 +48,8 @@ impl HttpEndpoint {
             metadata: self.headers.clone(),
             secret_store: self.secret_store.clone(),
             scopes: self.scopes.clone(),
+            ignore_errors: false,
+            init_timeout: None,
             file: self.file.clone(),
         }
     }

@@ -376,3 +376,100 @@ fn every_skipped_resource_kind_is_one_warning_naming_its_file() {
         "{text}"
     );
 }
+
+/// A component file as daprd reads it, with `spec` fields after `metadata`.
+fn component_file(name: &str, kind: &str, metadata: &[(&str, &str)], spec_extra: &str) -> String {
+    let mut text = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {kind}\n  version: v1\n{spec_extra}  metadata:\n"
+    );
+    for (field, value) in metadata {
+        text.push_str(&format!("  - name: {field}\n    value: \"{value}\"\n"));
+    }
+    text
+}
+
+#[test]
+fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = format!("127.0.0.1:{}", tandem_testkit::free_port());
+    std::fs::write(
+        dir.path().join("components.yaml"),
+        [
+            component_file("store", "state.in-memory", &[], ""),
+            component_file(
+                "broken",
+                "pubsub.redis",
+                &[("redisHost", &nobody)],
+                "  ignoreErrors: true\n",
+            ),
+            component_file("future", "pubsub.future", &[], "  ignoreErrors: true\n"),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("sidecar.log");
+    let sidecar = Sidecar::start_with(
+        &dir.path().join("home"),
+        "api-test",
+        dir.path(),
+        None,
+        None,
+        &[],
+        Some(&log),
+        &[],
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_str(&common::raw_request(sidecar.http, "GET", "/v1.0/metadata").1)
+            .unwrap();
+    let names: Vec<&str> = metadata["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|component| component["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["store"], "{metadata}");
+    drop(sidecar);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|line| line.contains("WARN")).collect();
+    for name in ["'broken'", "'future'"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|line| line.contains(name) && line.contains("left out (spec.ignoreErrors)")),
+            "{name}: {text}"
+        );
+    }
+
+    // Without ignoreErrors, a component that takes longer than its initTimeout stops
+    // the sidecar naming the field. (A TCP listener that never answers holds the
+    // Redis handshake.)
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_host = silent.local_addr().unwrap().to_string();
+    std::fs::write(
+        dir.path().join("components.yaml"),
+        component_file(
+            "slow",
+            "pubsub.redis",
+            &[("redisHost", &silent_host)],
+            "  initTimeout: 300ms\n",
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["sidecar", "--app-id", "api-test", "--resources-path"])
+        .arg(dir.path())
+        .args(["--dapr-http-port", &tandem_testkit::free_port().to_string()])
+        .args(["--dapr-grpc-port", &tandem_testkit::free_port().to_string()])
+        .env("TANDEM_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Component 'slow'")
+            && stderr.contains("spec.initTimeout")
+            && stderr.contains("not initialised within 300ms"),
+        "{stderr}"
+    );
+    drop(silent);
+}

@@ -605,16 +605,7 @@ mod tests {
     use super::*;
 
     async fn store() -> Arc<dyn StateStore> {
-        let component = tandem_spec::Component {
-            name: "actors".into(),
-            namespace: None,
-            kind: "state.in-memory".into(),
-            version: "v1".into(),
-            metadata: Vec::new(),
-            secret_store: None,
-            scopes: Vec::new(),
-            file: None,
-        };
+        let component = tandem_spec::Component::new("actors", "state.in-memory");
         let metadata = tandem_spec::ComponentMetadata::new(component, Default::default());
         tandem_components::state::registry()
             .build(&metadata)
