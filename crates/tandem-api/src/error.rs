@@ -300,6 +300,18 @@ impl From<Error> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 InvalidArgument,
             ),
+            Error::LockStoresNotConfigured => (
+                "ERR_LOCK_STORE_NOT_CONFIGURED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FailedPrecondition,
+            ),
+            Error::LockStoreNotFound(_) => (
+                "ERR_LOCK_STORE_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::TryLock(_) => ("ERR_TRY_LOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+            Error::Unlock(_) => ("ERR_UNLOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
             Error::SecretPermissionDenied { .. } => (
                 "ERR_PERMISSION_DENIED",
                 StatusCode::FORBIDDEN,
@@ -513,6 +525,10 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::SecretStoresNotConfigured
         | Error::SecretStoreNotFound(_)
         | Error::SecretPermissionDenied { .. }
+        | Error::LockStoresNotConfigured
+        | Error::LockStoreNotFound(_)
+        | Error::TryLock(_)
+        | Error::Unlock(_)
         | Error::SecretGet { .. }
         | Error::BulkSecretGet { .. }
         | Error::InvokeNoAppId

@@ -572,6 +572,45 @@ impl Dapr for Service {
         }))
     }
 
+    async fn try_lock_alpha1(
+        &self,
+        request: Request<pb::TryLockRequest>,
+    ) -> Result<Response<pb::TryLockResponse>, Status> {
+        let request = request.into_inner();
+        let success = self
+            .runtime
+            .locks()
+            .try_lock(
+                &request.store_name,
+                &request.resource_id,
+                &request.lock_owner,
+                request.expiry_in_seconds,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::TryLockResponse { success }))
+    }
+
+    async fn unlock_alpha1(
+        &self,
+        request: Request<pb::UnlockRequest>,
+    ) -> Result<Response<pb::UnlockResponse>, Status> {
+        let request = request.into_inner();
+        let status = self
+            .runtime
+            .locks()
+            .unlock(
+                &request.store_name,
+                &request.resource_id,
+                &request.lock_owner,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::UnlockResponse {
+            status: status as i32,
+        }))
+    }
+
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,

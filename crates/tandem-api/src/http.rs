@@ -23,6 +23,7 @@ mod bindings;
 mod bulk_publish;
 pub(crate) mod extract;
 mod invoke;
+mod lock;
 mod state;
 
 use crate::auth::ApiToken;
@@ -67,6 +68,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(invoke::routes())
         .merge(actors::routes())
         .merge(bindings::routes())
+        .merge(lock::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.

@@ -7,9 +7,9 @@ use std::path::Path;
 use tandem_spec::{Component, MetadataItem, MetadataSource};
 
 /// The components used when no resources path is given and `~/.tandem/components`
-/// does not exist: a durable pub/sub named `pubsub` and a state store named
-/// `statestore` (the actor state store), both in `{data_dir}/tandem.db`, shared by every
-/// sidecar on the machine.
+/// does not exist: a durable pub/sub named `pubsub`, a state store named `statestore`
+/// (the actor state store) and a lock store named `lockstore`, all in
+/// `{data_dir}/tandem.db`, shared by every sidecar on the machine.
 pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
     let database = data_dir.join("tandem.db").display().to_string();
     let component = |name: &str, kind: &str, metadata: Vec<(&str, &str)>| Component {
@@ -32,6 +32,11 @@ pub fn embedded_defaults(data_dir: &Path) -> Vec<Component> {
             "statestore",
             "state.sqlite",
             vec![("connectionString", &database), ("actorStateStore", "true")],
+        ),
+        component(
+            "lockstore",
+            "lock.sqlite",
+            vec![("connectionString", &database)],
         ),
     ]
 }

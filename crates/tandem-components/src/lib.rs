@@ -11,6 +11,7 @@
 mod aws;
 pub mod bindings;
 mod embedded;
+pub mod lock;
 pub mod pubsub;
 mod redis_connection;
 mod registry;

@@ -23,6 +23,8 @@ pub enum Allow {
     NoActorRuntime,
     /// An output binding call: daprd answers every failure of one alike.
     BindingRefused,
+    /// A lock or unlock whose resource id holds `||`.
+    LockNameRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -82,6 +84,21 @@ pub const ALLOWANCES: &[Allowance] = &[
                  onOutputBindingMessage) to every failed output binding call — a missing or \
                  unsupported operation, an unknown binding, a file that is not there — \
                  whoever's fault it is",
+    },
+    Allowance {
+        allow: Allow::LockNameRefused,
+        error_code: Some("ERR_TRY_LOCK"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrTryLockFailed (500 / INTERNAL) when the resource id holds \
+                 `||`, which its lock names reserve (GetModifiedLockKey)",
+    },
+    Allowance {
+        allow: Allow::LockNameRefused,
+        error_code: Some("ERR_UNLOCK"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrUnlockFailed (500 / INTERNAL) when the resource id holds `||`",
     },
 ];
 

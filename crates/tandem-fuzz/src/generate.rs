@@ -116,6 +116,10 @@ mod tests {
             "gRPC GetMetadata",
             "gRPC InvokeBinding",
             "POST /v1.0/bindings/{name}",
+            "POST /v1.0-alpha1/lock/{store}",
+            "POST /v1.0-alpha1/unlock/{store}",
+            "gRPC TryLockAlpha1",
+            "gRPC UnlockAlpha1",
             "gRPC SetMetadata",
             "internal * /{method}",
         ] {

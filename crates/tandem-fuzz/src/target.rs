@@ -356,6 +356,17 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: {locks}
+spec:
+  type: lock.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: {db}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: {tick}
 spec:
   type: bindings.cron
@@ -393,6 +404,7 @@ spec:
         files = world::BINDINGS[0],
         files_root = dir.join("files").display(),
         tick = world::BINDINGS[1],
+        locks = world::LOCK_STORE,
         file_store = world::FILE_SECRET_STORE,
         secrets = secrets.display(),
         env_store = world::ENV_SECRET_STORE,

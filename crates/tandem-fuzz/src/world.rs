@@ -21,6 +21,13 @@ pub const BINDING_OPERATIONS: &[&str] = &["create", "get", "list", "delete", "qu
 /// File names cases use, so `get` and `delete` sometimes find what `create` made.
 pub const BINDING_FILES: &[&str] = &["order-42.json", "notes/a.txt", "k1"];
 
+/// `lock.sqlite` in the world's database file.
+pub const LOCK_STORE: &str = "locks";
+/// Lock names cases use, so unlocks sometimes find what a lock took.
+pub const LOCK_RESOURCES: &[&str] = &["order-42", "report", "k1"];
+/// Lock owners cases use.
+pub const LOCK_OWNERS: &[&str] = &["owner-a", "owner-b"];
+
 /// `secretstores.local.file` over [`SECRETS_FILE`].
 pub const FILE_SECRET_STORE: &str = "vault";
 /// `secretstores.local.env` with prefix [`ENV_PREFIX`].

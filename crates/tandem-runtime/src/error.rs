@@ -58,6 +58,15 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("lock store is not configured")]
+    LockStoresNotConfigured,
+    #[error("lock store {0} not found")]
+    LockStoreNotFound(String),
+    #[error("failed to try acquiring lock: {0}")]
+    TryLock(#[source] Cause),
+    #[error("failed to release lock: {0}")]
+    Unlock(#[source] Cause),
+
     #[error("secret store is not configured")]
     SecretStoresNotConfigured,
     #[error("failed finding secret store with key {0}")]

@@ -21,6 +21,7 @@ mod config;
 mod error;
 mod invoke;
 mod loader;
+mod lock;
 mod metadata;
 mod publish;
 mod runtime;
@@ -49,6 +50,7 @@ pub use invoke::{
     LocateError, MAX_SKEW, PEER_AUTH_HEADER, PEER_REFUSED_HEADER, PROXY_HEADER, PeerAuthError,
     PeerKey, PeerKeyError, ProxyBody, ProxyError, ProxyRequest, method_path, query_text,
 };
+pub use lock::Locks;
 pub use metadata::{ComponentInfo, MetadataSnapshot, RuleInfo, SubscriptionInfo};
 pub use publish::{BulkEntry, BulkPublishRequest, FailedEntry, PublishRequest, Publisher};
 pub use runtime::Runtime;
@@ -60,6 +62,7 @@ pub use state::{
 pub use subscriptions::{EventStream, StreamRequest, StreamedEvent, Subscriptions};
 pub use tandem_components::bindings::InvokeResponse as BindingResponse;
 pub use tandem_components::embedded_defaults;
+pub use tandem_components::lock::UnlockStatus;
 pub use tandem_components::pubsub::Outcome;
 pub use tandem_components::pubsub::client_log_targets;
 pub use tandem_components::secretstores::Secret;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tandem_components::bindings;
+use tandem_components::lock;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
 use tandem_components::state;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bindings::BindingHandle;
 use crate::config::SidecarConfig;
 use crate::invoke::HttpEndpointTarget;
+use crate::lock::{KeyPrefix, LockHandle};
 use crate::metadata::ComponentInfo;
 use crate::publish::Broker;
 use crate::state::StoreHandle;
@@ -28,6 +30,7 @@ pub(crate) struct Loaded {
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
     pub state_stores: HashMap<String, StoreHandle>,
     pub bindings: HashMap<String, BindingHandle>,
+    pub locks: HashMap<String, LockHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -40,7 +43,6 @@ pub(crate) struct Loaded {
 /// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
 const NOT_YET_SERVED: &[&str] = &[
     "configuration",
-    "lock",
     "crypto",
     "middleware",
     "nameresolution",
@@ -81,11 +83,13 @@ pub(crate) async fn load(
     let pubsub_registry = pubsub::registry();
     let state_registry = state::registry();
     let binding_registry = bindings::registry();
+    let lock_registry = lock::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
         bindings: HashMap::new(),
+        locks: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -180,6 +184,19 @@ pub(crate) async fn load(
             }
             continue;
         }
+        if lock_registry.claims(&component.kind) {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                let prefix = KeyPrefix::read(&metadata)?;
+                let store = lock_registry.build(&metadata).await?;
+                Ok(LockHandle { store, prefix })
+            };
+            if let Some(handle) = initialised(&component, build).await? {
+                components.locks.insert(component.name.clone(), handle);
+                registered.push(ComponentInfo::of(&component));
+            }
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             tracing::warn!(
@@ -197,6 +214,7 @@ pub(crate) async fn load(
                     .kinds()
                     .chain(state_registry.kinds())
                     .chain(binding_registry.kinds())
+                    .chain(lock_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -18,6 +18,7 @@ use crate::config::SidecarConfig;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
 use crate::loader;
+use crate::lock::Locks;
 use crate::metadata::{ComponentInfo, MetadataSnapshot};
 use crate::publish::Publisher;
 use crate::secrets::Secrets;
@@ -38,6 +39,7 @@ pub struct Runtime {
     invoker: Invoker,
     secrets: Secrets,
     bindings: Bindings,
+    locks: Locks,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -113,6 +115,7 @@ impl Runtime {
             invoker,
             secrets: Secrets::new(loaded.secret_stores, config.secret_scopes.clone()),
             bindings: Bindings::new(loaded.bindings, shutdown.clone()),
+            locks: Locks::new(loaded.locks, config.app_id.clone()),
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -157,6 +160,10 @@ impl Runtime {
     }
 
     /// Bindings.
+    pub fn locks(&self) -> &Locks {
+        &self.locks
+    }
+
     pub fn bindings(&self) -> &Bindings {
         &self.bindings
     }

@@ -35,6 +35,8 @@ enum Method {
     GetMetadata,
     SetMetadata,
     InvokeBinding,
+    TryLock,
+    Unlock,
     /// A method the service does not have.
     Unknown(&'static str),
 }
@@ -55,6 +57,8 @@ impl Method {
             Method::GetMetadata => "GetMetadata",
             Method::SetMetadata => "SetMetadata",
             Method::InvokeBinding => "InvokeBinding",
+            Method::TryLock => "TryLockAlpha1",
+            Method::Unlock => "UnlockAlpha1",
             Method::Unknown(name) => name,
         }
     }
@@ -77,6 +81,8 @@ impl Method {
             Method::GetMetadata => pb::GetMetadataRequest::decode(bytes).is_ok(),
             Method::SetMetadata => pb::SetMetadataRequest::decode(bytes).is_ok(),
             Method::InvokeBinding => pb::InvokeBindingRequest::decode(bytes).is_ok(),
+            Method::TryLock => pb::TryLockRequest::decode(bytes).is_ok(),
+            Method::Unlock => pb::UnlockRequest::decode(bytes).is_ok(),
             // Nobody decodes it: the answer is UNIMPLEMENTED whatever the bytes.
             Method::Unknown(_) => true,
         }
@@ -122,8 +128,9 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (3, GetMetadata),
             (4, SetMetadata),
             (7, InvokeBinding),
+            (4, TryLock),
+            (3, Unlock),
             (1, Unknown("GetConfiguration")),
-            (1, Unknown("TryLockAlpha1")),
         ],
     );
     let mut draft = Draft {
@@ -157,6 +164,8 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         }
         GetMetadata => {}
         InvokeBinding => invoke_binding(rng, &mut draft),
+        TryLock => lock(rng, &mut draft, true),
+        Unlock => lock(rng, &mut draft, false),
         SetMetadata => {
             let key = name(rng, &["fuzz-attribute"]);
             draft.name(&key, "attribute");
@@ -415,6 +424,55 @@ fn invoke_binding(rng: &mut StdRng, draft: &mut Draft) {
         .bytes_if_any(2, &data)
         .map_entry(3, "fileName", &file)
         .bytes_if_any(4, &operation.bytes);
+}
+
+/// `TryLockAlpha1` (store 1, resource 2, owner 3, expiry 4, an int32) and
+/// `UnlockAlpha1` (the first three).
+fn lock(rng: &mut StdRng, draft: &mut Draft, take: bool) {
+    let store = name(rng, &[world::LOCK_STORE]);
+    draft.name(&store, "lock store");
+    let resource = match rng.random_range(0..10) {
+        0 => {
+            draft.note("`||` in the resource id");
+            draft.allow = Allow::LockNameRefused;
+            b"a||b".to_vec()
+        }
+        1 => {
+            let odd = nasty(rng);
+            draft.note(odd.describe("resource id"));
+            odd.bytes
+        }
+        _ => {
+            let resource = name(rng, world::LOCK_RESOURCES);
+            draft.name(&resource, "resource id");
+            resource.bytes
+        }
+    };
+    // Lock names reserve `||`, whichever way it got into the id.
+    if resource.windows(2).any(|pair| pair == b"||") {
+        draft.allow = Allow::LockNameRefused;
+    }
+    let owner = name(rng, world::LOCK_OWNERS);
+    draft.name(&owner, "owner");
+    let mut message = Message::new()
+        .bytes_if_any(1, &store.bytes)
+        .bytes_if_any(2, &resource)
+        .bytes_if_any(3, &owner.bytes);
+    if take {
+        // An int32 on the wire: negatives are 10-byte varints; some are out of range.
+        let expiry: i64 = match rng.random_range(0..10) {
+            0 => -1,
+            1 => 0,
+            2 => i64::from(i32::MAX),
+            3 => i64::MAX,
+            _ => rng.random_range(1..120),
+        };
+        if !(1..=i64::from(i32::MAX)).contains(&expiry) {
+            draft.note(format!("expiry {expiry}"));
+        }
+        message = message.varint(4, expiry as u64);
+    }
+    draft.message = message;
 }
 
 fn get_secret(rng: &mut StdRng, draft: &mut Draft) {

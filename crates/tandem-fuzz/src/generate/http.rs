@@ -132,6 +132,7 @@ enum Endpoint {
     Invoke,
     InvokeByHeader,
     Binding,
+    Lock,
     Health,
     Unknown,
 }
@@ -154,6 +155,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (12, Invoke),
             (6, InvokeByHeader),
             (7, Binding),
+            (5, Lock),
             (2, Health),
             (4, Unknown),
         ],
@@ -172,6 +174,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         Invoke => invoke(rng, world),
         InvokeByHeader => invoke_by_header(rng, world),
         Binding => binding(rng),
+        Lock => lock(rng),
         Health => health(rng),
         Unknown => unknown_route(rng),
     };
@@ -687,6 +690,71 @@ fn binding(rng: &mut StdRng) -> Draft {
     }
     draft.body = json_body(rng, Json::Object(fields), big_binding, &mut draft);
     draft
+}
+
+/// `POST /v1.0-alpha1/lock/{store}` and `/unlock/{store}`: names, owners and expiries
+/// of every kind (empty, `||` in the name, numbers out of range, not numbers).
+fn lock(rng: &mut StdRng) -> Draft {
+    let store = name(rng, &[world::LOCK_STORE]);
+    let unlock = rng.random_bool(0.4);
+    let (endpoint, prefix): (&str, &[u8]) = if unlock {
+        ("/v1.0-alpha1/unlock/{store}", b"/v1.0-alpha1/unlock/")
+    } else {
+        ("/v1.0-alpha1/lock/{store}", b"/v1.0-alpha1/lock/")
+    };
+    let mut draft = Draft::new(endpoint, "POST", path(&[prefix, &store.segment()]));
+    if !store.is_known() {
+        draft.note(store.describe("lock store"));
+    }
+    let mut fields = Vec::new();
+    let resource = match rng.random_range(0..10) {
+        0 => {
+            draft.note("`||` in the resource id");
+            draft.allow = Allow::LockNameRefused;
+            b"a||b".to_vec()
+        }
+        1 => nasty(rng).bytes,
+        _ => {
+            let resource = name(rng, world::LOCK_RESOURCES);
+            if !resource.is_known() {
+                draft.note(resource.describe("resource id"));
+            }
+            resource.bytes
+        }
+    };
+    // Lock names reserve `||`, whichever way it got into the id.
+    if resource.windows(2).any(|pair| pair == b"||") {
+        draft.allow = Allow::LockNameRefused;
+    }
+    if rng.random_bool(0.9) {
+        fields.push(("resourceId".to_owned(), Json::str(&resource)));
+    }
+    if rng.random_bool(0.9) {
+        fields.push((
+            "lockOwner".to_owned(),
+            Json::str(name(rng, world::LOCK_OWNERS).bytes),
+        ));
+    }
+    if !unlock && rng.random_bool(0.9) {
+        let expiry = if rng.random_bool(0.6) {
+            Json::num(rng.random_range(1..120))
+        } else {
+            let (text, label) = number(rng);
+            draft.note(format!("expiry: {label}"));
+            Json::Raw(text.into_bytes())
+        };
+        fields.push(("expiryInSeconds".to_owned(), expiry));
+    }
+    draft.body = json_body(rng, Json::Object(fields), big_lock, &mut draft);
+    draft
+}
+
+fn big_lock(size: usize) -> Json {
+    Json::object([
+        ("resourceId", Json::long_string(size)),
+        ("lockOwner", Json::str("owner-a")),
+        ("expiryInSeconds", Json::num(5)),
+    ])
 }
 
 fn big_binding(size: usize) -> Json {
