@@ -1,7 +1,7 @@
 //! `pubsub.jetstream` against a real `nats-server -js`: every test starts a private
 //! server on a free port (it starts in milliseconds), so tests never share streams.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use tandem_components::pubsub::{Outcome, PubSub};
-use tandem_spec::{Component, ComponentMetadata};
 use tandem_testkit::NatsServer;
 use tokio_util::sync::CancellationToken;
 
@@ -24,30 +23,7 @@ async fn jetstream(url: &str, consumer: &str, extra: &[(&str, &str)]) -> Arc<dyn
 
 /// Builds a `pubsub.jetstream`, returning the error's text when it fails.
 async fn try_build(values: &[(&str, &str)]) -> Result<Arc<dyn PubSub>, String> {
-    let component = Component {
-        file: Some("components/nats.yaml".into()),
-        ..Component::new("orders", "pubsub.jetstream")
-    };
-    let values: BTreeMap<String, String> = values
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tandem_components::pubsub::registry()
-        .build(&ComponentMetadata::new(component, values))
-        .await
-        .map_err(|error| error.to_string())
-}
-
-/// Everything `seen` gets until it has been quiet for `quiet`.
-async fn drain(
-    seen: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
-    quiet: Duration,
-) -> Vec<String> {
-    let mut all = Vec::new();
-    while let Some(data) = next(seen, quiet).await {
-        all.push(data);
-    }
-    all
+    support::try_build("pubsub.jetstream", "nats.yaml", values).await
 }
 
 #[tokio::test]

@@ -1,13 +1,12 @@
 //! `pubsub.kafka` against a real Kafka-protocol broker: every test starts a private
 //! `tansu` broker on a free port, so tests never share topics or groups.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tandem_components::pubsub::{Message, Outcome, PubSub};
-use tandem_spec::{Component, ComponentMetadata};
 use tandem_testkit::{KafkaServer, MotoServer};
 use tokio_util::sync::CancellationToken;
 
@@ -31,30 +30,7 @@ async fn kafka(brokers: &str, group: &str, extra: &[(&str, &str)]) -> Arc<dyn Pu
 
 /// Builds a `pubsub.kafka`, returning the error's text when it fails.
 async fn try_build(values: &[(&str, &str)]) -> Result<Arc<dyn PubSub>, String> {
-    let component = Component {
-        file: Some("components/kafka.yaml".into()),
-        ..Component::new("orders", "pubsub.kafka")
-    };
-    let values: BTreeMap<String, String> = values
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    tandem_components::pubsub::registry()
-        .build(&ComponentMetadata::new(component, values))
-        .await
-        .map_err(|error| error.to_string())
-}
-
-/// Everything `seen` gets until it has been quiet for `quiet`.
-async fn drain(
-    seen: &mut tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
-    quiet: Duration,
-) -> Vec<String> {
-    let mut all = Vec::new();
-    while let Some(data) = next(seen, quiet).await {
-        all.push(data);
-    }
-    all
+    support::try_build("pubsub.kafka", "kafka.yaml", values).await
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
-//! PostgreSQL, RabbitMQ, Mosquitto, `nats-server`, the moto AWS emulator) on free loopback ports, stopped when dropped, so
-//! test runs never collide with each other or with the machine's own services.
+//! PostgreSQL, RabbitMQ, Mosquitto, `nats-server`, the moto AWS emulator, the tansu
+//! Kafka broker) on free loopback ports, stopped when dropped, so test runs never collide
+//! with each other or with the machine's own services.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -600,24 +601,15 @@ impl MotoServer {
                 panic!("cannot start {}: {why}", self.program.display());
             });
         self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(process) = &mut self.process
-                && let Ok(Some(status)) = process.try_wait()
-            {
-                panic!(
-                    "moto_server ({}) exited with {status} on port {}",
-                    self.program.display(),
-                    self.port
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if !wait_listening(
+            &mut self.process,
+            self.port,
+            &self.program,
+            Duration::from_secs(30),
+        ) {
+            self.stop();
+            panic!("moto_server did not start on port {}", self.port);
         }
-        self.stop();
-        panic!("moto_server did not start on port {}", self.port);
     }
 
     /// Kills the emulator at once; what it held is gone.
@@ -639,6 +631,29 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Waits up to `within` for `process` (running `program`) to accept connections on
+/// `port`; panics, naming the program, if it exits first. `false` if it never listened.
+fn wait_listening(
+    process: &mut Option<Child>,
+    port: u16,
+    program: &Path,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if let Some(process) = process
+            && let Ok(Some(status)) = process.try_wait()
+        {
+            panic!("{} exited with {status} on port {port}", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 fn moto_program() -> PathBuf {
@@ -772,24 +787,15 @@ impl KafkaServer {
             .spawn()
             .unwrap_or_else(|why| panic!("cannot start {}: {why}", self.program.display()));
         self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(process) = &mut self.process
-                && let Ok(Some(status)) = process.try_wait()
-            {
-                panic!(
-                    "tansu ({}) exited with {status} on port {}",
-                    self.program.display(),
-                    self.port
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !wait_listening(
+            &mut self.process,
+            self.port,
+            &self.program,
+            Duration::from_secs(20),
+        ) {
+            self.stop();
+            panic!("tansu did not start on port {}", self.port);
         }
-        self.stop();
-        panic!("tansu did not start on port {}", self.port);
     }
 
     /// Kills the broker at once, as a crash would.

@@ -115,6 +115,36 @@ pub fn subscription(topic: &str) -> Subscribe {
     }
 }
 
+/// Builds `kind` as the component `orders` of `components/{file}`, returning the
+/// error's text when it fails (errors name the file, so tests can check they do).
+pub async fn try_build(
+    kind: &str,
+    file: &str,
+    values: &[(&str, &str)],
+) -> Result<Arc<dyn PubSub>, String> {
+    let component = Component {
+        file: Some(format!("components/{file}").into()),
+        ..Component::new("orders", kind)
+    };
+    let values: BTreeMap<String, String> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pubsub::registry()
+        .build(&ComponentMetadata::new(component, values))
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Everything `seen` gets until it has been quiet for `quiet`.
+pub async fn drain(seen: &mut mpsc::UnboundedReceiver<Bytes>, quiet: Duration) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Some(data) = next(seen, quiet).await {
+        all.push(data);
+    }
+    all
+}
+
 pub async fn next(
     received: &mut mpsc::UnboundedReceiver<Bytes>,
     within: Duration,
