@@ -161,7 +161,17 @@ pub fn endpoint(metadata: &ComponentMetadata) -> Result<Option<http::Uri>, Resou
     let Some(value) = metadata.get("endpoint") else {
         return Ok(None);
     };
-    let uri: http::Uri = value.parse().map_err(|_| {
+    endpoint_url(metadata, value, value).map(Some)
+}
+
+/// `text`, the URL made of the `endpoint` metadata `value`, checked: `http://` or
+/// `https://` with a host. Errors quote `value`, as written.
+pub(crate) fn endpoint_url(
+    metadata: &ComponentMetadata,
+    value: &str,
+    text: &str,
+) -> Result<http::Uri, ResourceError> {
+    let uri: http::Uri = text.parse().map_err(|_| {
         metadata.field_error(
             "endpoint",
             format!("'{value}' is not a URL such as http://localhost:4566"),
@@ -173,7 +183,7 @@ pub fn endpoint(metadata: &ComponentMetadata) -> Result<Option<http::Uri>, Resou
             format!("'{value}' is not an http:// or https:// URL with a host"),
         ));
     }
-    Ok(Some(uri))
+    Ok(uri)
 }
 
 /// The AWS partition a region belongs to, as Dapr derives it.

@@ -527,18 +527,7 @@ fn endpoint(
     } else {
         format!("https://{value}")
     };
-    let uri: http::Uri = text.parse().map_err(|_| {
-        metadata.field_error(
-            "endpoint",
-            format!("'{value}' is not a URL such as http://localhost:4566"),
-        )
-    })?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(metadata.field_error(
-            "endpoint",
-            format!("'{value}' is not an http:// or https:// URL with a host"),
-        ));
-    }
+    let uri = crate::aws::endpoint_url(metadata, value, &text)?;
     if !matches!(uri.path(), "" | "/") {
         return Err(metadata.field_error(
             "endpoint",

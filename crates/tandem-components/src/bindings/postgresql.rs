@@ -33,15 +33,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use serde_json::value::RawValue;
 use tandem_spec::{ComponentMetadata, ResourceError};
 use time::{Date, Month, OffsetDateTime};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
 use crate::state::postgresql::{
-    connection_config, describe, describe_pool, describe_target, seconds_or_duration,
+    connection_config, describe, describe_pool, pool, seconds_or_duration,
 };
 
 use super::sql::{OPERATIONS, Statement, Timing};
@@ -64,7 +63,7 @@ pub struct PostgresBinding {
 
 impl PostgresBinding {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn Binding>, ResourceError> {
-        let mut config = connection_config(metadata)?;
+        let config = connection_config(metadata)?;
         let timeout = seconds_or_duration(
             metadata,
             "timeout",
@@ -81,25 +80,7 @@ impl PostgresBinding {
         };
         // Accepted for Dapr's sake; the pool keeps connections while they work.
         metadata.duration_or("connectionMaxIdleTime", Duration::ZERO)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(timeout);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("tandem");
-        }
-        let target = describe_target(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(size)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| metadata.field_error("maxConns", error.to_string()))?;
+        let (pool, target) = pool(metadata, config, timeout, size)?;
         // Connect now, as Dapr pings at start: a wrong address or password stops the
         // sidecar with an error naming the field, never the password.
         let cannot = |why: String| {

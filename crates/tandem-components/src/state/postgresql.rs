@@ -102,27 +102,7 @@ impl PostgresState {
         };
         let max_idle = metadata.duration_or("connectionMaxIdleTime", Duration::ZERO)?;
 
-        let mut config = config;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(timeout);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("tandem");
-        }
-        let target = describe_target(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // A connection is checked (`is_closed`) when taken, without a round trip.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|error| metadata.field_error("maxConns", error.to_string()))?;
+        let (pool, target) = pool(metadata, config, timeout, max_connections.max(1))?;
 
         // Connect now, so a wrong address or password stops the sidecar with an error
         // naming the field (and never the password), and create the table.
@@ -193,6 +173,38 @@ pub(crate) fn connection_config(metadata: &ComponentMetadata) -> Result<Config, 
             ),
         )
     })
+}
+
+/// A pool of at most `size` connections to `config` (connecting within `timeout` unless
+/// the connection string says otherwise), shared by the PostgreSQL state store and
+/// binding; with the target it connects to, for messages. Nothing is connected yet.
+pub(crate) fn pool(
+    metadata: &ComponentMetadata,
+    mut config: Config,
+    timeout: Duration,
+    size: usize,
+) -> Result<(Pool, String), ResourceError> {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(timeout);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("tandem");
+    }
+    let target = describe_target(&config);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // A connection is checked (`is_closed`) when taken, without a round trip.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|error| metadata.field_error("maxConns", error.to_string()))?;
+    Ok((pool, target))
 }
 
 /// `user@host:port/dbname`, for error messages: everything but the password.
