@@ -305,25 +305,7 @@ async fn no_acknowledged_publish_is_lost_across_a_broker_restart() {
     // Publishes one message after another until told to stop, keeping the ones that
     // returned Ok.
     let publishing = Arc::new(AtomicBool::new(true));
-    let load = {
-        let (pubsub, publishing) = (pubsub.clone(), publishing.clone());
-        tokio::spawn(async move {
-            let (mut acknowledged, mut failed) = (Vec::new(), 0);
-            let mut n = 0;
-            while publishing.load(Ordering::Relaxed) {
-                let data = format!("p{n}");
-                n += 1;
-                match pubsub.publish(message(topic, &data)).await {
-                    Ok(()) => acknowledged.push(data),
-                    Err(_) => {
-                        failed += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            (acknowledged, failed)
-        })
-    };
+    let load = publish_until_stopped(pubsub.clone(), topic, publishing.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     server.stop();
@@ -353,20 +335,9 @@ async fn no_acknowledged_publish_is_lost_across_a_broker_restart() {
     assert!(failed > 0, "the load saw the outage");
 
     // Every acknowledged publish arrives (some may come twice: at least once).
-    let mut missing: HashSet<String> = acknowledged.into_iter().collect();
-    missing.insert("after".to_owned());
-    let total = missing.len();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !missing.is_empty() && Instant::now() < deadline {
-        if let Some(data) = next(&mut seen, Duration::from_millis(500)).await {
-            missing.remove(&data);
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "{} of {total} acknowledged messages were not delivered: {missing:?}",
-        missing.len()
-    );
+    let mut expected: HashSet<String> = acknowledged.into_iter().collect();
+    expected.insert("after".to_owned());
+    expect_every(&mut seen, expected, Duration::from_secs(30)).await;
     stop.cancel();
     task.await.unwrap();
 }

@@ -145,6 +145,54 @@ pub async fn drain(seen: &mut mpsc::UnboundedReceiver<Bytes>, quiet: Duration) -
     all
 }
 
+/// Publishes `p0`, `p1`, ... to `topic` one after another until `publishing` is
+/// cleared; the task ends with the messages the broker acknowledged and the number of
+/// publishes that failed (each failure pauses 50 ms).
+pub fn publish_until_stopped(
+    pubsub: Arc<dyn PubSub>,
+    topic: &'static str,
+    publishing: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<String>, usize)> {
+    tokio::spawn(async move {
+        let (mut acknowledged, mut failed) = (Vec::new(), 0);
+        let mut n = 0;
+        while publishing.load(std::sync::atomic::Ordering::Relaxed) {
+            let data = format!("p{n}");
+            n += 1;
+            match pubsub.publish(message(topic, &data)).await {
+                Ok(()) => acknowledged.push(data),
+                Err(_) => {
+                    failed += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        (acknowledged, failed)
+    })
+}
+
+/// Waits up to `within` until every one of `expected` has come on `seen` (some may come
+/// twice: at least once); panics naming the ones that did not.
+pub async fn expect_every(
+    seen: &mut mpsc::UnboundedReceiver<Bytes>,
+    expected: std::collections::HashSet<String>,
+    within: Duration,
+) {
+    let mut missing = expected;
+    let total = missing.len();
+    let deadline = std::time::Instant::now() + within;
+    while !missing.is_empty() && std::time::Instant::now() < deadline {
+        if let Some(data) = next(seen, Duration::from_millis(500)).await {
+            missing.remove(&data);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {total} acknowledged messages were not delivered: {missing:?}",
+        missing.len()
+    );
+}
+
 pub async fn next(
     received: &mut mpsc::UnboundedReceiver<Bytes>,
     within: Duration,
