@@ -39,6 +39,7 @@ use crate::invoke::peer_auth::PeerKey;
 use crate::invoke::peers::{PeerError, Peers};
 
 use activation::{Activation, ActorKey, Entered};
+pub(crate) use app::segment;
 pub use app::{ActorAnswer, REENTRANCY_HEADER, Turn, TurnKind};
 use app::{ActorApp, HttpActorApp};
 pub(crate) use host_config::HostConfig;
@@ -572,7 +573,7 @@ impl Actors {
         let mut pause = Duration::from_millis(20);
         loop {
             let attempt = match self.route(&key).await {
-                Ok(Some(Route::Here)) => self.run_here(&key, turn).await,
+                Ok(Some(Route::Here)) => self.run_here(&key, turn, false).await,
                 Ok(Some(Route::There { host, address })) => {
                     let forwarded = self.forward(address, turn).await;
                     let mut owners = self.owners.lock();
@@ -668,11 +669,14 @@ impl Actors {
     }
 
     /// Runs a turn on this host: activates the actor if needed (claiming its owner
-    /// record), then waits for its turn.
+    /// record), then waits for its turn. A `forwarded` turn the app could not be reached
+    /// for is handed back to be routed again: the app is going away (killed before its
+    /// sidecar), and the caller's sidecar re-routes once this host is seen gone.
     async fn run_here(
         self: &Arc<Self>,
         key: &ActorKey,
         turn: &Turn,
+        forwarded: bool,
     ) -> Result<ActorAnswer, Attempt> {
         let config = self.config();
         if !config.hosts(&key.actor_type) {
@@ -752,7 +756,12 @@ impl Actors {
             answer
         });
         match turn_task.await {
-            Ok(answer) => answer.map_err(|reason| Attempt::Failed(Error::ActorInvoke { reason })),
+            Ok(Err(error)) if forwarded && error.undelivered => Err(Attempt::Again(error.reason)),
+            Ok(answer) => answer.map_err(|error| {
+                Attempt::Failed(Error::ActorInvoke {
+                    reason: error.reason,
+                })
+            }),
             Err(error) => Err(Attempt::Failed(Error::ActorInvoke {
                 reason: format!("the turn's task failed: {error}"),
             })),
@@ -894,7 +903,7 @@ impl Actors {
             body,
         };
         let key = ActorKey::new(&turn.actor_type, &turn.actor_id);
-        match self.run_here(&key, &turn).await {
+        match self.run_here(&key, &turn, true).await {
             Ok(answer) => Ok(answer),
             Err(Attempt::Failed(error)) => Err(error),
             Err(Attempt::Again(reason)) => {
@@ -1074,7 +1083,7 @@ impl Actors {
         if !current.is_some_and(|current| Arc::ptr_eq(&current, activation)) {
             return false;
         }
-        match self.run_here(activation.key(), &turn).await {
+        match self.run_here(activation.key(), &turn, false).await {
             Ok(answer) if !answer.status.is_success() => tracing::warn!(
                 "timer of actor {}/{} answered {}",
                 turn.actor_type,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::json;
 
-use crate::app_channel::AppChannel;
+use crate::app_channel::{AppCallError, AppChannel};
 
 /// The header carrying a reentrant call chain's id.
 pub const REENTRANCY_HEADER: &str = "dapr-reentrancy-id";
@@ -95,11 +95,29 @@ pub struct ActorAnswer {
     pub body: Bytes,
 }
 
+/// Why a turn got no answer from the app.
+#[derive(Debug)]
+pub(crate) struct TurnError {
+    pub reason: String,
+    /// The turn never reached the app (its port refused the connection): running it
+    /// elsewhere, or again, cannot run it twice.
+    pub undelivered: bool,
+}
+
+impl From<String> for TurnError {
+    fn from(reason: String) -> Self {
+        TurnError {
+            reason,
+            undelivered: false,
+        }
+    }
+}
+
 /// An app that hosts actors.
 #[async_trait]
 pub(crate) trait ActorApp: Send + Sync {
     /// Runs one turn in the app.
-    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, String>;
+    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, TurnError>;
     /// Tells the app an actor is deactivated.
     async fn deactivate(&self, actor_type: &str, actor_id: &str) -> Result<(), String>;
 }
@@ -124,7 +142,7 @@ pub(crate) struct HttpActorApp {
 
 #[async_trait]
 impl ActorApp for HttpActorApp {
-    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, String> {
+    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, TurnError> {
         let path = format!(
             "/actors/{}/{}/method/{}",
             segment(&turn.actor_type),
@@ -146,7 +164,11 @@ impl ActorApp for HttpActorApp {
             .channel
             .call(Method::PUT, &path, headers, turn.app_body())
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| TurnError {
+                undelivered: matches!(&error,
+                    AppCallError::Unreachable { source, .. } if source.is_connect()),
+                reason: error.to_string(),
+            })?;
         Ok(ActorAnswer {
             status: answer.status,
             headers: crate::invoke::forwardable(&answer.headers),

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use super::app::{ActorAnswer, ActorApp, Turn, TurnKind};
+use super::app::{ActorAnswer, ActorApp, Turn, TurnError, TurnKind};
 use super::host_config::HostConfig;
 use super::reminders::CANCEL_HEADER;
 use super::{ACTOR_ERROR_HEADER, Actors};
@@ -106,7 +106,7 @@ impl StreamHost {
 
 #[async_trait]
 impl ActorApp for StreamHost {
-    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, String> {
+    async fn turn(&self, turn: &Turn) -> Result<ActorAnswer, TurnError> {
         let (actor_type, actor_id) = (turn.actor_type.clone(), turn.actor_id.clone());
         let reply = match &turn.kind {
             TurnKind::Method { name } => {

@@ -13,7 +13,7 @@ use tandem_resiliency::Resiliencies;
 use tandem_spec::{Component, ComponentMetadata};
 use tokio_util::sync::CancellationToken;
 
-use super::app::{ActorAnswer, ActorApp, Turn, TurnKind};
+use super::app::{ActorAnswer, ActorApp, Turn, TurnError, TurnKind};
 use super::host_config::HostConfig;
 use super::{Actors, ActorsParts};
 use crate::invoke::peer_auth::PeerKey;
@@ -28,7 +28,7 @@ struct SlowApp {
 
 #[async_trait]
 impl ActorApp for SlowApp {
-    async fn turn(&self, _: &Turn) -> Result<ActorAnswer, String> {
+    async fn turn(&self, _: &Turn) -> Result<ActorAnswer, TurnError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_at_once.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(300)).await;
