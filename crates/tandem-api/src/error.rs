@@ -311,6 +311,37 @@ impl From<Error> for ApiError {
                 InvalidArgument,
             ),
             Error::TryLock(_) => ("ERR_TRY_LOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+            Error::ConfigurationStoresNotConfigured => (
+                "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FailedPrecondition,
+            ),
+            Error::ConfigurationStoreNotFound(_) => (
+                "ERR_CONFIGURATION_STORE_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConfigurationGet { .. } => (
+                "ERR_CONFIGURATION_GET",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            // daprd answers a failed subscribe with gRPC's InvalidArgument.
+            Error::ConfigurationSubscribe { .. } => (
+                "ERR_CONFIGURATION_SUBSCRIBE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                InvalidArgument,
+            ),
+            Error::ConfigurationUnsubscribe { .. } => (
+                "ERR_CONFIGURATION_UNSUBSCRIBE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::AppChannelNil => (
+                "ERR_APP_CHANNEL_NIL",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::Unlock(_) => ("ERR_UNLOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
             Error::SecretPermissionDenied { .. } => (
                 "ERR_PERMISSION_DENIED",
@@ -529,6 +560,12 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::LockStoreNotFound(_)
         | Error::TryLock(_)
         | Error::Unlock(_)
+        | Error::ConfigurationStoresNotConfigured
+        | Error::ConfigurationStoreNotFound(_)
+        | Error::ConfigurationGet { .. }
+        | Error::ConfigurationSubscribe { .. }
+        | Error::ConfigurationUnsubscribe { .. }
+        | Error::AppChannelNil
         | Error::SecretGet { .. }
         | Error::BulkSecretGet { .. }
         | Error::InvokeNoAppId

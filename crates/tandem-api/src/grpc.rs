@@ -611,6 +611,111 @@ impl Dapr for Service {
         }))
     }
 
+    async fn get_configuration_alpha1(
+        &self,
+        request: Request<pb::GetConfigurationRequest>,
+    ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+        self.get_configuration(request).await
+    }
+
+    async fn get_configuration(
+        &self,
+        request: Request<pb::GetConfigurationRequest>,
+    ) -> Result<Response<pb::GetConfigurationResponse>, Status> {
+        let request = request.into_inner();
+        let items = self
+            .runtime
+            .configurations()
+            .get(
+                &request.store_name,
+                request.keys,
+                request.metadata.into_iter().collect(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetConfigurationResponse {
+            items: configuration_items(items),
+        }))
+    }
+
+    type SubscribeConfigurationAlpha1Stream = ConfigurationStream;
+
+    async fn subscribe_configuration_alpha1(
+        &self,
+        request: Request<pb::SubscribeConfigurationRequest>,
+    ) -> Result<Response<ConfigurationStream>, Status> {
+        self.subscribe_configuration(request).await
+    }
+
+    type SubscribeConfigurationStream = ConfigurationStream;
+
+    async fn subscribe_configuration(
+        &self,
+        request: Request<pb::SubscribeConfigurationRequest>,
+    ) -> Result<Response<ConfigurationStream>, Status> {
+        let request = request.into_inner();
+        let mut keys = request.keys;
+        keys.sort();
+        let (id, updates) = self
+            .runtime
+            .configurations()
+            .subscribe(
+                &request.store_name,
+                keys,
+                request.metadata.into_iter().collect(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        // First the id alone (what `UnsubscribeConfiguration` takes), then each change;
+        // the subscription ends when the client goes away and the stream is dropped.
+        let first = pb::SubscribeConfigurationResponse {
+            id,
+            items: Default::default(),
+        };
+        use tokio_stream::StreamExt as _;
+        let changes = tokio_stream::wrappers::ReceiverStream::new(updates).map(|update| {
+            Ok(pb::SubscribeConfigurationResponse {
+                id: update.id,
+                items: configuration_items(update.items),
+            })
+        });
+        let stream = tokio_stream::once(Ok(first)).chain(changes);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn unsubscribe_configuration_alpha1(
+        &self,
+        request: Request<pb::UnsubscribeConfigurationRequest>,
+    ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+        self.unsubscribe_configuration(request).await
+    }
+
+    async fn unsubscribe_configuration(
+        &self,
+        request: Request<pb::UnsubscribeConfigurationRequest>,
+    ) -> Result<Response<pb::UnsubscribeConfigurationResponse>, Status> {
+        let request = request.into_inner();
+        // daprd answers an unknown id in the message, not as an error.
+        let response = match self
+            .runtime
+            .configurations()
+            .unsubscribe(&request.store_name, &request.id)
+        {
+            Ok(()) => pb::UnsubscribeConfigurationResponse {
+                ok: true,
+                message: String::new(),
+            },
+            Err(error @ tandem_runtime::Error::ConfigurationUnsubscribe { .. }) => {
+                pb::UnsubscribeConfigurationResponse {
+                    ok: false,
+                    message: error.to_string(),
+                }
+            }
+            Err(error) => return Err(ApiError::from(error).into()),
+        };
+        Ok(Response::new(response))
+    }
+
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,
@@ -872,6 +977,30 @@ fn metadata_headers(metadata: &tonic::metadata::MetadataMap) -> http::HeaderMap 
         }
     }
     headers
+}
+
+/// A configuration subscription's messages.
+type ConfigurationStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::SubscribeConfigurationResponse, Status>> + Send>,
+>;
+
+/// Configuration items as the protocol carries them.
+fn configuration_items(
+    items: tandem_runtime::ConfigurationItems,
+) -> std::collections::HashMap<String, common::ConfigurationItem> {
+    items
+        .into_iter()
+        .map(|(key, item)| {
+            (
+                key,
+                common::ConfigurationItem {
+                    value: item.value,
+                    version: item.version,
+                    metadata: item.metadata.into_iter().collect(),
+                },
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 mod aws;
 pub mod bindings;
+pub mod configuration;
 mod embedded;
 pub mod lock;
 pub mod pubsub;

@@ -67,6 +67,32 @@ pub enum Error {
     #[error("failed to release lock: {0}")]
     Unlock(#[source] Cause),
 
+    #[error("configuration stores not configured")]
+    ConfigurationStoresNotConfigured,
+    #[error("configuration store {0} not found")]
+    ConfigurationStoreNotFound(String),
+    /// `keys` as daprd prints them (`[a b]`).
+    #[error("failed to get {keys} from Configuration store {store}: {cause}")]
+    ConfigurationGet {
+        keys: String,
+        store: String,
+        #[source]
+        cause: Cause,
+    },
+    #[error("failed to subscribe {keys} from Configuration store {store}: {cause}")]
+    ConfigurationSubscribe {
+        keys: String,
+        store: String,
+        #[source]
+        cause: Cause,
+    },
+    #[error("failed to unsubscribe to configuration request {id}: {reason}")]
+    ConfigurationUnsubscribe { id: String, reason: String },
+    /// A call that needs the app (an HTTP configuration subscription) from a sidecar
+    /// started without one.
+    #[error("app channel is not initialized. cannot subscribe to configuration updates")]
+    AppChannelNil,
+
     #[error("secret store is not configured")]
     SecretStoresNotConfigured,
     #[error("failed finding secret store with key {0}")]

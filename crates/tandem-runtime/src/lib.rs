@@ -18,6 +18,7 @@ mod bindings;
 mod body;
 pub mod cloudevent;
 mod config;
+mod configuration;
 mod error;
 mod invoke;
 mod loader;
@@ -44,6 +45,7 @@ pub use config::{
     AppHealthSettings, ConfigError, DEFAULT_MAX_BODY_SIZE, SidecarConfig, go_duration,
     max_concurrency_from_flag,
 };
+pub use configuration::{ConfigurationUpdate, Configurations, items_json, update_json};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,
@@ -61,6 +63,7 @@ pub use state::{
 };
 pub use subscriptions::{EventStream, StreamRequest, StreamedEvent, Subscriptions};
 pub use tandem_components::bindings::InvokeResponse as BindingResponse;
+pub use tandem_components::configuration::{ConfigurationItem, Items as ConfigurationItems};
 pub use tandem_components::embedded_defaults;
 pub use tandem_components::lock::UnlockStatus;
 pub use tandem_components::pubsub::Outcome;

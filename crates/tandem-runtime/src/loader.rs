@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tandem_components::bindings;
+use tandem_components::configuration::{self, ConfigurationStore};
 use tandem_components::lock;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
@@ -31,6 +32,7 @@ pub(crate) struct Loaded {
     pub state_stores: HashMap<String, StoreHandle>,
     pub bindings: HashMap<String, BindingHandle>,
     pub locks: HashMap<String, LockHandle>,
+    pub configurations: HashMap<String, Arc<dyn ConfigurationStore>>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -42,7 +44,6 @@ pub(crate) struct Loaded {
 /// skipped with a warning rather than stopping the sidecar, so a Dapr components
 /// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
 const NOT_YET_SERVED: &[&str] = &[
-    "configuration",
     "crypto",
     "middleware",
     "nameresolution",
@@ -84,12 +85,14 @@ pub(crate) async fn load(
     let state_registry = state::registry();
     let binding_registry = bindings::registry();
     let lock_registry = lock::registry();
+    let configuration_registry = configuration::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
         bindings: HashMap::new(),
         locks: HashMap::new(),
+        configurations: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -197,6 +200,19 @@ pub(crate) async fn load(
             }
             continue;
         }
+        if configuration_registry.claims(&component.kind) {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                configuration_registry.build(&metadata).await
+            };
+            if let Some(store) = initialised(&component, build).await? {
+                components
+                    .configurations
+                    .insert(component.name.clone(), store);
+                registered.push(ComponentInfo::of(&component));
+            }
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             tracing::warn!(
@@ -215,6 +231,7 @@ pub(crate) async fn load(
                     .chain(state_registry.kinds())
                     .chain(binding_registry.kinds())
                     .chain(lock_registry.kinds())
+                    .chain(configuration_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

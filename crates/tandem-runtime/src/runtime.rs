@@ -15,6 +15,7 @@ use crate::app_channel::AppChannel;
 use crate::app_health::AppHealth;
 use crate::bindings::Bindings;
 use crate::config::SidecarConfig;
+use crate::configuration::Configurations;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
 use crate::loader;
@@ -40,6 +41,7 @@ pub struct Runtime {
     secrets: Secrets,
     bindings: Bindings,
     locks: Locks,
+    configurations: Configurations,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -106,6 +108,8 @@ impl Runtime {
             max_body_size: config.max_body_size,
             app_health: app_health.as_ref().map(AppHealth::watch),
         });
+        let configurations =
+            Configurations::new(loaded.configurations, app.clone(), shutdown.clone());
         Ok(Arc::new(Self {
             app,
             app_health,
@@ -116,6 +120,7 @@ impl Runtime {
             secrets: Secrets::new(loaded.secret_stores, config.secret_scopes.clone()),
             bindings: Bindings::new(loaded.bindings, shutdown.clone()),
             locks: Locks::new(loaded.locks, config.app_id.clone()),
+            configurations,
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -159,11 +164,17 @@ impl Runtime {
         &self.secrets
     }
 
-    /// Bindings.
+    /// Distributed locks.
     pub fn locks(&self) -> &Locks {
         &self.locks
     }
 
+    /// Configuration stores and their subscriptions.
+    pub fn configurations(&self) -> &Configurations {
+        &self.configurations
+    }
+
+    /// Bindings.
     pub fn bindings(&self) -> &Bindings {
         &self.bindings
     }

@@ -294,7 +294,7 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
     let status = client
         .unary::<_, GetMetadataRequest, _>(
             tonic::Request::new(GetMetadataRequest {}),
-            "/dapr.proto.runtime.v1.Dapr/GetConfiguration"
+            "/dapr.proto.runtime.v1.Dapr/ScheduleJobAlpha1"
                 .parse()
                 .unwrap(),
             tonic_prost::ProstCodec::default(),
@@ -304,7 +304,7 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert_eq!(
         status.message(),
-        "unknown method GetConfiguration for service dapr.proto.runtime.v1.Dapr"
+        "unknown method ScheduleJobAlpha1 for service dapr.proto.runtime.v1.Dapr"
     );
     // A served call is logged too.
     sidecar
@@ -324,7 +324,7 @@ async fn a_grpc_method_tandem_does_not_serve_is_named_and_logged() {
     }
     assert!(
         text.contains(
-            "gRPC API called: /dapr.proto.runtime.v1.Dapr/GetConfiguration -> UNIMPLEMENTED"
+            "gRPC API called: /dapr.proto.runtime.v1.Dapr/ScheduleJobAlpha1 -> UNIMPLEMENTED"
         ),
         "{text}"
     );

@@ -130,7 +130,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (7, InvokeBinding),
             (4, TryLock),
             (3, Unlock),
-            (1, Unknown("GetConfiguration")),
+            (1, Unknown("ScheduleJobAlpha1")),
         ],
     );
     let mut draft = Draft {
