@@ -372,6 +372,16 @@ impl From<Error> for ApiError {
             Error::StateGet { .. } => {
                 ("ERR_STATE_GET", StatusCode::INTERNAL_SERVER_ERROR, Internal)
             }
+            Error::StateQueryNotSupported(_) => (
+                "ERR_STATE_STORE_NOT_SUPPORTED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::StateQuery { .. } => (
+                "ERR_STATE_QUERY",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::StateSave { etag, .. } => with_etag("ERR_STATE_SAVE", *etag),
             Error::StateDelete { etag, .. } => with_etag("ERR_STATE_DELETE", *etag),
             Error::StateTransaction { etag, .. } => with_etag("ERR_STATE_TRANSACTION", *etag),
@@ -510,6 +520,14 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         Error::StateStoreNotFound(_) => {
             both(vec![Detail::error_info("DAPR_STATE_NOT_FOUND", None)])
         }
+        Error::StateQueryNotSupported(store) => both(vec![
+            Detail::resource("state", store, ""),
+            Detail::error_info("DAPR_STATE_QUERYING_NOT_SUPPORTED", None),
+        ]),
+        Error::StateQuery { store, .. } => both(vec![
+            Detail::resource("state", store, ""),
+            Detail::error_info("DAPR_STATE_QUERY_FAILED", None),
+        ]),
         Error::StateStoresNotConfigured => {
             both(vec![Detail::error_info("DAPR_STATE_NOT_CONFIGURED", None)])
         }

@@ -611,6 +611,33 @@ impl Dapr for Service {
         }))
     }
 
+    async fn query_state_alpha1(
+        &self,
+        request: Request<pb::QueryStateRequest>,
+    ) -> Result<Response<pb::QueryStateResponse>, Status> {
+        let request = request.into_inner();
+        let page = self
+            .runtime
+            .state()
+            .query(&request.store_name, request.query.as_bytes())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::QueryStateResponse {
+            results: page
+                .results
+                .into_iter()
+                .map(|result| pb::QueryStateItem {
+                    key: result.key,
+                    data: result.data.to_vec(),
+                    etag: result.etag,
+                    error: String::new(),
+                })
+                .collect(),
+            token: page.token.unwrap_or_default(),
+            metadata: Default::default(),
+        }))
+    }
+
     async fn get_configuration_alpha1(
         &self,
         request: Request<pb::GetConfigurationRequest>,

@@ -8,6 +8,7 @@
 
 mod in_memory;
 pub(crate) mod postgresql;
+pub mod query;
 mod redis;
 mod sqlite;
 
@@ -177,6 +178,8 @@ pub enum Feature {
     Transactional,
     /// Values that expire (`ttlInSeconds`).
     Ttl,
+    /// The query API (`/v1.0-alpha1/state/{store}/query`).
+    Query,
 }
 
 impl Feature {
@@ -186,6 +189,7 @@ impl Feature {
             Feature::Etag => "ETAG",
             Feature::Transactional => "TRANSACTIONAL",
             Feature::Ttl => "TTL",
+            Feature::Query => "QUERY_API",
         }
     }
 }
@@ -243,6 +247,14 @@ pub trait StateStore: Send + Sync {
             results.push(self.get(key).await);
         }
         results
+    }
+
+    /// Every live value whose key starts with `prefix`, for the query API
+    /// ([`query`]); `None` when the store cannot list its keys (then it has no query
+    /// API, and says so in [`features`](Self::features)).
+    async fn scan(&self, prefix: &str) -> Result<Option<Vec<(String, Stored)>>, StateError> {
+        let _ = prefix;
+        Ok(None)
     }
 
     /// What this store offers.

@@ -32,7 +32,7 @@ async fn build(kind: &str, values: &[(&str, &str)]) -> Result<Arc<dyn Configurat
 
 fn keys(keys: &[&str]) -> ConfigurationRequest {
     ConfigurationRequest {
-        keys: keys.iter().map(|key| key.to_string()).collect(),
+        keys: keys.iter().map(ToString::to_string).collect(),
         metadata: BTreeMap::new(),
     }
 }

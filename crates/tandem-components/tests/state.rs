@@ -394,7 +394,58 @@ async fn conformance(store: Arc<dyn StateStore>) {
     ttl(store.clone(), &p).await;
     unusual_data(store.clone(), &p).await;
     ttl_extremes(store.clone(), &p).await;
-    extreme_data(store, &p).await;
+    extreme_data(store.clone(), &p).await;
+    listing(store, &p).await;
+}
+
+/// A store with the query API lists exactly the live values under a prefix (taken
+/// literally: `%` and `_` are not wildcards); one without it says so.
+async fn listing(store: Arc<dyn StateStore>, p: &str) {
+    let prefix = format!("{p}-list_%||");
+    if !store.features().contains(&Feature::Query) {
+        assert!(store.scan(&prefix).await.unwrap().is_none());
+        return;
+    }
+    for name in ["a", "b", "gone", "brief"] {
+        let mut request = set(
+            &format!("{prefix}{name}"),
+            format!("{{\"n\":\"{name}\"}}").as_bytes(),
+        );
+        if name == "brief" {
+            request.ttl = Some(Duration::from_millis(300));
+        }
+        store.set(request).await.unwrap();
+    }
+    store
+        .set(set(&format!("{p}-listX%||a"), b"1"))
+        .await
+        .unwrap();
+    store
+        .set(set(&format!("{p}-list_%|other"), b"1"))
+        .await
+        .unwrap();
+    store
+        .delete(delete(&format!("{prefix}gone"), None))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut found = store
+        .scan(&prefix)
+        .await
+        .unwrap()
+        .expect("the store lists its keys");
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, [format!("{prefix}a"), format!("{prefix}b")]);
+    assert_eq!(&found[0].1.value[..], br#"{"n":"a"}"#);
+    assert_eq!(
+        Some(found[0].1.etag.clone()),
+        store
+            .get(&found[0].0)
+            .await
+            .unwrap()
+            .map(|stored| stored.etag)
+    );
 }
 
 fn uuid_like() -> String {

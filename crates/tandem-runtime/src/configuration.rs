@@ -222,7 +222,7 @@ async fn deliver(app: &AppChannel, store: &str, update: &ConfigurationUpdate) {
                 answer.status
             ),
             Err(error) => {
-                tracing::error!("sending configuration item {key} of {store} to the app: {error}")
+                tracing::error!("sending configuration item {key} of {store} to the app: {error}");
             }
         }
     }

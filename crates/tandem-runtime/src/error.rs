@@ -67,6 +67,12 @@ pub enum Error {
     #[error("failed to release lock: {0}")]
     Unlock(#[source] Cause),
 
+    /// The store cannot run queries.
+    #[error("state store does not support querying")]
+    StateQueryNotSupported(String),
+    #[error("state store {store} query failed: {detail}")]
+    StateQuery { store: String, detail: String },
+
     #[error("configuration stores not configured")]
     ConfigurationStoresNotConfigured,
     #[error("configuration store {0} not found")]

@@ -69,3 +69,4 @@ pub use tandem_components::lock::UnlockStatus;
 pub use tandem_components::pubsub::Outcome;
 pub use tandem_components::pubsub::client_log_targets;
 pub use tandem_components::secretstores::Secret;
+pub use tandem_components::state::query::{QueryPage, QueryResult};

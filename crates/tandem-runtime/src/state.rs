@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_cache::Stats;
+use tandem_components::state::query::{Query, QueryPage};
 use tandem_components::state::{DeleteRequest, Operation, SetRequest, Stored};
 
 use crate::error::Error;
@@ -180,6 +181,27 @@ impl StateService {
                 .map_err(|error| save_failed(store, error))?;
         }
         Ok(())
+    }
+
+    /// Runs a query (Dapr's query language, the request body as sent) over the app's
+    /// keys in store `store`. The query itself runs here, over what the store lists.
+    pub async fn query(&self, store: &str, body: &[u8]) -> Result<QueryPage, Error> {
+        let handle = self.store(store)?;
+        let failed = |detail: String| Error::StateQuery {
+            store: store.to_owned(),
+            detail,
+        };
+        if !handle.capabilities().iter().any(|c| c == "QUERY_API") {
+            return Err(Error::StateQueryNotSupported(store.to_owned()));
+        }
+        let query = Query::parse(body)
+            .map_err(|error| failed(format!("failed to parse JSON query body: {error}")))?;
+        let values = handle
+            .scan()
+            .await
+            .map_err(|error| failed(error.to_string()))?
+            .ok_or_else(|| Error::StateQueryNotSupported(store.to_owned()))?;
+        Ok(query.run(values))
     }
 
     /// Deletes one key (`etag` from `If-Match`).

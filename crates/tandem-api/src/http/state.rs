@@ -31,6 +31,67 @@ pub(super) fn routes() -> Router<Api> {
             post(transaction).put(transaction),
         )
         .route("/v1.0/state/{store}/{key}", get(get_one).delete(delete_one))
+        .route(
+            "/v1.0-alpha1/state/{store}/query",
+            post(query_state).put(query_state),
+        )
+}
+
+/// `POST|PUT /v1.0-alpha1/state/{store}/query`: `{"results": [{"key", "data", "etag"}],
+/// "token"}` (the token only when another page follows), `204` when nothing matched.
+async fn query_state(
+    State(api): State<Api>,
+    Path(store): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let page = api.runtime.state().query(&store, &body).await?;
+    if page.results.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    /// One result as daprd writes it; `data` is the stored JSON text, passed through
+    /// as it is (a re-encoding could round large numbers).
+    #[derive(serde::Serialize)]
+    struct Found {
+        key: String,
+        data: Box<RawValue>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        etag: String,
+    }
+    #[derive(serde::Serialize)]
+    struct Answer {
+        results: Vec<Found>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    }
+    let results = page
+        .results
+        .into_iter()
+        .map(|result| {
+            let data = String::from_utf8(result.data.to_vec())
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok())
+                .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
+            Found {
+                key: result.key,
+                data,
+                etag: result.etag,
+            }
+        })
+        .collect();
+    let answer = Answer {
+        results,
+        token: page.token,
+    };
+    let body =
+        serde_json::to_vec(&answer).map_err(|error| ApiError::malformed(error.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, Default)]

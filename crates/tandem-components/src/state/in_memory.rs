@@ -157,7 +157,35 @@ impl StateStore for InMemory {
         Ok(())
     }
 
+    async fn scan(&self, prefix: &str) -> Result<Option<Vec<(String, Stored)>>, StateError> {
+        let now = Instant::now();
+        let table = self.table.lock();
+        Ok(Some(
+            table
+                .entries
+                .iter()
+                .filter(|(key, entry)| {
+                    key.starts_with(prefix) && entry.expires.is_none_or(|at| at > now)
+                })
+                .map(|(key, entry)| {
+                    (
+                        key.clone(),
+                        Stored {
+                            value: entry.value.clone(),
+                            etag: entry.version.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
     fn features(&self) -> &'static [Feature] {
-        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
+        &[
+            Feature::Etag,
+            Feature::Transactional,
+            Feature::Ttl,
+            Feature::Query,
+        ]
     }
 }

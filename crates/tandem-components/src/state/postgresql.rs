@@ -370,10 +370,11 @@ enum Query {
     DeleteIf,
     Delete,
     CleanUp,
+    Scan,
 }
 
 struct Sql {
-    text: [String; 7],
+    text: [String; 8],
 }
 
 impl Sql {
@@ -408,6 +409,7 @@ impl Sql {
                 format!("DELETE FROM {t} WHERE key = $1 AND version = $2 AND {live}"),
                 format!("DELETE FROM {t} WHERE key = $1"),
                 format!("DELETE FROM {t} WHERE expires_at <= now()"),
+                format!("SELECT key, value, version FROM {t} WHERE starts_with(key, $1) AND {live}"),
             ],
         }
     }
@@ -420,12 +422,15 @@ impl Sql {
 /// What a request asks of the database.
 enum Work<'a> {
     Read(&'a [String]),
+    /// Every live value under a key prefix.
+    Scan(&'a str),
     Write(&'a [Operation]),
     CleanUp,
 }
 
 enum Done {
     Read(HashMap<String, Stored>),
+    Scanned(Vec<(String, Stored)>),
     /// The version of the last write, if any.
     Wrote(Option<i64>),
     CleanedUp(u64),
@@ -475,6 +480,23 @@ async fn perform(connection: &mut Object, sql: &Sql, work: &Work<'_>) -> Result<
                 );
             }
             Ok(Done::Read(found))
+        }
+        Work::Scan(prefix) => {
+            let statement = connection.prepare_cached(sql.text(Query::Scan)).await?;
+            let rows = connection.query(&statement, &[prefix]).await?;
+            let mut found = Vec::with_capacity(rows.len());
+            for row in rows {
+                let value: Vec<u8> = row.try_get(1)?;
+                let version: i64 = row.try_get(2)?;
+                found.push((
+                    row.try_get(0)?,
+                    Stored {
+                        value: Bytes::from(value),
+                        etag: version.to_string(),
+                    },
+                ));
+            }
+            Ok(Done::Scanned(found))
         }
         // One operation needs no explicit transaction: its statement is atomic.
         Work::Write([operation]) => Ok(Done::Wrote(apply(&*connection, sql, operation).await?)),
@@ -659,8 +681,20 @@ impl StateStore for PostgresState {
         self.inner.run(Work::Write(&operations)).await.map(|_| ())
     }
 
+    async fn scan(&self, prefix: &str) -> Result<Option<Vec<(String, Stored)>>, StateError> {
+        match self.inner.run(Work::Scan(prefix)).await? {
+            Done::Scanned(found) => Ok(Some(found)),
+            _ => unreachable!("a scan answers with values"),
+        }
+    }
+
     fn features(&self) -> &'static [Feature] {
-        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
+        &[
+            Feature::Etag,
+            Feature::Transactional,
+            Feature::Ttl,
+            Feature::Query,
+        ]
     }
 
     /// One query for all keys.

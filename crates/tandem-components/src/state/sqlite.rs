@@ -247,7 +247,38 @@ impl StateStore for SqliteState {
             .map(|_| ())
     }
 
+    async fn scan(&self, prefix: &str) -> Result<Option<Vec<(String, Stored)>>, StateError> {
+        let prefix = prefix.to_owned();
+        self.run(move |connection| {
+            // `substr` rather than LIKE: a prefix may hold `%` or `_`.
+            let mut statement = connection.prepare_cached(
+                "SELECT key, value, version FROM state WHERE substr(key, 1, length(?1)) = ?1 \
+                 AND (expires_ms IS NULL OR expires_ms > ?2)",
+            )?;
+            let rows = statement.query_map(params![prefix, now_ms()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    Stored {
+                        value: Bytes::from(row.get::<_, Vec<u8>>(1)?),
+                        etag: row.get::<_, i64>(2)?.to_string(),
+                    },
+                ))
+            })?;
+            let mut found = Vec::new();
+            for row in rows {
+                found.push(row?);
+            }
+            Ok(Some(found))
+        })
+        .await
+    }
+
     fn features(&self) -> &'static [Feature] {
-        &[Feature::Etag, Feature::Transactional, Feature::Ttl]
+        &[
+            Feature::Etag,
+            Feature::Transactional,
+            Feature::Ttl,
+            Feature::Query,
+        ]
     }
 }

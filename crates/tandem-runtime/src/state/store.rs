@@ -174,6 +174,19 @@ impl StoreHandle {
         }
     }
 
+    /// Every live value under this app's key prefix, with the prefix taken off the
+    /// keys, for the query API; `None` when the store cannot list its keys.
+    pub async fn scan(&self) -> Result<Option<Vec<(String, Stored)>>, StoreCallError> {
+        let prefix = self.key("");
+        let found = self.guarded(|| self.store.scan(&prefix)).await?;
+        Ok(found.map(|found| {
+            found
+                .into_iter()
+                .filter_map(|(key, stored)| Some((key.strip_prefix(&prefix)?.to_owned(), stored)))
+                .collect()
+        }))
+    }
+
     /// Whether this is the actor state store (`actorStateStore: "true"`).
     pub fn is_actor_state_store(&self) -> bool {
         self.actor_state_store
