@@ -7,6 +7,7 @@
 //! already prefixed by the runtime (`appid||key`).
 
 mod in_memory;
+mod mysql;
 pub(crate) mod postgresql;
 mod redis;
 mod sqlite;
@@ -127,6 +128,9 @@ pub enum InvalidRequest {
     /// The TTL is longer than [`MAX_TTL`].
     #[error("ttl of key {key} is out of range: {}s is more than the largest TTL, {}s", ttl.as_secs(), MAX_TTL.as_secs())]
     TtlOutOfRange { key: String, ttl: Duration },
+    /// The key is longer than the store can hold (`state.mysql`: 255 characters).
+    #[error("key {key} is too long: this store holds keys of at most {max} characters")]
+    KeyTooLong { key: String, max: usize },
 }
 
 /// A store that failed or could not be reached. Messages name the store and what it
@@ -162,6 +166,18 @@ pub enum StoreError {
     },
     #[error("PostgreSQL did not answer within {0:?}")]
     PostgresTimeout(Duration),
+    #[error("MySQL at {target}: {source}")]
+    MySql {
+        /// `user@host:port/database`: never the password.
+        target: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("MySQL at {target} did not answer within {timeout:?}")]
+    MySqlTimeout { target: String, timeout: Duration },
+    /// A row holds something that is not a state value of the layout.
+    #[error("MySQL: key {key} is not a state value: {problem}")]
+    MySqlValue { key: String, problem: String },
     /// The call was stopped before the store answered.
     #[error(transparent)]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
@@ -284,6 +300,12 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1"],
                 metadata: postgresql::METADATA,
                 build: |metadata| Box::pin(postgresql::PostgresState::build(metadata)),
+            },
+            Entry {
+                kind: "state.mysql",
+                versions: &["v1"],
+                metadata: mysql::METADATA,
+                build: |metadata| Box::pin(mysql::MySqlState::build(metadata)),
             },
         ],
     )

@@ -952,3 +952,309 @@ async fn postgresql_errors_name_the_field_but_never_the_password() {
     .unwrap();
     assert!(error.to_string().contains("tableName"), "{error}");
 }
+
+mod mysql {
+    //! `state.mysql` against the MariaDB of the test machine (127.0.0.1:3306, `root`
+    //! without a password, database `test`); every test uses tables of its own and
+    //! drops them, even when it fails.
+
+    use super::*;
+    use mysql_async::prelude::Queryable;
+
+    const CONNECTION: &str = "root:@tcp(127.0.0.1:3306)/";
+    const SERVER_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+    /// A state table and a metadata table of this test's own, dropped at the end.
+    struct Tables {
+        state: String,
+        meta: String,
+    }
+
+    impl Tables {
+        fn new() -> Self {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            Self {
+                state: format!("tandem_state_{id}"),
+                meta: format!("tandem_meta_{id}"),
+            }
+        }
+
+        /// Metadata for a store on these tables, plus `extra`.
+        fn metadata<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+            let mut values = vec![
+                ("connectionString", CONNECTION),
+                ("schemaName", "test"),
+                ("tableName", self.state.as_str()),
+                ("metadataTableName", self.meta.as_str()),
+            ];
+            values.extend_from_slice(extra);
+            values
+        }
+
+        async fn build(&self, extra: &[(&str, &str)]) -> Arc<dyn StateStore> {
+            build("state.mysql", &self.metadata(extra)).await
+        }
+    }
+
+    impl Drop for Tables {
+        fn drop(&mut self) {
+            let statement = format!(
+                "DROP TABLE IF EXISTS test.`{}`, test.`{}`",
+                self.state, self.meta
+            );
+            // Drop runs inside the test's runtime: use a runtime of its own.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let mut conn = mysql_async::Conn::from_url(SERVER_URL).await.unwrap();
+                    conn.query_drop(statement).await.unwrap();
+                    conn.disconnect().await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    async fn connect() -> mysql_async::Conn {
+        mysql_async::Conn::from_url(SERVER_URL).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_conforms() {
+        let tables = Tables::new();
+        conformance(tables.build(&[]).await).await;
+    }
+
+    /// Rows as daprd writes and reads them: bytes as a base64 JSON string with
+    /// `isbinary`, UUID ETags; and rows daprd wrote are read and updated.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_uses_daprs_layout() {
+        let tables = Tables::new();
+        let store = tables.build(&[]).await;
+        let mut conn = connect().await;
+        let etag = store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(60)),
+                ..set("app||tandem", b"\x00bytes\xff")
+            })
+            .await
+            .unwrap();
+        assert!(uuid::Uuid::try_parse(&etag).is_ok(), "{etag}");
+        let row: (String, i8, String, Option<i64>) = conn
+            .query_first(format!(
+                "SELECT CAST(value AS CHAR), isbinary, eTag, \
+                 TIMESTAMPDIFF(SECOND, CURRENT_TIMESTAMP, expiredate) FROM test.`{}` \
+                 WHERE id = 'app||tandem'",
+                tables.state
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.0.as_str(), row.1, row.2.as_str()),
+            ("\"AGJ5dGVz/w==\"", 1, etag.as_str())
+        );
+        let left = row.3.expect("an expiry");
+        assert!((58..=61).contains(&left), "{left}s left");
+
+        // What daprd's HTTP API stores (JSON, not binary) and its gRPC API (binary).
+        conn.query_drop(format!(
+            "INSERT INTO test.`{0}` (id, value, isbinary, eTag) VALUES \
+             ('app||json', '{{\"a\":1}}', 0, '3f1c2b9e-0000-4000-8000-000000000001'), \
+             ('app||grpc', '\"aGk=\"', 1, '3f1c2b9e-0000-4000-8000-000000000002')",
+            tables.state
+        ))
+        .await
+        .unwrap();
+        let json = store.get("app||json").await.unwrap().unwrap();
+        assert_eq!(
+            (json.value.as_ref(), json.etag.as_str()),
+            (&br#"{"a":1}"#[..], "3f1c2b9e-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            value(&store, "app||grpc").await.as_deref(),
+            Some(&b"hi"[..])
+        );
+        // daprd's ETag works for tandem's write.
+        store
+            .set(SetRequest {
+                etag: Some("3f1c2b9e-0000-4000-8000-000000000002".into()),
+                ..set("app||grpc", b"updated")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||grpc").await.as_deref(),
+            Some(&b"updated"[..])
+        );
+
+        // Keys differ by case and trailing spaces; a key longer than the column is
+        // refused before anything is written.
+        for key in ["app||k", "app||K", "app||k "] {
+            store.set(set(key, key.as_bytes())).await.unwrap();
+        }
+        for key in ["app||k", "app||K", "app||k "] {
+            assert_eq!(value(&store, key).await.unwrap(), key.as_bytes(), "{key:?}");
+        }
+        let long = format!("app||{}", "x".repeat(251));
+        let refused = store.set(set(&long, b"x")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(InvalidRequest::KeyTooLong { .. }))
+            ),
+            "{refused:?}"
+        );
+        let fits = format!("app||{}", "ключ".repeat(62));
+        assert_eq!(fits.chars().count(), 253);
+        store.set(set(&fits, b"fits")).await.unwrap();
+        assert_eq!(value(&store, &fits).await.as_deref(), Some(&b"fits"[..]));
+    }
+
+    /// A table from a daprd before 1.11 (no `expiredate`, no `row_id`) gets the columns
+    /// a current daprd adds, and works.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_upgrades_an_old_daprd_table() {
+        let tables = Tables::new();
+        let mut conn = connect().await;
+        conn.query_drop(format!(
+            "CREATE TABLE test.`{}` (id VARCHAR(255) NOT NULL PRIMARY KEY, value JSON NOT NULL, \
+             isbinary BOOLEAN NOT NULL, insertDate TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             updateDate TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
+             eTag VARCHAR(36) NOT NULL)",
+            tables.state
+        ))
+        .await
+        .unwrap();
+        let store = tables.build(&[]).await;
+        let columns: Vec<String> = conn
+            .exec(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_schema = 'test' AND table_name = ? ORDER BY ordinal_position",
+                (tables.state.as_str(),),
+            )
+            .await
+            .unwrap();
+        assert!(columns.iter().any(|c| c == "expiredate"), "{columns:?}");
+        assert!(columns.iter().any(|c| c == "row_id"), "{columns:?}");
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(30)),
+                ..set("app||old", b"works")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||old").await.as_deref(),
+            Some(&b"works"[..])
+        );
+        // A second sidecar on the same, now current, table.
+        tables.build(&[]).await;
+    }
+
+    /// Expired rows are deleted by the cleanup task, which records its turn in the
+    /// metadata table as daprd does.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_cleans_up_expired_rows() {
+        let tables = Tables::new();
+        let store = tables.build(&[("cleanupInterval", "300ms")]).await;
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||short", b"x")
+            })
+            .await
+            .unwrap();
+        store.set(set("app||long", b"y")).await.unwrap();
+        let mut conn = connect().await;
+        let count = format!("SELECT COUNT(*) FROM test.`{}`", tables.state);
+        let rows: Option<i64> = conn.query_first(&count).await.unwrap();
+        assert_eq!(rows, Some(2));
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            let rows: Option<i64> = conn.query_first(&count).await.unwrap();
+            if rows == Some(1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the expired row is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let last: Option<String> = conn
+            .query_first(format!(
+                "SELECT value FROM test.`{}` WHERE id = 'last-cleanup'",
+                tables.meta
+            ))
+            .await
+            .unwrap();
+        assert!(last.is_some());
+        assert_eq!(value(&store, "app||long").await.as_deref(), Some(&b"y"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_errors_name_the_field_but_never_the_password() {
+        let port = tandem_testkit::free_port(); // nothing listens there
+        let unreachable = format!("app:hunter2-secret@tcp(127.0.0.1:{port})/");
+        let wrong_password = "root:hunter2-secret@tcp(127.0.0.1:3306)/".to_owned();
+        for connection in [unreachable, wrong_password] {
+            let error = try_build(
+                "state.mysql",
+                &[("connectionString", &connection), ("timeoutInSeconds", "3")],
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{connection} must not build"));
+            let message = error.to_string();
+            assert!(message.contains("connectionString"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+
+        let tables = Tables::new();
+        for (field, value) in [
+            (
+                "connectionString",
+                "root:hunter2-secret@tcp(127.0.0.1:3306)/test",
+            ),
+            ("connectionString", "root:hunter2-secret@tcp(127.0.0.1:3306"),
+            ("tableName", "state; DROP TABLE x"),
+            ("schemaName", "a-b"),
+            ("metadataTableName", ""),
+            ("timeoutInSeconds", "soon"),
+            ("timeoutInSeconds", "-5"),
+            ("cleanupInterval", "often"),
+            ("pemPath", "/nonexistent/ca.pem"),
+        ] {
+            let mut values = tables.metadata(&[]);
+            values.retain(|(name, _)| *name != field);
+            values.push((field, value));
+            if field == "pemPath" {
+                values.retain(|(name, _)| *name != "connectionString");
+                values.push(("connectionString", "root:@tcp(127.0.0.1:3306)/?tls=custom"));
+            }
+            if field == "metadataTableName" {
+                // Empty is the default; the same name as the state table is refused.
+                values.retain(|(name, _)| *name != "metadataTableName");
+                values.push(("metadataTableName", tables.state.as_str()));
+            }
+            let error = try_build("state.mysql", &values)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{field}={value} must not build"));
+            let message = error.to_string();
+            assert!(message.contains(field), "{field}: {message}");
+            assert!(message.contains("statestore"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+
+        // Zero or negative cleanup intervals turn the cleanup off, as in Dapr.
+        for interval in ["0", "-1", "-1s"] {
+            tables.build(&[("cleanupInterval", interval)]).await;
+        }
+    }
+}
