@@ -242,7 +242,51 @@ async fn ttl(store: Arc<dyn StateStore>, p: &str) {
     assert_eq!(value(&store, &k).await.as_deref(), Some(&b"forever"[..]));
 }
 
-async fn unusual_data(store: Arc<dyn StateStore>, p: &str) {
+/// The largest value a store holds, if it has a limit (DynamoDB's 400 KB items): larger
+/// values are then checked to be refused, writing nothing, instead of stored.
+type MaxValue = Option<usize>;
+
+/// `value` is written and reads back, or — past `max` — is refused as invalid and
+/// leaves the key as it was.
+async fn round_trips_or_is_refused(
+    store: &Arc<dyn StateStore>,
+    k: &str,
+    bytes: &[u8],
+    max: MaxValue,
+) {
+    match max {
+        Some(max) if bytes.len() > max => {
+            let before = value(store, k).await;
+            let refused = store.set(set(k, bytes)).await;
+            assert!(
+                matches!(refused, Err(StateError::Invalid(_))),
+                "{refused:?}"
+            );
+            let in_transaction = store
+                .transact(vec![
+                    Operation::Upsert(set(&format!("{k}-companion"), b"c")),
+                    Operation::Upsert(set(k, bytes)),
+                ])
+                .await;
+            assert!(
+                matches!(in_transaction, Err(StateError::Invalid(_))),
+                "{in_transaction:?}"
+            );
+            assert_eq!(value(store, &format!("{k}-companion")).await, None);
+            assert_eq!(value(store, k).await, before);
+            // Just under the limit works.
+            let fits = &bytes[..max - 1024];
+            store.set(set(k, fits)).await.unwrap();
+            assert_eq!(value(store, k).await.unwrap(), fits);
+        }
+        _ => {
+            store.set(set(k, bytes)).await.unwrap();
+            assert_eq!(value(store, k).await.unwrap(), bytes);
+        }
+    }
+}
+
+async fn unusual_data(store: Arc<dyn StateStore>, p: &str, max: MaxValue) {
     let unicode = key(p, "ключ-🔑-鍵 with spaces/and||bars");
     store
         .set(set(&unicode, "värde ✓".as_bytes()))
@@ -255,8 +299,7 @@ async fn unusual_data(store: Arc<dyn StateStore>, p: &str) {
     assert_eq!(value(&store, &binary).await.unwrap(), bytes);
     let large = key(p, "large");
     let mebibyte: Vec<u8> = (0..1024 * 1024).map(|n| (n % 251) as u8).collect();
-    store.set(set(&large, &mebibyte)).await.unwrap();
-    assert_eq!(value(&store, &large).await.unwrap(), mebibyte);
+    round_trips_or_is_refused(&store, &large, &mebibyte, max).await;
 }
 
 /// The largest TTL works; anything longer is refused with a typed error and writes
@@ -353,11 +396,10 @@ async fn ttl_extremes(store: Arc<dyn StateStore>, p: &str) {
 
 /// Values of a few megabytes, empty values, and unicode keys round-trip, alone and
 /// in transactions.
-async fn extreme_data(store: Arc<dyn StateStore>, p: &str) {
+async fn extreme_data(store: Arc<dyn StateStore>, p: &str, max: MaxValue) {
     let big = key(p, "big");
     let megabytes: Vec<u8> = (0..4 * 1024 * 1024).map(|n| (n % 253) as u8).collect();
-    store.set(set(&big, &megabytes)).await.unwrap();
-    assert_eq!(value(&store, &big).await.unwrap(), megabytes);
+    round_trips_or_is_refused(&store, &big, &megabytes, max).await;
 
     let empty = key(p, "empty");
     let etag = store.set(set(&empty, b"")).await.unwrap();
@@ -386,15 +428,19 @@ async fn extreme_data(store: Arc<dyn StateStore>, p: &str) {
 }
 
 async fn conformance(store: Arc<dyn StateStore>) {
+    conformance_within(store, None).await;
+}
+
+async fn conformance_within(store: Arc<dyn StateStore>, max: MaxValue) {
     let p = format!("conformance-{}", uuid_like());
     crud(store.clone(), &p).await;
     bulk(store.clone(), &p).await;
     etags(store.clone(), &p).await;
     transactions(store.clone(), &p).await;
     ttl(store.clone(), &p).await;
-    unusual_data(store.clone(), &p).await;
+    unusual_data(store.clone(), &p, max).await;
     ttl_extremes(store.clone(), &p).await;
-    extreme_data(store, &p).await;
+    extreme_data(store, &p, max).await;
 }
 
 fn uuid_like() -> String {
@@ -1256,5 +1302,364 @@ mod mysql {
         for interval in ["0", "-1", "-1s"] {
             tables.build(&[("cleanupInterval", interval)]).await;
         }
+    }
+}
+
+mod dynamodb {
+    //! `state.aws.dynamodb` against a private `moto_server` per test (any credentials;
+    //! `TANDEM_MOTO_SERVER` names the program when `.venv` is elsewhere).
+
+    use super::*;
+    use std::io::{Read, Write};
+    use tandem_testkit::MotoServer;
+
+    /// One DynamoDB JSON call straight to the emulator (moto does not check the
+    /// signature); the answer's JSON body.
+    fn call(server: &MotoServer, action: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = body.to_string();
+        let address = server.endpoint().trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+             X-Amz-Target: DynamoDB_20120810.{action}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=test-access/20261204/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{action}: {answer}");
+        let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn create_table(server: &MotoServer, table: &str, partition_key: &str) {
+        call(
+            server,
+            "CreateTable",
+            &serde_json::json!({
+                "TableName": table,
+                "KeySchema": [{"AttributeName": partition_key, "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": partition_key, "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            }),
+        );
+    }
+
+    async fn try_store(
+        server: &MotoServer,
+        extra: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let endpoint = server.endpoint();
+        let mut values = vec![
+            ("endpoint", endpoint.as_str()),
+            ("region", "us-east-1"),
+            ("accessKey", "test-access"),
+            ("secretKey", "test-secret"),
+        ];
+        values.extend_from_slice(extra);
+        try_build("state.aws.dynamodb", &values).await
+    }
+
+    async fn store(server: &MotoServer, extra: &[(&str, &str)]) -> Arc<dyn StateStore> {
+        try_store(server, extra)
+            .await
+            .unwrap_or_else(|error| panic!("state.aws.dynamodb builds: {error}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_conforms() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(
+            &server,
+            &[("table", "state"), ("ttlAttributeName", "expiresAt")],
+        )
+        .await;
+        assert!(store.features().contains(&Feature::Ttl));
+        // DynamoDB holds items of 400 KB; moto counts a binary value by its base64
+        // text, so values just under 300 KiB are what fits on both.
+        conformance_within(store, Some(299 * 1024)).await;
+    }
+
+    /// Items as daprd writes and reads them: the key under `partitionKey`, the bytes
+    /// in a binary `value`, a hex `etag`, the expiry in epoch seconds; and items daprd
+    /// wrote (a string value from its HTTP API) are read and updated.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_uses_daprs_layout() {
+        let server = MotoServer::start();
+        create_table(&server, "Contracts", "ContractID");
+        let store = store(
+            &server,
+            &[
+                ("table", "Contracts"),
+                ("partitionKey", "ContractID"),
+                ("ttlAttributeName", "expiresAt"),
+            ],
+        )
+        .await;
+        let etag = store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(60)),
+                ..set("app||tandem", b"\x00bytes\xff")
+            })
+            .await
+            .unwrap();
+        assert!(u64::from_str_radix(&etag, 16).is_ok(), "{etag}");
+        let item = call(
+            &server,
+            "GetItem",
+            &serde_json::json!({"TableName": "Contracts", "Key": {"ContractID": {"S": "app||tandem"}}}),
+        );
+        let item = &item["Item"];
+        assert_eq!(item["value"]["B"], "AGJ5dGVz/w==", "{item}");
+        assert_eq!(item["etag"]["S"], etag.as_str(), "{item}");
+        let expires: i64 = item["expiresAt"]["N"].as_str().unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (now + 58..=now + 61).contains(&expires),
+            "{expires} vs {now}"
+        );
+
+        // daprd's HTTP API stores JSON as a string; its ETag works for tandem's write.
+        call(
+            &server,
+            "PutItem",
+            &serde_json::json!({"TableName": "Contracts", "Item": {
+                "ContractID": {"S": "app||json"},
+                "value": {"S": "{\"a\":1}"},
+                "etag": {"S": "1a2b3c4d5e6f7a8b"},
+            }}),
+        );
+        let json = store.get("app||json").await.unwrap().unwrap();
+        assert_eq!(
+            (json.value.as_ref(), json.etag.as_str()),
+            (&br#"{"a":1}"#[..], "1a2b3c4d5e6f7a8b")
+        );
+        store
+            .set(SetRequest {
+                etag: Some("1a2b3c4d5e6f7a8b".into()),
+                ..set("app||json", b"updated")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||json").await.as_deref(),
+            Some(&b"updated"[..])
+        );
+
+        // An item whose expiry passed but that DynamoDB has not deleted yet is gone
+        // for reads, ETag checks and first-write.
+        call(
+            &server,
+            "PutItem",
+            &serde_json::json!({"TableName": "Contracts", "Item": {
+                "ContractID": {"S": "app||expired"},
+                "value": {"B": "eA=="},
+                "etag": {"S": "ab"},
+                "expiresAt": {"N": (now - 5).to_string()},
+            }}),
+        );
+        assert_eq!(store.get("app||expired").await.unwrap(), None);
+        let stale = store.delete(delete("app||expired", Some("ab"))).await;
+        assert!(
+            matches!(stale, Err(StateError::EtagMismatch(_))),
+            "{stale:?}"
+        );
+        store
+            .set(SetRequest {
+                concurrency: Concurrency::FirstWrite,
+                ..set("app||expired", b"new")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||expired").await.as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+
+    /// Several operations on one key in a transaction (DynamoDB allows one per item),
+    /// more than 100 operations, keys longer than DynamoDB's 2048 bytes, and bulk reads
+    /// of more than one batch with duplicates.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_transactions_and_bulk_reads_within_dynamodbs_limits() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(&server, &[("table", "state")]).await;
+        let etag = store.set(set("app||twice", b"0")).await.unwrap();
+        store
+            .transact(vec![
+                Operation::Upsert(SetRequest {
+                    etag: Some(etag.clone()),
+                    ..set("app||twice", b"1")
+                }),
+                Operation::Upsert(set("app||other", b"o")),
+                Operation::Upsert(set("app||twice", b"2")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||twice").await.as_deref(),
+            Some(&b"2"[..])
+        );
+        // The first operation's stale ETag fails the whole transaction.
+        let stale = store
+            .transact(vec![
+                Operation::Upsert(set("app||other", b"changed")),
+                Operation::Delete(delete("app||twice", Some(&etag))),
+                Operation::Upsert(set("app||twice", b"3")),
+            ])
+            .await;
+        assert!(
+            matches!(stale, Err(StateError::EtagMismatch(_))),
+            "{stale:?}"
+        );
+        assert_eq!(
+            value(&store, "app||other").await.as_deref(),
+            Some(&b"o"[..])
+        );
+        assert_eq!(
+            value(&store, "app||twice").await.as_deref(),
+            Some(&b"2"[..])
+        );
+
+        let many: Vec<Operation> = (0..101)
+            .map(|n| Operation::Upsert(set(&format!("app||many-{n}"), b"x")))
+            .collect();
+        let refused = store.transact(many).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(
+                    InvalidRequest::TooManyOperations { .. }
+                ))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(store.get("app||many-0").await.unwrap(), None);
+        let hundred: Vec<Operation> = (0..100)
+            .map(|n| Operation::Upsert(set(&format!("app||many-{n}"), n.to_string().as_bytes())))
+            .collect();
+        store.transact(hundred).await.unwrap();
+
+        let mut keys: Vec<String> = (0..150).map(|n| format!("app||many-{n}")).collect();
+        keys.push("app||many-7".into());
+        let results = store.bulk_get(&keys).await;
+        assert_eq!(results.len(), 151);
+        for (n, result) in results.iter().enumerate().take(100) {
+            let stored = result.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(stored.value, n.to_string().as_bytes());
+        }
+        assert!(
+            results[100..150]
+                .iter()
+                .all(|r| r.as_ref().unwrap().is_none())
+        );
+        assert_eq!(
+            results[150].as_ref().unwrap().as_ref().unwrap().value,
+            &b"7"[..]
+        );
+
+        let long = format!("app||{}", "x".repeat(2044));
+        let refused = store.set(set(&long, b"x")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(InvalidRequest::KeyTooLong { .. }))
+            ),
+            "{refused:?}"
+        );
+    }
+
+    /// Without `ttlAttributeName` TTLs are ignored, as on daprd, and not offered.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_ignores_ttls_without_a_ttl_attribute() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(&server, &[("table", "state")]).await;
+        assert!(!store.features().contains(&Feature::Ttl));
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||kept", b"x")
+            })
+            .await
+            .unwrap();
+        let item = call(
+            &server,
+            "GetItem",
+            &serde_json::json!({"TableName": "state", "Key": {"key": {"S": "app||kept"}}}),
+        );
+        let attributes: Vec<&String> = item["Item"].as_object().unwrap().keys().collect();
+        assert_eq!(attributes.len(), 3, "{attributes:?}");
+        assert_eq!(value(&store, "app||kept").await.as_deref(), Some(&b"x"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_errors_name_the_field_but_never_the_secret() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        for (field, extra) in [
+            ("table", vec![]),
+            ("table", vec![("table", "missing-table")]),
+            ("table", vec![("table", "a b")]),
+            (
+                "partitionKey",
+                vec![("table", "state"), ("partitionKey", "id")],
+            ),
+            (
+                "partitionKey",
+                vec![("table", "state"), ("partitionKey", "value")],
+            ),
+            (
+                "ttlAttributeName",
+                vec![("table", "state"), ("ttlAttributeName", "etag")],
+            ),
+            (
+                "assumeRoleArn",
+                vec![
+                    ("table", "state"),
+                    ("assumeRoleArn", "arn:aws:iam::1:role/x"),
+                ],
+            ),
+            (
+                "endpoint",
+                vec![("table", "state"), ("endpoint", "localhost:4566")],
+            ),
+        ] {
+            let error = try_store(&server, &extra)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{extra:?} must not build"));
+            let message = error.to_string();
+            assert!(message.contains(field), "{field}: {message}");
+            assert!(!message.contains("test-secret"), "{message}");
+        }
+        // Nothing listening: the table cannot be read, and the key is never shown.
+        let port = tandem_testkit::free_port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let error = try_build(
+            "state.aws.dynamodb",
+            &[
+                ("table", "state"),
+                ("endpoint", &endpoint),
+                ("region", "us-east-1"),
+                ("accessKey", "AKIDSENTINEL"),
+                ("secretKey", "hunter2-secret"),
+            ],
+        )
+        .await
+        .err()
+        .unwrap();
+        let message = error.to_string();
+        assert!(message.contains("table"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!message.contains("AKIDSENTINEL"), "{message}");
     }
 }

@@ -465,7 +465,7 @@ fn check_key(key: &str) -> Result<(), StateError> {
     if key.chars().count() > MAX_KEY_CHARS {
         return Err(InvalidRequest::KeyTooLong {
             key: key.to_owned(),
-            max: MAX_KEY_CHARS,
+            limit: "255 characters",
         }
         .into());
     }
