@@ -55,8 +55,10 @@ pub const METADATA: &[&str] = &[
     "endpoint",
     "ttlAttributeName",
     "partitionKey",
-    // Dapr's deprecated name of `region`, still read.
+    // Dapr's deprecated names of `region`, `accessKey` and `secretKey`, still read.
     "awsRegion",
+    "awsAccountID",
+    "awsSecret",
     // Dapr's IAM Roles Anywhere and role assumption: refused with an error, never
     // silently ignored (tandem would sign with other credentials than intended).
     "assumeRoleArn",
