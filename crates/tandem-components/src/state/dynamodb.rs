@@ -565,24 +565,25 @@ impl DynamoDbState {
                     .call("BatchGetItem", body)
                     .await
                     .map_err(|error| self.failure("BatchGetItem", error))?;
-                let items = answer
-                    .pointer(&format!("/Responses/{}", escape_pointer(&self.table)))
-                    .and_then(Json::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                for item in items {
+                // One table per request: its answers are the only entry, whatever
+                // name (or ARN) DynamoDB files them under.
+                let tables = |field: &str| {
+                    answer
+                        .get(field)
+                        .and_then(Json::as_object)
+                        .into_iter()
+                        .flat_map(|tables| tables.values())
+                };
+                for item in tables("Responses").filter_map(Json::as_array).flatten() {
                     if let Some(item) = item.as_object() {
                         self.collect(item, &mut found)?;
                     }
                 }
-                pending = answer
-                    .pointer(&format!(
-                        "/UnprocessedKeys/{}/Keys",
-                        escape_pointer(&self.table)
-                    ))
-                    .and_then(Json::as_array)
+                pending = tables("UnprocessedKeys")
+                    .filter_map(|table| table.get("Keys").and_then(Json::as_array))
+                    .flatten()
                     .cloned()
-                    .unwrap_or_default();
+                    .collect();
                 if attempt >= 10 && !pending.is_empty() {
                     return Err(StoreError::DynamoDbItem {
                         table: self.table.clone(),
@@ -655,11 +656,6 @@ impl DynamoDbState {
         found.insert(key.to_owned(), Stored { value, etag });
         Ok(())
     }
-}
-
-/// A JSON pointer segment (`~` and `/` escaped), for table names in answers.
-fn escape_pointer(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// The reasons of a cancelled transaction, from DynamoDB's message: `Transaction
