@@ -1161,6 +1161,45 @@ mod mysql {
         assert_eq!(value(&store, &fits).await.as_deref(), Some(&b"fits"[..]));
     }
 
+    /// Racing `first-write`s of a new key, and of a key whose row expired but is still
+    /// in the table: exactly one creates it, the others are ETag mismatches.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_first_write_races_have_one_winner() {
+        let tables = Tables::new();
+        let store = tables.build(&[]).await;
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||expiring", b"old")
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        for key in ["app||fresh", "app||expiring"] {
+            let writers: Vec<_> = (0..8)
+                .map(|n| {
+                    let store = store.clone();
+                    let request = SetRequest {
+                        concurrency: Concurrency::FirstWrite,
+                        ..set(key, format!("writer {n}").as_bytes())
+                    };
+                    tokio::spawn(async move { store.set(request).await })
+                })
+                .collect();
+            let mut wins = 0;
+            for writer in writers {
+                match writer.await.unwrap() {
+                    Ok(_) => wins += 1,
+                    Err(StateError::EtagMismatch(_)) => {}
+                    Err(other) => panic!("{key}: unexpected error: {other}"),
+                }
+            }
+            assert_eq!(wins, 1, "{key}");
+            let stored = value(&store, key).await.unwrap();
+            assert!(stored.starts_with(b"writer "), "{key}");
+        }
+    }
+
     /// A table from a daprd before 1.11 (no `expiredate`, no `row_id`) gets the columns
     /// a current daprd adds, and works.
     #[tokio::test(flavor = "multi_thread")]
