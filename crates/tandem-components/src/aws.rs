@@ -1,8 +1,8 @@
-//! A small AWS client for the AWS components (`pubsub.aws.snssqs`, `bindings.aws.*`):
-//! credentials, Signature Version 4 and the wire protocols the components speak — AWS
-//! JSON 1.0 (SQS), the query protocol with XML answers (SNS, STS) and S3's REST requests
-//! (with presigned URLs) — over hyper with rustls. Not the AWS SDK: only what the
-//! components use.
+//! A small AWS client for the AWS components (`pubsub.aws.snssqs`, `bindings.aws.*`,
+//! `state.aws.dynamodb`): credentials, Signature Version 4 and the wire protocols the
+//! components speak — AWS JSON 1.0 (SQS, DynamoDB), the query protocol with XML
+//! answers (SNS, STS) and S3's REST requests (with presigned URLs) — over hyper with
+//! rustls. Not the AWS SDK: only what the components use.
 //!
 //! Credentials come from the component's metadata, else the simple parts of AWS's
 //! default chain: the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,

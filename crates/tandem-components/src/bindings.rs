@@ -16,7 +16,7 @@ mod http;
 mod kafka;
 mod localstorage;
 mod mqtt3;
-mod mysql;
+pub(crate) mod mysql;
 mod postgresql;
 mod rabbitmq;
 mod redis;

@@ -6,7 +6,9 @@
 //! `first-write` only creates a key that does not exist yet. Keys reaching a store are
 //! already prefixed by the runtime (`appid||key`).
 
+mod dynamodb;
 mod in_memory;
+mod mysql;
 pub(crate) mod postgresql;
 pub mod query;
 mod redis;
@@ -128,6 +130,23 @@ pub enum InvalidRequest {
     /// The TTL is longer than [`MAX_TTL`].
     #[error("ttl of key {key} is out of range: {}s is more than the largest TTL, {}s", ttl.as_secs(), MAX_TTL.as_secs())]
     TtlOutOfRange { key: String, ttl: Duration },
+    /// The key is longer than the store can hold (`state.mysql`: 255 characters,
+    /// `state.aws.dynamodb`: 2048 bytes).
+    #[error("key {key} is too long: this store holds keys of at most {limit}")]
+    KeyTooLong { key: String, limit: &'static str },
+    /// The value is larger than the store can hold (`state.aws.dynamodb`: an item of
+    /// 400 KB).
+    #[error(
+        "value of key {key} is too large: {size} bytes with the key, more than this store's {max}"
+    )]
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        max: usize,
+    },
+    /// The transaction has more operations than the store can apply at once.
+    #[error("transaction of {count} operations is too large: this store applies at most {max}")]
+    TooManyOperations { count: usize, max: usize },
 }
 
 /// A store that failed or could not be reached. Messages name the store and what it
@@ -163,6 +182,33 @@ pub enum StoreError {
     },
     #[error("PostgreSQL did not answer within {0:?}")]
     PostgresTimeout(Duration),
+    #[error("MySQL at {target}: {source}")]
+    MySql {
+        /// `user@host:port/database`: never the password.
+        target: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+    #[error("MySQL at {target} did not answer within {timeout:?}")]
+    MySqlTimeout { target: String, timeout: Duration },
+    /// A row holds something that is not a state value of the layout.
+    #[error("MySQL: key {key} is not a state value: {problem}")]
+    MySqlValue { key: String, problem: String },
+    #[error("DynamoDB table {table}: {action}: {source}")]
+    DynamoDb {
+        table: String,
+        action: &'static str,
+        /// Boxed: the AWS error is large and this enum travels in every `Result`.
+        #[source]
+        source: Box<crate::aws::AwsError>,
+    },
+    /// An item holds something that is not a state value of the layout.
+    #[error("DynamoDB table {table}: key {key} is not a state value: {problem}")]
+    DynamoDbItem {
+        table: String,
+        key: String,
+        problem: String,
+    },
     /// The call was stopped before the store answered.
     #[error(transparent)]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
@@ -296,6 +342,18 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1"],
                 metadata: postgresql::METADATA,
                 build: |metadata| Box::pin(postgresql::PostgresState::build(metadata)),
+            },
+            Entry {
+                kind: "state.mysql",
+                versions: &["v1"],
+                metadata: mysql::METADATA,
+                build: |metadata| Box::pin(mysql::MySqlState::build(metadata)),
+            },
+            Entry {
+                kind: "state.aws.dynamodb",
+                versions: &["v1"],
+                metadata: dynamodb::METADATA,
+                build: |metadata| Box::pin(dynamodb::DynamoDbState::build(metadata)),
             },
         ],
     )

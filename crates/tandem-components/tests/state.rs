@@ -242,7 +242,51 @@ async fn ttl(store: Arc<dyn StateStore>, p: &str) {
     assert_eq!(value(&store, &k).await.as_deref(), Some(&b"forever"[..]));
 }
 
-async fn unusual_data(store: Arc<dyn StateStore>, p: &str) {
+/// The largest value a store holds, if it has a limit (DynamoDB's 400 KB items): larger
+/// values are then checked to be refused, writing nothing, instead of stored.
+type MaxValue = Option<usize>;
+
+/// `value` is written and reads back, or — past `max` — is refused as invalid and
+/// leaves the key as it was.
+async fn round_trips_or_is_refused(
+    store: &Arc<dyn StateStore>,
+    k: &str,
+    bytes: &[u8],
+    max: MaxValue,
+) {
+    match max {
+        Some(max) if bytes.len() > max => {
+            let before = value(store, k).await;
+            let refused = store.set(set(k, bytes)).await;
+            assert!(
+                matches!(refused, Err(StateError::Invalid(_))),
+                "{refused:?}"
+            );
+            let in_transaction = store
+                .transact(vec![
+                    Operation::Upsert(set(&format!("{k}-companion"), b"c")),
+                    Operation::Upsert(set(k, bytes)),
+                ])
+                .await;
+            assert!(
+                matches!(in_transaction, Err(StateError::Invalid(_))),
+                "{in_transaction:?}"
+            );
+            assert_eq!(value(store, &format!("{k}-companion")).await, None);
+            assert_eq!(value(store, k).await, before);
+            // Just under the limit works.
+            let fits = &bytes[..max - 1024];
+            store.set(set(k, fits)).await.unwrap();
+            assert_eq!(value(store, k).await.unwrap(), fits);
+        }
+        _ => {
+            store.set(set(k, bytes)).await.unwrap();
+            assert_eq!(value(store, k).await.unwrap(), bytes);
+        }
+    }
+}
+
+async fn unusual_data(store: Arc<dyn StateStore>, p: &str, max: MaxValue) {
     let unicode = key(p, "ключ-🔑-鍵 with spaces/and||bars");
     store
         .set(set(&unicode, "värde ✓".as_bytes()))
@@ -255,8 +299,7 @@ async fn unusual_data(store: Arc<dyn StateStore>, p: &str) {
     assert_eq!(value(&store, &binary).await.unwrap(), bytes);
     let large = key(p, "large");
     let mebibyte: Vec<u8> = (0..1024 * 1024).map(|n| (n % 251) as u8).collect();
-    store.set(set(&large, &mebibyte)).await.unwrap();
-    assert_eq!(value(&store, &large).await.unwrap(), mebibyte);
+    round_trips_or_is_refused(&store, &large, &mebibyte, max).await;
 }
 
 /// The largest TTL works; anything longer is refused with a typed error and writes
@@ -353,11 +396,10 @@ async fn ttl_extremes(store: Arc<dyn StateStore>, p: &str) {
 
 /// Values of a few megabytes, empty values, and unicode keys round-trip, alone and
 /// in transactions.
-async fn extreme_data(store: Arc<dyn StateStore>, p: &str) {
+async fn extreme_data(store: Arc<dyn StateStore>, p: &str, max: MaxValue) {
     let big = key(p, "big");
     let megabytes: Vec<u8> = (0..4 * 1024 * 1024).map(|n| (n % 253) as u8).collect();
-    store.set(set(&big, &megabytes)).await.unwrap();
-    assert_eq!(value(&store, &big).await.unwrap(), megabytes);
+    round_trips_or_is_refused(&store, &big, &megabytes, max).await;
 
     let empty = key(p, "empty");
     let etag = store.set(set(&empty, b"")).await.unwrap();
@@ -386,15 +428,19 @@ async fn extreme_data(store: Arc<dyn StateStore>, p: &str) {
 }
 
 async fn conformance(store: Arc<dyn StateStore>) {
+    conformance_within(store, None).await;
+}
+
+async fn conformance_within(store: Arc<dyn StateStore>, max: MaxValue) {
     let p = format!("conformance-{}", uuid_like());
     crud(store.clone(), &p).await;
     bulk(store.clone(), &p).await;
     etags(store.clone(), &p).await;
     transactions(store.clone(), &p).await;
     ttl(store.clone(), &p).await;
-    unusual_data(store.clone(), &p).await;
+    unusual_data(store.clone(), &p, max).await;
     ttl_extremes(store.clone(), &p).await;
-    extreme_data(store.clone(), &p).await;
+    extreme_data(store.clone(), &p, max).await;
     listing(store, &p).await;
 }
 
@@ -1002,4 +1048,708 @@ async fn postgresql_errors_name_the_field_but_never_the_password() {
     .err()
     .unwrap();
     assert!(error.to_string().contains("tableName"), "{error}");
+}
+
+mod mysql {
+    //! `state.mysql` against the MariaDB of the test machine (127.0.0.1:3306, `root`
+    //! without a password, database `test`); every test uses tables of its own and
+    //! drops them, even when it fails.
+
+    use super::*;
+    use mysql_async::prelude::Queryable;
+
+    const CONNECTION: &str = "root:@tcp(127.0.0.1:3306)/";
+    const SERVER_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+    /// A state table and a metadata table of this test's own, dropped at the end.
+    struct Tables {
+        state: String,
+        meta: String,
+    }
+
+    impl Tables {
+        fn new() -> Self {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            Self {
+                state: format!("tandem_state_{id}"),
+                meta: format!("tandem_meta_{id}"),
+            }
+        }
+
+        /// Metadata for a store on these tables, plus `extra`.
+        fn metadata<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+            let mut values = vec![
+                ("connectionString", CONNECTION),
+                ("schemaName", "test"),
+                ("tableName", self.state.as_str()),
+                ("metadataTableName", self.meta.as_str()),
+            ];
+            values.extend_from_slice(extra);
+            values
+        }
+
+        async fn build(&self, extra: &[(&str, &str)]) -> Arc<dyn StateStore> {
+            build("state.mysql", &self.metadata(extra)).await
+        }
+    }
+
+    impl Drop for Tables {
+        fn drop(&mut self) {
+            let statement = format!(
+                "DROP TABLE IF EXISTS test.`{}`, test.`{}`",
+                self.state, self.meta
+            );
+            // Drop runs inside the test's runtime: use a runtime of its own.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let mut conn = mysql_async::Conn::from_url(SERVER_URL).await.unwrap();
+                    conn.query_drop(statement).await.unwrap();
+                    conn.disconnect().await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+
+    async fn connect() -> mysql_async::Conn {
+        mysql_async::Conn::from_url(SERVER_URL).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_conforms() {
+        let tables = Tables::new();
+        conformance(tables.build(&[]).await).await;
+    }
+
+    /// Rows as daprd writes and reads them: bytes as a base64 JSON string with
+    /// `isbinary`, UUID ETags; and rows daprd wrote are read and updated.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_uses_daprs_layout() {
+        let tables = Tables::new();
+        let store = tables.build(&[]).await;
+        let mut conn = connect().await;
+        let etag = store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(60)),
+                ..set("app||tandem", b"\x00bytes\xff")
+            })
+            .await
+            .unwrap();
+        assert!(uuid::Uuid::try_parse(&etag).is_ok(), "{etag}");
+        let row: (String, i8, String, Option<i64>) = conn
+            .query_first(format!(
+                "SELECT CAST(value AS CHAR), isbinary, eTag, \
+                 TIMESTAMPDIFF(SECOND, CURRENT_TIMESTAMP, expiredate) FROM test.`{}` \
+                 WHERE id = 'app||tandem'",
+                tables.state
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.0.as_str(), row.1, row.2.as_str()),
+            ("\"AGJ5dGVz/w==\"", 1, etag.as_str())
+        );
+        let left = row.3.expect("an expiry");
+        assert!((58..=61).contains(&left), "{left}s left");
+
+        // What daprd's HTTP API stores (JSON, not binary) and its gRPC API (binary).
+        conn.query_drop(format!(
+            "INSERT INTO test.`{0}` (id, value, isbinary, eTag) VALUES \
+             ('app||json', '{{\"a\":1}}', 0, '3f1c2b9e-0000-4000-8000-000000000001'), \
+             ('app||grpc', '\"aGk=\"', 1, '3f1c2b9e-0000-4000-8000-000000000002')",
+            tables.state
+        ))
+        .await
+        .unwrap();
+        let json = store.get("app||json").await.unwrap().unwrap();
+        assert_eq!(
+            (json.value.as_ref(), json.etag.as_str()),
+            (&br#"{"a":1}"#[..], "3f1c2b9e-0000-4000-8000-000000000001")
+        );
+        assert_eq!(
+            value(&store, "app||grpc").await.as_deref(),
+            Some(&b"hi"[..])
+        );
+        // daprd's ETag works for tandem's write.
+        store
+            .set(SetRequest {
+                etag: Some("3f1c2b9e-0000-4000-8000-000000000002".into()),
+                ..set("app||grpc", b"updated")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||grpc").await.as_deref(),
+            Some(&b"updated"[..])
+        );
+
+        // Keys differ by case and trailing spaces; a key longer than the column is
+        // refused before anything is written.
+        for key in ["app||k", "app||K", "app||k "] {
+            store.set(set(key, key.as_bytes())).await.unwrap();
+        }
+        for key in ["app||k", "app||K", "app||k "] {
+            assert_eq!(value(&store, key).await.unwrap(), key.as_bytes(), "{key:?}");
+        }
+        let long = format!("app||{}", "x".repeat(251));
+        let refused = store.set(set(&long, b"x")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(InvalidRequest::KeyTooLong { .. }))
+            ),
+            "{refused:?}"
+        );
+        let fits = format!("app||{}", "ключ".repeat(62));
+        assert_eq!(fits.chars().count(), 253);
+        store.set(set(&fits, b"fits")).await.unwrap();
+        assert_eq!(value(&store, &fits).await.as_deref(), Some(&b"fits"[..]));
+    }
+
+    /// Racing `first-write`s of a new key, and of a key whose row expired but is still
+    /// in the table: exactly one creates it, the others are ETag mismatches.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_first_write_races_have_one_winner() {
+        let tables = Tables::new();
+        let store = tables.build(&[]).await;
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||expiring", b"old")
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        for key in ["app||fresh", "app||expiring"] {
+            let writers: Vec<_> = (0..8)
+                .map(|n| {
+                    let store = store.clone();
+                    let request = SetRequest {
+                        concurrency: Concurrency::FirstWrite,
+                        ..set(key, format!("writer {n}").as_bytes())
+                    };
+                    tokio::spawn(async move { store.set(request).await })
+                })
+                .collect();
+            let mut wins = 0;
+            for writer in writers {
+                match writer.await.unwrap() {
+                    Ok(_) => wins += 1,
+                    Err(StateError::EtagMismatch(_)) => {}
+                    Err(other) => panic!("{key}: unexpected error: {other}"),
+                }
+            }
+            assert_eq!(wins, 1, "{key}");
+            let stored = value(&store, key).await.unwrap();
+            assert!(stored.starts_with(b"writer "), "{key}");
+        }
+    }
+
+    /// A table from a daprd before 1.11 (no `expiredate`, no `row_id`) gets the columns
+    /// a current daprd adds, and works.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_upgrades_an_old_daprd_table() {
+        let tables = Tables::new();
+        let mut conn = connect().await;
+        conn.query_drop(format!(
+            "CREATE TABLE test.`{}` (id VARCHAR(255) NOT NULL PRIMARY KEY, value JSON NOT NULL, \
+             isbinary BOOLEAN NOT NULL, insertDate TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             updateDate TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
+             eTag VARCHAR(36) NOT NULL)",
+            tables.state
+        ))
+        .await
+        .unwrap();
+        let store = tables.build(&[]).await;
+        let columns: Vec<String> = conn
+            .exec(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_schema = 'test' AND table_name = ? ORDER BY ordinal_position",
+                (tables.state.as_str(),),
+            )
+            .await
+            .unwrap();
+        assert!(columns.iter().any(|c| c == "expiredate"), "{columns:?}");
+        assert!(columns.iter().any(|c| c == "row_id"), "{columns:?}");
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(30)),
+                ..set("app||old", b"works")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||old").await.as_deref(),
+            Some(&b"works"[..])
+        );
+        // A second sidecar on the same, now current, table.
+        tables.build(&[]).await;
+    }
+
+    /// Expired rows are deleted by the cleanup task, which records its turn in the
+    /// metadata table as daprd does.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_cleans_up_expired_rows() {
+        let tables = Tables::new();
+        let store = tables.build(&[("cleanupInterval", "300ms")]).await;
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||short", b"x")
+            })
+            .await
+            .unwrap();
+        store.set(set("app||long", b"y")).await.unwrap();
+        let mut conn = connect().await;
+        let count = format!("SELECT COUNT(*) FROM test.`{}`", tables.state);
+        let rows: Option<i64> = conn.query_first(&count).await.unwrap();
+        assert_eq!(rows, Some(2));
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            let rows: Option<i64> = conn.query_first(&count).await.unwrap();
+            if rows == Some(1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the expired row is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let last: Option<String> = conn
+            .query_first(format!(
+                "SELECT value FROM test.`{}` WHERE id = 'last-cleanup'",
+                tables.meta
+            ))
+            .await
+            .unwrap();
+        assert!(last.is_some());
+        assert_eq!(value(&store, "app||long").await.as_deref(), Some(&b"y"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mysql_errors_name_the_field_but_never_the_password() {
+        let port = tandem_testkit::free_port(); // nothing listens there
+        let unreachable = format!("app:hunter2-secret@tcp(127.0.0.1:{port})/");
+        let wrong_password = "root:hunter2-secret@tcp(127.0.0.1:3306)/".to_owned();
+        for connection in [unreachable, wrong_password] {
+            let error = try_build(
+                "state.mysql",
+                &[("connectionString", &connection), ("timeoutInSeconds", "3")],
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{connection} must not build"));
+            let message = error.to_string();
+            assert!(message.contains("connectionString"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+
+        let tables = Tables::new();
+        for (field, value) in [
+            (
+                "connectionString",
+                "root:hunter2-secret@tcp(127.0.0.1:3306)/test",
+            ),
+            ("connectionString", "root:hunter2-secret@tcp(127.0.0.1:3306"),
+            ("tableName", "state; DROP TABLE x"),
+            ("schemaName", "a-b"),
+            ("metadataTableName", ""),
+            ("timeoutInSeconds", "soon"),
+            ("timeoutInSeconds", "-5"),
+            ("cleanupInterval", "often"),
+            ("pemPath", "/nonexistent/ca.pem"),
+        ] {
+            let mut values = tables.metadata(&[]);
+            values.retain(|(name, _)| *name != field);
+            values.push((field, value));
+            if field == "pemPath" {
+                values.retain(|(name, _)| *name != "connectionString");
+                values.push(("connectionString", "root:@tcp(127.0.0.1:3306)/?tls=custom"));
+            }
+            if field == "metadataTableName" {
+                // Empty is the default; the same name as the state table is refused.
+                values.retain(|(name, _)| *name != "metadataTableName");
+                values.push(("metadataTableName", tables.state.as_str()));
+            }
+            let error = try_build("state.mysql", &values)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{field}={value} must not build"));
+            let message = error.to_string();
+            assert!(message.contains(field), "{field}: {message}");
+            assert!(message.contains("statestore"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+
+        // Zero or negative cleanup intervals turn the cleanup off, as in Dapr.
+        for interval in ["0", "-1", "-1s"] {
+            tables.build(&[("cleanupInterval", interval)]).await;
+        }
+    }
+}
+
+mod dynamodb {
+    //! `state.aws.dynamodb` against a private `moto_server` per test (any credentials;
+    //! `TANDEM_MOTO_SERVER` names the program when `.venv` is elsewhere).
+
+    use super::*;
+    use std::io::{Read, Write};
+    use tandem_testkit::MotoServer;
+
+    /// One DynamoDB JSON call straight to the emulator (moto does not check the
+    /// signature); the answer's JSON body.
+    fn call(server: &MotoServer, action: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = body.to_string();
+        let address = server.endpoint().trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST / HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+             X-Amz-Target: DynamoDB_20120810.{action}\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=test-access/20261204/us-east-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{action}: {answer}");
+        let (_, json) = answer.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn create_table(server: &MotoServer, table: &str, partition_key: &str) {
+        call(
+            server,
+            "CreateTable",
+            &serde_json::json!({
+                "TableName": table,
+                "KeySchema": [{"AttributeName": partition_key, "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": partition_key, "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+            }),
+        );
+    }
+
+    async fn try_store(
+        server: &MotoServer,
+        extra: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let endpoint = server.endpoint();
+        let mut values = vec![
+            ("endpoint", endpoint.as_str()),
+            ("region", "us-east-1"),
+            ("accessKey", "test-access"),
+            ("secretKey", "test-secret"),
+        ];
+        values.extend_from_slice(extra);
+        try_build("state.aws.dynamodb", &values).await
+    }
+
+    async fn store(server: &MotoServer, extra: &[(&str, &str)]) -> Arc<dyn StateStore> {
+        try_store(server, extra)
+            .await
+            .unwrap_or_else(|error| panic!("state.aws.dynamodb builds: {error}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_conforms() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(
+            &server,
+            &[("table", "state"), ("ttlAttributeName", "expiresAt")],
+        )
+        .await;
+        assert!(store.features().contains(&Feature::Ttl));
+        // DynamoDB holds items of 400 KB; moto counts a binary value by its base64
+        // text, so values just under 300 KiB are what fits on both.
+        conformance_within(store, Some(299 * 1024)).await;
+    }
+
+    /// Items as daprd writes and reads them: the key under `partitionKey`, the bytes
+    /// in a binary `value`, a hex `etag`, the expiry in epoch seconds; and items daprd
+    /// wrote (a string value from its HTTP API) are read and updated.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_uses_daprs_layout() {
+        let server = MotoServer::start();
+        create_table(&server, "Contracts", "ContractID");
+        let store = store(
+            &server,
+            &[
+                ("table", "Contracts"),
+                ("partitionKey", "ContractID"),
+                ("ttlAttributeName", "expiresAt"),
+            ],
+        )
+        .await;
+        let etag = store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(60)),
+                ..set("app||tandem", b"\x00bytes\xff")
+            })
+            .await
+            .unwrap();
+        assert!(u64::from_str_radix(&etag, 16).is_ok(), "{etag}");
+        let item = call(
+            &server,
+            "GetItem",
+            &serde_json::json!({"TableName": "Contracts", "Key": {"ContractID": {"S": "app||tandem"}}}),
+        );
+        let item = &item["Item"];
+        assert_eq!(item["value"]["B"], "AGJ5dGVz/w==", "{item}");
+        assert_eq!(item["etag"]["S"], etag.as_str(), "{item}");
+        let expires: i64 = item["expiresAt"]["N"].as_str().unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (now + 58..=now + 61).contains(&expires),
+            "{expires} vs {now}"
+        );
+
+        // daprd's HTTP API stores JSON as a string; its ETag works for tandem's write.
+        call(
+            &server,
+            "PutItem",
+            &serde_json::json!({"TableName": "Contracts", "Item": {
+                "ContractID": {"S": "app||json"},
+                "value": {"S": "{\"a\":1}"},
+                "etag": {"S": "1a2b3c4d5e6f7a8b"},
+            }}),
+        );
+        let json = store.get("app||json").await.unwrap().unwrap();
+        assert_eq!(
+            (json.value.as_ref(), json.etag.as_str()),
+            (&br#"{"a":1}"#[..], "1a2b3c4d5e6f7a8b")
+        );
+        store
+            .set(SetRequest {
+                etag: Some("1a2b3c4d5e6f7a8b".into()),
+                ..set("app||json", b"updated")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||json").await.as_deref(),
+            Some(&b"updated"[..])
+        );
+
+        // An item whose expiry passed but that DynamoDB has not deleted yet is gone
+        // for reads, ETag checks and first-write.
+        call(
+            &server,
+            "PutItem",
+            &serde_json::json!({"TableName": "Contracts", "Item": {
+                "ContractID": {"S": "app||expired"},
+                "value": {"B": "eA=="},
+                "etag": {"S": "ab"},
+                "expiresAt": {"N": (now - 5).to_string()},
+            }}),
+        );
+        assert_eq!(store.get("app||expired").await.unwrap(), None);
+        let stale = store.delete(delete("app||expired", Some("ab"))).await;
+        assert!(
+            matches!(stale, Err(StateError::EtagMismatch(_))),
+            "{stale:?}"
+        );
+        store
+            .set(SetRequest {
+                concurrency: Concurrency::FirstWrite,
+                ..set("app||expired", b"new")
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||expired").await.as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+
+    /// Several operations on one key in a transaction (DynamoDB allows one per item),
+    /// more than 100 operations, keys longer than DynamoDB's 2048 bytes, and bulk reads
+    /// of more than one batch with duplicates.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_transactions_and_bulk_reads_within_dynamodbs_limits() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(&server, &[("table", "state")]).await;
+        let etag = store.set(set("app||twice", b"0")).await.unwrap();
+        store
+            .transact(vec![
+                Operation::Upsert(SetRequest {
+                    etag: Some(etag.clone()),
+                    ..set("app||twice", b"1")
+                }),
+                Operation::Upsert(set("app||other", b"o")),
+                Operation::Upsert(set("app||twice", b"2")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            value(&store, "app||twice").await.as_deref(),
+            Some(&b"2"[..])
+        );
+        // The first operation's stale ETag fails the whole transaction.
+        let stale = store
+            .transact(vec![
+                Operation::Upsert(set("app||other", b"changed")),
+                Operation::Delete(delete("app||twice", Some(&etag))),
+                Operation::Upsert(set("app||twice", b"3")),
+            ])
+            .await;
+        assert!(
+            matches!(stale, Err(StateError::EtagMismatch(_))),
+            "{stale:?}"
+        );
+        assert_eq!(
+            value(&store, "app||other").await.as_deref(),
+            Some(&b"o"[..])
+        );
+        assert_eq!(
+            value(&store, "app||twice").await.as_deref(),
+            Some(&b"2"[..])
+        );
+
+        let many: Vec<Operation> = (0..101)
+            .map(|n| Operation::Upsert(set(&format!("app||many-{n}"), b"x")))
+            .collect();
+        let refused = store.transact(many).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(
+                    InvalidRequest::TooManyOperations { .. }
+                ))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(store.get("app||many-0").await.unwrap(), None);
+        let hundred: Vec<Operation> = (0..100)
+            .map(|n| Operation::Upsert(set(&format!("app||many-{n}"), n.to_string().as_bytes())))
+            .collect();
+        store.transact(hundred).await.unwrap();
+
+        let mut keys: Vec<String> = (0..150).map(|n| format!("app||many-{n}")).collect();
+        keys.push("app||many-7".into());
+        let results = store.bulk_get(&keys).await;
+        assert_eq!(results.len(), 151);
+        for (n, result) in results.iter().enumerate().take(100) {
+            let stored = result.as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(stored.value, n.to_string().as_bytes());
+        }
+        assert!(
+            results[100..150]
+                .iter()
+                .all(|r| r.as_ref().unwrap().is_none())
+        );
+        assert_eq!(
+            results[150].as_ref().unwrap().as_ref().unwrap().value,
+            &b"7"[..]
+        );
+
+        let long = format!("app||{}", "x".repeat(2044));
+        let refused = store.set(set(&long, b"x")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(StateError::Invalid(InvalidRequest::KeyTooLong { .. }))
+            ),
+            "{refused:?}"
+        );
+    }
+
+    /// Without `ttlAttributeName` TTLs are ignored, as on daprd, and not offered.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_ignores_ttls_without_a_ttl_attribute() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        let store = store(&server, &[("table", "state")]).await;
+        assert!(!store.features().contains(&Feature::Ttl));
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(1)),
+                ..set("app||kept", b"x")
+            })
+            .await
+            .unwrap();
+        let item = call(
+            &server,
+            "GetItem",
+            &serde_json::json!({"TableName": "state", "Key": {"key": {"S": "app||kept"}}}),
+        );
+        let attributes: Vec<&String> = item["Item"].as_object().unwrap().keys().collect();
+        assert_eq!(attributes.len(), 3, "{attributes:?}");
+        assert_eq!(value(&store, "app||kept").await.as_deref(), Some(&b"x"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dynamodb_errors_name_the_field_but_never_the_secret() {
+        let server = MotoServer::start();
+        create_table(&server, "state", "key");
+        for (field, extra) in [
+            ("table", vec![]),
+            ("table", vec![("table", "missing-table")]),
+            ("table", vec![("table", "a b")]),
+            (
+                "partitionKey",
+                vec![("table", "state"), ("partitionKey", "id")],
+            ),
+            (
+                "partitionKey",
+                vec![("table", "state"), ("partitionKey", "value")],
+            ),
+            (
+                "ttlAttributeName",
+                vec![("table", "state"), ("ttlAttributeName", "etag")],
+            ),
+            (
+                "assumeRoleArn",
+                vec![
+                    ("table", "state"),
+                    ("assumeRoleArn", "arn:aws:iam::1:role/x"),
+                ],
+            ),
+            (
+                "endpoint",
+                vec![("table", "state"), ("endpoint", "localhost:4566")],
+            ),
+        ] {
+            let error = try_store(&server, &extra)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{extra:?} must not build"));
+            let message = error.to_string();
+            assert!(message.contains(field), "{field}: {message}");
+            assert!(!message.contains("test-secret"), "{message}");
+        }
+        // Nothing listening: the table cannot be read, and the key is never shown.
+        let port = tandem_testkit::free_port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let error = try_build(
+            "state.aws.dynamodb",
+            &[
+                ("table", "state"),
+                ("endpoint", &endpoint),
+                ("region", "us-east-1"),
+                ("accessKey", "AKIDSENTINEL"),
+                ("secretKey", "hunter2-secret"),
+            ],
+        )
+        .await
+        .err()
+        .unwrap();
+        let message = error.to_string();
+        assert!(message.contains("table"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!message.contains("AKIDSENTINEL"), "{message}");
+    }
 }

@@ -154,65 +154,101 @@ fn unescape(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What a Go DSN and `pemPath` say about reaching the server, shared by
+/// `bindings.mysql` (whose DSN is `url`) and `state.mysql` (`connectionString`).
+pub(crate) struct Server {
+    /// Everything but the database and the pool.
+    pub(crate) options: OptsBuilder,
+    /// `user@host:port` or `user@unix(path)`, for messages: never the password.
+    pub(crate) target: String,
+    /// The database the DSN names (empty if none).
+    pub(crate) database: String,
+    /// The DSN's `timeout`, for connecting (Go's driver has none by default: 20s here).
+    pub(crate) connect_timeout: Duration,
+}
+
+/// Reads the DSN in metadata field `field` and `pemPath`. Errors name the field, never
+/// the DSN itself, which holds the password.
+pub(crate) fn server(metadata: &ComponentMetadata, field: &str) -> Result<Server, ResourceError> {
+    let dsn = Dsn::parse(metadata.required(field)?).map_err(|why| {
+        metadata.field_error(field, format!("illegal Data Source Name (DSN): {why}"))
+    })?;
+    let mut options = OptsBuilder::default()
+        .user(Some(dsn.user.clone()).filter(|user| !user.is_empty()))
+        .pass(dsn.password.clone())
+        .prefer_socket(false);
+    let target;
+    match dsn.net.as_str() {
+        "unix" => {
+            options = options.socket(Some(dsn.address.clone()));
+            target = format!("{}@unix({})", dsn.user, dsn.address);
+        }
+        "tcp" | "tcp4" | "tcp6" => {
+            let (host, port) = split_host_port(&dsn.address)
+                .ok_or_else(|| metadata.field_error(field, "the DSN's address is not host:port"))?;
+            options = options.ip_or_hostname(host.clone()).tcp_port(port);
+            target = format!("{}@{host}:{port}", dsn.user);
+        }
+        other => {
+            return Err(metadata.field_error(
+                field,
+                format!("the DSN's network '{other}' is not tcp or unix"),
+            ));
+        }
+    }
+    let pem = metadata.get("pemPath").filter(|path| !path.is_empty());
+    let ssl = match dsn.param("tls").unwrap_or("false") {
+        "false" | "" => None,
+        "true" => Some(SslOpts::default()),
+        "skip-verify" | "preferred" => {
+            Some(SslOpts::default().with_danger_accept_invalid_certs(true))
+        }
+        "custom" => Some(SslOpts::default()),
+        other => {
+            return Err(metadata.field_error(
+                field,
+                format!(
+                    "the DSN's tls '{other}' is not true, false, skip-verify, preferred or custom"
+                ),
+            ));
+        }
+    };
+    let ssl = match (ssl, pem) {
+        (Some(ssl), Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|error| {
+                metadata.field_error(
+                    "pemPath",
+                    format!("error reading PEM file from {path}: {error}"),
+                )
+            })?;
+            Some(ssl.with_root_certs(vec![bytes.into()]))
+        }
+        (ssl, _) => ssl,
+    };
+    options = options.ssl_opts(ssl);
+    let connect_timeout = match dsn.param("timeout") {
+        Some(text) => tandem_spec::parse_duration(text)
+            .map_err(|error| metadata.field_error(field, format!("the DSN's timeout: {error}")))?,
+        None => Duration::from_secs(20),
+    };
+    Ok(Server {
+        options,
+        target,
+        database: dsn.database,
+        connect_timeout,
+    })
+}
+
 impl MySqlBinding {
     pub async fn build(metadata: &ComponentMetadata) -> Result<Arc<dyn Binding>, ResourceError> {
-        // Never the DSN in a message: it holds the password.
-        let dsn = Dsn::parse(metadata.required("url")?).map_err(|why| {
-            metadata.field_error("url", format!("illegal Data Source Name (DSN): {why}"))
-        })?;
-        let mut options = OptsBuilder::default()
-            .user(Some(dsn.user.clone()).filter(|user| !user.is_empty()))
-            .pass(dsn.password.clone())
-            .db_name(Some(dsn.database.clone()).filter(|db| !db.is_empty()))
-            .prefer_socket(false);
-        let target;
-        match dsn.net.as_str() {
-            "unix" => {
-                options = options.socket(Some(dsn.address.clone()));
-                target = format!("{}@unix({})/{}", dsn.user, dsn.address, dsn.database);
-            }
-            "tcp" | "tcp4" | "tcp6" => {
-                let (host, port) = split_host_port(&dsn.address).ok_or_else(|| {
-                    metadata.field_error("url", "the DSN's address is not host:port")
-                })?;
-                options = options.ip_or_hostname(host.clone()).tcp_port(port);
-                target = format!("{}@{host}:{port}/{}", dsn.user, dsn.database);
-            }
-            other => {
-                return Err(metadata.field_error(
-                    "url",
-                    format!("the DSN's network '{other}' is not tcp or unix"),
-                ));
-            }
-        }
-        let pem = metadata.get("pemPath").filter(|path| !path.is_empty());
-        let ssl = match dsn.param("tls").unwrap_or("false") {
-            "false" | "" => None,
-            "true" => Some(SslOpts::default()),
-            "skip-verify" | "preferred" => {
-                Some(SslOpts::default().with_danger_accept_invalid_certs(true))
-            }
-            "custom" => Some(SslOpts::default()),
-            other => {
-                return Err(metadata.field_error(
-                    "url",
-                    format!("the DSN's tls '{other}' is not true, false, skip-verify, preferred or custom"),
-                ));
-            }
-        };
-        let ssl = match (ssl, pem) {
-            (Some(ssl), Some(path)) => {
-                let bytes = std::fs::read(path).map_err(|error| {
-                    metadata.field_error(
-                        "pemPath",
-                        format!("error reading PEM file from {path}: {error}"),
-                    )
-                })?;
-                Some(ssl.with_root_certs(vec![bytes.into()]))
-            }
-            (ssl, _) => ssl,
-        };
-        options = options.ssl_opts(ssl);
+        let Server {
+            options,
+            target,
+            database,
+            connect_timeout,
+        } = server(metadata, "url")?;
+        let target = format!("{target}/{database}");
+        let mut options = options.db_name(Some(database).filter(|db| !db.is_empty()));
 
         let max_open: usize = metadata.number_or("maxOpenConns", 0)?;
         let max_idle: usize = metadata.number_or("maxIdleConns", 0)?;
@@ -231,12 +267,6 @@ impl MySqlBinding {
             pool_options = pool_options.with_inactive_connection_ttl(idle);
         }
         options = options.pool_opts(pool_options);
-        let connect_timeout = match dsn.param("timeout") {
-            Some(text) => tandem_spec::parse_duration(text).map_err(|error| {
-                metadata.field_error("url", format!("the DSN's timeout: {error}"))
-            })?,
-            None => Duration::from_secs(20),
-        };
 
         let pool = Pool::new(options);
         let cannot = |why: String| {
