@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "dapr/proto/runtime/v1/appcallback.proto",
             "dapr/proto/runtime/v1/actors.proto",
             "dapr/proto/runtime/v1/lock.proto",
+            "dapr/proto/runtime/v1/conversation.proto",
         ],
         ["proto"],
     )?;

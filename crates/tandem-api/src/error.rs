@@ -311,6 +311,26 @@ impl From<Error> for ApiError {
                 InvalidArgument,
             ),
             Error::TryLock(_) => ("ERR_TRY_LOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+            Error::ConversationNotFound(_) => (
+                "ERR_CONVERSATION_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationMissingInputs(_) => (
+                "ERR_CONVERSATION_MISSING_INPUTS",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationInvalidParams { .. } => (
+                "ERR_CONVERSATION_INVALID_PARMS",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationInvoke { .. } => (
+                "ERR_CONVERSATION_INVOKE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::Unlock(_) => ("ERR_UNLOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
             Error::SecretPermissionDenied { .. } => (
                 "ERR_PERMISSION_DENIED",
@@ -529,6 +549,10 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::LockStoreNotFound(_)
         | Error::TryLock(_)
         | Error::Unlock(_)
+        | Error::ConversationNotFound(_)
+        | Error::ConversationMissingInputs(_)
+        | Error::ConversationInvalidParams { .. }
+        | Error::ConversationInvoke { .. }
         | Error::SecretGet { .. }
         | Error::BulkSecretGet { .. }
         | Error::InvokeNoAppId

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 mod actors;
 mod bindings;
 mod bulk_publish;
+mod conversation;
 pub(crate) mod extract;
 mod invoke;
 mod lock;
@@ -69,6 +70,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(actors::routes())
         .merge(bindings::routes())
         .merge(lock::routes())
+        .merge(conversation::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.

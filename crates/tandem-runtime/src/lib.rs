@@ -18,6 +18,7 @@ mod bindings;
 mod body;
 pub mod cloudevent;
 mod config;
+mod conversation;
 mod error;
 mod invoke;
 mod loader;
@@ -44,6 +45,7 @@ pub use config::{
     AppHealthSettings, ConfigError, DEFAULT_MAX_BODY_SIZE, SidecarConfig, go_duration,
     max_concurrency_from_flag,
 };
+pub use conversation::{Conversations, json_to_struct, struct_to_json};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,

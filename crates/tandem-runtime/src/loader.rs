@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tandem_components::bindings;
+use tandem_components::conversation;
 use tandem_components::lock;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::BindingHandle;
 use crate::config::SidecarConfig;
+use crate::conversation::ConversationHandle;
 use crate::invoke::HttpEndpointTarget;
 use crate::lock::{KeyPrefix, LockHandle};
 use crate::metadata::ComponentInfo;
@@ -31,6 +33,7 @@ pub(crate) struct Loaded {
     pub state_stores: HashMap<String, StoreHandle>,
     pub bindings: HashMap<String, BindingHandle>,
     pub locks: HashMap<String, LockHandle>,
+    pub conversations: HashMap<String, ConversationHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -47,7 +50,6 @@ const NOT_YET_SERVED: &[&str] = &[
     "middleware",
     "nameresolution",
     "workflow",
-    "conversation",
 ];
 
 /// Loads and initialises every component this sidecar may use. Secret stores come
@@ -84,12 +86,14 @@ pub(crate) async fn load(
     let state_registry = state::registry();
     let binding_registry = bindings::registry();
     let lock_registry = lock::registry();
+    let conversation_registry = conversation::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
         state_stores: HashMap::new(),
         bindings: HashMap::new(),
         locks: HashMap::new(),
+        conversations: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -197,6 +201,22 @@ pub(crate) async fn load(
             }
             continue;
         }
+        if conversation_registry.claims(&component.kind) {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                Ok(ConversationHandle {
+                    component: conversation_registry.build(&metadata).await?,
+                    outbound: resiliency.for_component_outbound(&component.name, &component.kind),
+                })
+            };
+            if let Some(handle) = initialised(&component, build).await? {
+                components
+                    .conversations
+                    .insert(component.name.clone(), handle);
+                registered.push(ComponentInfo::of(&component));
+            }
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             tracing::warn!(
@@ -215,6 +235,7 @@ pub(crate) async fn load(
                     .chain(state_registry.kinds())
                     .chain(binding_registry.kinds())
                     .chain(lock_registry.kinds())
+                    .chain(conversation_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -15,6 +15,7 @@ use crate::app_channel::AppChannel;
 use crate::app_health::AppHealth;
 use crate::bindings::Bindings;
 use crate::config::SidecarConfig;
+use crate::conversation::Conversations;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
 use crate::loader;
@@ -40,6 +41,7 @@ pub struct Runtime {
     secrets: Secrets,
     bindings: Bindings,
     locks: Locks,
+    conversations: Conversations,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -116,6 +118,7 @@ impl Runtime {
             secrets: Secrets::new(loaded.secret_stores, config.secret_scopes.clone()),
             bindings: Bindings::new(loaded.bindings, shutdown.clone()),
             locks: Locks::new(loaded.locks, config.app_id.clone()),
+            conversations: Conversations::new(loaded.conversations),
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -162,6 +165,11 @@ impl Runtime {
     /// Bindings.
     pub fn locks(&self) -> &Locks {
         &self.locks
+    }
+
+    /// The conversation components.
+    pub fn conversations(&self) -> &Conversations {
+        &self.conversations
     }
 
     pub fn bindings(&self) -> &Bindings {
