@@ -406,3 +406,114 @@ fn json_to_value(value: &Value) -> prost_types::Value {
     };
     prost_types::Value { kind: Some(kind) }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+    use tandem_spec::{Component, ComponentMetadata};
+
+    use super::*;
+
+    async fn echo() -> Conversations {
+        let metadata =
+            ComponentMetadata::new(Component::new("echo", "conversation.echo"), BTreeMap::new());
+        let component = tandem_components::conversation::registry()
+            .build(&metadata)
+            .await
+            .unwrap();
+        Conversations::new(HashMap::from([(
+            "echo".to_owned(),
+            ConversationHandle {
+                component,
+                outbound: Policy::none(),
+            },
+        )]))
+    }
+
+    fn user(text: &str) -> pb::ConversationMessage {
+        pb::ConversationMessage {
+            message_types: Some(pb::conversation_message::MessageTypes::OfUser(
+                pb::ConversationMessageOfUser {
+                    name: None,
+                    content: vec![pb::ConversationMessageContent { text: text.into() }],
+                },
+            )),
+        }
+    }
+
+    fn request(messages: Vec<pb::ConversationMessage>) -> pb::ConversationRequestAlpha2 {
+        pb::ConversationRequestAlpha2 {
+            name: "echo".into(),
+            inputs: vec![pb::ConversationInputAlpha2 {
+                messages,
+                scrub_pii: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn checks_come_in_daprds_order_with_its_messages() {
+        let conversations = echo().await;
+        let error =
+            |result: Result<pb::ConversationResponseAlpha2, Error>| result.unwrap_err().to_string();
+        let mut unknown = request(vec![]);
+        unknown.name = "nope".into();
+        unknown.inputs.clear();
+        assert_eq!(
+            error(conversations.converse_alpha2(unknown).await),
+            "failed finding conversation component nope"
+        );
+        let mut empty = request(vec![]);
+        empty.inputs.clear();
+        assert_eq!(
+            error(conversations.converse_alpha2(empty).await),
+            "failed conversing with component echo: missing inputs in request"
+        );
+        let untyped = request(vec![pb::ConversationMessage {
+            message_types: None,
+        }]);
+        assert_eq!(
+            error(conversations.converse_alpha2(untyped).await),
+            "failed conversing with component echo: invalid params: message type cannot be nil"
+        );
+        // A tool choice naming a tool is checked only when tools are offered, as daprd.
+        let mut named = request(vec![user("hi")]);
+        named.tool_choice = Some("get_weather".into());
+        assert!(conversations.converse_alpha2(named).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_scrubbed_answer_carries_every_choice_with_usage() {
+        let conversations = echo().await;
+        let mut asked = request(vec![user("mail ada@example.com")]);
+        asked.scrub_pii = Some(true);
+        asked.context_id = Some("c-1".into());
+        let answer = conversations.converse_alpha2(asked).await.unwrap();
+        assert_eq!(answer.context_id.as_deref(), Some("c-1"));
+        let output = &answer.outputs[0];
+        assert_eq!(output.model, None, "echo has no model");
+        let choice = &output.choices[0];
+        assert_eq!(choice.finish_reason, "stop");
+        assert_eq!(
+            choice.message.as_ref().unwrap().content,
+            "mail <EMAIL_ADDRESS>"
+        );
+        assert_eq!(output.usage.unwrap().total_tokens, 4);
+    }
+
+    #[test]
+    fn structs_and_json_convert_both_ways() {
+        let schema = json!({"type": "object", "required": ["a"], "n": 1, "f": 1.5,
+                            "nested": {"ok": true, "none": null}});
+        let Value::Object(object) = schema.clone() else {
+            unreachable!()
+        };
+        assert_eq!(
+            Value::Object(struct_to_json(&json_to_struct(&object))),
+            schema
+        );
+    }
+}
