@@ -167,6 +167,9 @@ pub enum ConversationError {
     /// The model's endpoint answered something that is not a chat completion.
     #[error("unexpected answer from {endpoint}: {reason}")]
     Answer { endpoint: String, reason: String },
+    /// A tool had to be called, and the model answered neither text nor a call.
+    #[error("LLM returned empty response with no tool calls despite {tools} tools being available")]
+    EmptyAnswer { tools: usize },
 }
 
 impl ConversationError {
@@ -174,7 +177,8 @@ impl ConversationError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Invalid(_) | Self::Answer { .. } => false,
-            Self::Unreachable { .. } => true,
+            // As Dapr's: another try may well answer.
+            Self::Unreachable { .. } | Self::EmptyAnswer { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
         }
     }

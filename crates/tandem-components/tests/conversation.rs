@@ -134,8 +134,8 @@ type Seen = Arc<Mutex<Vec<Value>>>;
 
 /// A chat completions endpoint: refuses any key but `sk-test`; answers a request
 /// offering tools (whose last message is not a tool's answer) with a call of the first
-/// tool, a request whose model is `broken` with 500 (`garbage`: not JSON), and anything
-/// else with `you said: {the last message's text}`.
+/// tool, a request whose model is `broken` with 500 (`garbage`: not JSON; `silent`: an
+/// empty answer), and anything else with `you said: {the last message's text}`.
 async fn completions(
     State(seen): State<Seen>,
     headers: HeaderMap,
@@ -154,6 +154,13 @@ async fn completions(
     }
     if body["model"] == "garbage" {
         return "this is not JSON".into_response();
+    }
+    if body["model"] == "silent" {
+        return Json(
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
+                                        "finish_reason": "stop"}]}),
+        )
+        .into_response();
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let last = messages.last().cloned().unwrap_or(Value::Null);
@@ -415,6 +422,32 @@ async fn openai_errors_say_why_without_the_key() {
         matches!(error, ConversationError::Answer { .. }),
         "{error:?}"
     );
+
+    // A tool had to be called and the model said nothing: a failure worth retrying.
+    let silent = build(
+        "conversation.openai",
+        &[
+            ("key", "sk-test"),
+            ("model", "silent"),
+            ("endpoint", &endpoint),
+        ],
+    )
+    .await
+    .unwrap();
+    let request = |choice: &str| Request {
+        messages: vec![user("hi")],
+        tools: Some(vec![weather_tool()]),
+        tool_choice: Some(choice.into()),
+        ..Request::default()
+    };
+    let error = silent.converse(request("required")).await.unwrap_err();
+    assert!(
+        matches!(error, ConversationError::EmptyAnswer { tools: 1 }),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    let answer = silent.converse(request("auto")).await.unwrap();
+    assert_eq!(answer.outputs[0].choices[0].content, "");
 
     // Nobody listening.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

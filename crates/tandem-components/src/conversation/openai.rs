@@ -422,12 +422,8 @@ impl Conversation for OpenAi {
             .flat_map(|o| &o.choices)
             .any(|choice| !choice.content.is_empty() || !choice.tool_calls.is_empty());
         if must_call && !useful {
-            return Err(ConversationError::Unreachable {
-                endpoint: self.url.to_string(),
-                reason: format!(
-                    "LLM returned empty response with no tool calls despite {} tools being available",
-                    request.tools.as_ref().map_or(0, Vec::len)
-                ),
+            return Err(ConversationError::EmptyAnswer {
+                tools: request.tools.as_ref().map_or(0, Vec::len),
             });
         }
         if let Some(cache) = &self.cache {
@@ -510,14 +506,38 @@ fn env_or(var: &str, configured: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// A duration as Go's `time.Duration.String` writes whole seconds (`24h0m0s`, `1m30s`,
-/// `5s`) and shorter ones (`500ms`).
+/// A duration as Go's `time.Duration.String` writes it: `24h0m0s`, `1m30.5s`, `5s`, and
+/// under a second in the largest unit that keeps it whole-ish (`500ms`, `1.5µs`, `0s`).
 fn go_duration(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    if seconds == 0 {
-        return format!("{}ms", duration.as_millis());
+    /// `whole.fraction` with the fraction's trailing zeros dropped.
+    fn decimal(whole: u128, fraction: u128, digits: usize) -> String {
+        let fraction = format!("{fraction:0digits$}");
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{fraction}")
+        }
     }
-    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let nanos = duration.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", decimal(nanos / 1_000, nanos % 1_000, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", decimal(nanos / 1_000_000, nanos % 1_000_000, 6));
+    }
+    let seconds = decimal(
+        u128::from(duration.as_secs() % 60),
+        u128::from(duration.subsec_nanos()),
+        9,
+    );
+    let (hours, minutes) = (duration.as_secs() / 3600, duration.as_secs() / 60 % 60);
     if hours > 0 {
         format!("{hours}h{minutes}m{seconds}s")
     } else if minutes > 0 {
@@ -550,5 +570,9 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(go_duration(Duration::from_secs(5)), "5s");
         assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(go_duration(Duration::from_millis(90_500)), "1m30.5s");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_nanos(1500)), "1.5µs");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
     }
 }
