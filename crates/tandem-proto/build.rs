@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "dapr/proto/runtime/v1/actors.proto",
             "dapr/proto/runtime/v1/lock.proto",
             "dapr/proto/runtime/v1/configuration.proto",
+            "dapr/proto/runtime/v1/conversation.proto",
         ],
         ["proto"],
     )?;

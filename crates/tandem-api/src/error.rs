@@ -342,6 +342,26 @@ impl From<Error> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
+            Error::ConversationNotFound(_) => (
+                "ERR_CONVERSATION_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationMissingInputs(_) => (
+                "ERR_CONVERSATION_MISSING_INPUTS",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationInvalidParams { .. } => (
+                "ERR_CONVERSATION_INVALID_PARMS",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::ConversationInvoke { .. } => (
+                "ERR_CONVERSATION_INVOKE",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
             Error::Unlock(_) => ("ERR_UNLOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
             Error::SecretPermissionDenied { .. } => (
                 "ERR_PERMISSION_DENIED",
@@ -584,6 +604,10 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::ConfigurationSubscribe { .. }
         | Error::ConfigurationUnsubscribe { .. }
         | Error::AppChannelNil
+        | Error::ConversationNotFound(_)
+        | Error::ConversationMissingInputs(_)
+        | Error::ConversationInvalidParams { .. }
+        | Error::ConversationInvoke { .. }
         | Error::SecretGet { .. }
         | Error::BulkSecretGet { .. }
         | Error::InvokeNoAppId

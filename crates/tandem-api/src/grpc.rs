@@ -743,6 +743,32 @@ impl Dapr for Service {
         Ok(Response::new(response))
     }
 
+    async fn converse_alpha1(
+        &self,
+        request: Request<pb::ConversationRequest>,
+    ) -> Result<Response<pb::ConversationResponse>, Status> {
+        let answer = self
+            .runtime
+            .conversations()
+            .converse_alpha1(request.into_inner())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn converse_alpha2(
+        &self,
+        request: Request<pb::ConversationRequestAlpha2>,
+    ) -> Result<Response<pb::ConversationResponseAlpha2>, Status> {
+        let answer = self
+            .runtime
+            .conversations()
+            .converse_alpha2(request.into_inner())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(answer))
+    }
+
     async fn get_secret(
         &self,
         request: Request<pb::GetSecretRequest>,

@@ -22,6 +22,7 @@ mod actors;
 mod bindings;
 mod bulk_publish;
 mod configuration;
+mod conversation;
 pub(crate) mod extract;
 mod invoke;
 mod lock;
@@ -71,6 +72,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(bindings::routes())
         .merge(lock::routes())
         .merge(configuration::routes())
+        .merge(conversation::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.

@@ -1,7 +1,7 @@
 //! The building blocks' contracts and the components that fulfil them.
 //!
 //! Each building block has a trait ([`pubsub::PubSub`], [`secretstores::SecretStore`],
-//! [`bindings::Binding`])
+//! [`bindings::Binding`], [`conversation::Conversation`])
 //! and one registry ([`pubsub::registry`], [`secretstores::registry`]) that maps a
 //! resource's `spec.type` and `spec.version` to the implementation's constructor and
 //! the metadata names it understands. Adding a component is one file and one line in
@@ -11,6 +11,7 @@
 mod aws;
 pub mod bindings;
 pub mod configuration;
+pub mod conversation;
 mod embedded;
 pub mod lock;
 pub mod pubsub;

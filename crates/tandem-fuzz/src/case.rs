@@ -25,6 +25,9 @@ pub enum Allow {
     BindingRefused,
     /// A lock or unlock whose resource id holds `||`.
     LockNameRefused,
+    /// A conversation offering tools: the echo component refuses a tool whose schema's
+    /// `properties` is not an object.
+    ConversationRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -99,6 +102,15 @@ pub const ALLOWANCES: &[Allowance] = &[
         http_status: Some(500),
         grpc_code: Some(INTERNAL),
         reason: "daprd answers ErrUnlockFailed (500 / INTERNAL) when the resource id holds `||`",
+    },
+    Allowance {
+        allow: Allow::ConversationRefused,
+        error_code: Some("ERR_CONVERSATION_INVOKE"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrConversationInvoke (500 / INTERNAL) to every failure of the \
+                 component; conversation.echo fails a tool whose parameters' `properties` is \
+                 not an object",
     },
 ];
 

@@ -120,6 +120,10 @@ mod tests {
             "POST /v1.0-alpha1/unlock/{store}",
             "gRPC TryLockAlpha1",
             "gRPC UnlockAlpha1",
+            "POST /v1.0-alpha1/conversation/{name}/converse",
+            "POST /v1.0-alpha2/conversation/{name}/converse",
+            "gRPC ConverseAlpha1",
+            "gRPC ConverseAlpha2",
             "gRPC SetMetadata",
             "internal * /{method}",
         ] {

@@ -367,6 +367,14 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: {llm}
+spec:
+  type: conversation.echo
+  version: v1
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: {tick}
 spec:
   type: bindings.cron
@@ -405,6 +413,7 @@ spec:
         files_root = dir.join("files").display(),
         tick = world::BINDINGS[1],
         locks = world::LOCK_STORE,
+        llm = world::CONVERSATION,
         file_store = world::FILE_SECRET_STORE,
         secrets = secrets.display(),
         env_store = world::ENV_SECRET_STORE,

@@ -28,6 +28,9 @@ pub const LOCK_RESOURCES: &[&str] = &["order-42", "report", "k1"];
 /// Lock owners cases use.
 pub const LOCK_OWNERS: &[&str] = &["owner-a", "owner-b"];
 
+/// `conversation.echo`: answers with what it was told.
+pub const CONVERSATION: &str = "llm";
+
 /// `secretstores.local.file` over [`SECRETS_FILE`].
 pub const FILE_SECRET_STORE: &str = "vault";
 /// `secretstores.local.env` with prefix [`ENV_PREFIX`].

@@ -98,6 +98,17 @@ pub enum Error {
     /// started without one.
     #[error("app channel is not initialized. cannot subscribe to configuration updates")]
     AppChannelNil,
+    #[error("failed finding conversation component {0}")]
+    ConversationNotFound(String),
+    #[error("failed conversing with component {0}: missing inputs in request")]
+    ConversationMissingInputs(String),
+    /// The request asks for something the API refuses (a message or tool call without
+    /// its type, a tool choice naming no tool offered): the caller's fault.
+    #[error("failed conversing with component {name}: invalid params: {reason}")]
+    ConversationInvalidParams { name: String, reason: String },
+    /// The component (the model behind it) failed.
+    #[error("failed conversing with component {name}: {reason}")]
+    ConversationInvoke { name: String, reason: String },
 
     #[error("secret store is not configured")]
     SecretStoresNotConfigured,

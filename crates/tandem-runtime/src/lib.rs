@@ -19,6 +19,7 @@ mod body;
 pub mod cloudevent;
 mod config;
 mod configuration;
+mod conversation;
 mod error;
 mod invoke;
 mod loader;
@@ -46,6 +47,7 @@ pub use config::{
     max_concurrency_from_flag,
 };
 pub use configuration::{ConfigurationUpdate, Configurations, items_json, update_json};
+pub use conversation::{Conversations, json_to_struct, struct_to_json};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tandem_components::bindings;
 use tandem_components::configuration::{self, ConfigurationStore};
+use tandem_components::conversation;
 use tandem_components::lock;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::BindingHandle;
 use crate::config::SidecarConfig;
+use crate::conversation::ConversationHandle;
 use crate::invoke::HttpEndpointTarget;
 use crate::lock::{KeyPrefix, LockHandle};
 use crate::metadata::ComponentInfo;
@@ -33,6 +35,7 @@ pub(crate) struct Loaded {
     pub bindings: HashMap<String, BindingHandle>,
     pub locks: HashMap<String, LockHandle>,
     pub configurations: HashMap<String, Arc<dyn ConfigurationStore>>,
+    pub conversations: HashMap<String, ConversationHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -43,13 +46,7 @@ pub(crate) struct Loaded {
 /// Building blocks Dapr has and tandem does not serve yet: their components are
 /// skipped with a warning rather than stopping the sidecar, so a Dapr components
 /// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
-const NOT_YET_SERVED: &[&str] = &[
-    "crypto",
-    "middleware",
-    "nameresolution",
-    "workflow",
-    "conversation",
-];
+const NOT_YET_SERVED: &[&str] = &["crypto", "middleware", "nameresolution", "workflow"];
 
 /// Loads and initialises every component this sidecar may use. Secret stores come
 /// first, since the others' `secretKeyRef`s are read through them.
@@ -86,6 +83,7 @@ pub(crate) async fn load(
     let binding_registry = bindings::registry();
     let lock_registry = lock::registry();
     let configuration_registry = configuration::registry();
+    let conversation_registry = conversation::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
@@ -93,6 +91,7 @@ pub(crate) async fn load(
         bindings: HashMap::new(),
         locks: HashMap::new(),
         configurations: HashMap::new(),
+        conversations: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -213,6 +212,22 @@ pub(crate) async fn load(
             }
             continue;
         }
+        if conversation_registry.claims(&component.kind) {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                Ok(ConversationHandle {
+                    component: conversation_registry.build(&metadata).await?,
+                    outbound: resiliency.for_component_outbound(&component.name, &component.kind),
+                })
+            };
+            if let Some(handle) = initialised(&component, build).await? {
+                components
+                    .conversations
+                    .insert(component.name.clone(), handle);
+                registered.push(ComponentInfo::of(&component));
+            }
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             tracing::warn!(
@@ -232,6 +247,7 @@ pub(crate) async fn load(
                     .chain(binding_registry.kinds())
                     .chain(lock_registry.kinds())
                     .chain(configuration_registry.kinds())
+                    .chain(conversation_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -16,6 +16,7 @@ use crate::app_health::AppHealth;
 use crate::bindings::Bindings;
 use crate::config::SidecarConfig;
 use crate::configuration::Configurations;
+use crate::conversation::Conversations;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
 use crate::loader;
@@ -42,6 +43,7 @@ pub struct Runtime {
     bindings: Bindings,
     locks: Locks,
     configurations: Configurations,
+    conversations: Conversations,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -121,6 +123,7 @@ impl Runtime {
             bindings: Bindings::new(loaded.bindings, shutdown.clone()),
             locks: Locks::new(loaded.locks, config.app_id.clone()),
             configurations,
+            conversations: Conversations::new(loaded.conversations),
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -167,6 +170,11 @@ impl Runtime {
     /// Distributed locks.
     pub fn locks(&self) -> &Locks {
         &self.locks
+    }
+
+    /// The conversation components.
+    pub fn conversations(&self) -> &Conversations {
+        &self.conversations
     }
 
     /// Configuration stores and their subscriptions.

@@ -37,6 +37,8 @@ enum Method {
     InvokeBinding,
     TryLock,
     Unlock,
+    ConverseAlpha1,
+    ConverseAlpha2,
     /// A method the service does not have.
     Unknown(&'static str),
 }
@@ -59,6 +61,8 @@ impl Method {
             Method::InvokeBinding => "InvokeBinding",
             Method::TryLock => "TryLockAlpha1",
             Method::Unlock => "UnlockAlpha1",
+            Method::ConverseAlpha1 => "ConverseAlpha1",
+            Method::ConverseAlpha2 => "ConverseAlpha2",
             Method::Unknown(name) => name,
         }
     }
@@ -83,6 +87,8 @@ impl Method {
             Method::InvokeBinding => pb::InvokeBindingRequest::decode(bytes).is_ok(),
             Method::TryLock => pb::TryLockRequest::decode(bytes).is_ok(),
             Method::Unlock => pb::UnlockRequest::decode(bytes).is_ok(),
+            Method::ConverseAlpha1 => pb::ConversationRequest::decode(bytes).is_ok(),
+            Method::ConverseAlpha2 => pb::ConversationRequestAlpha2::decode(bytes).is_ok(),
             // Nobody decodes it: the answer is UNIMPLEMENTED whatever the bytes.
             Method::Unknown(_) => true,
         }
@@ -130,6 +136,8 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (7, InvokeBinding),
             (4, TryLock),
             (3, Unlock),
+            (3, ConverseAlpha1),
+            (4, ConverseAlpha2),
             (1, Unknown("ScheduleJobAlpha1")),
         ],
     );
@@ -166,6 +174,8 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         InvokeBinding => invoke_binding(rng, &mut draft),
         TryLock => lock(rng, &mut draft, true),
         Unlock => lock(rng, &mut draft, false),
+        ConverseAlpha1 => converse(rng, &mut draft, false),
+        ConverseAlpha2 => converse(rng, &mut draft, true),
         SetMetadata => {
             let key = name(rng, &["fuzz-attribute"]);
             draft.name(&key, "attribute");
@@ -471,6 +481,101 @@ fn lock(rng: &mut StdRng, draft: &mut Draft, take: bool) {
             draft.note(format!("expiry {expiry}"));
         }
         message = message.varint(4, expiry as u64);
+    }
+    draft.message = message;
+}
+
+/// `ConverseAlpha1` (name 1, inputs 3: content 1, role 2, scrubPII 3; scrubPII 6) and
+/// `ConverseAlpha2` (name 1, inputs 3: messages 1 — of_system 2, of_user 3,
+/// of_assistant 4 with tool_calls 3, of_tool 5, or none — and scrub_pii 2; tools 8;
+/// tool_choice 9) on the echo component.
+fn converse(rng: &mut StdRng, draft: &mut Draft, alpha2: bool) {
+    let component = name(rng, &[world::CONVERSATION]);
+    draft.name(&component, "component");
+    let mut message = Message::new().bytes_if_any(1, &component.bytes);
+    let inputs = if rng.random_bool(0.1) {
+        draft.note("no inputs");
+        0
+    } else {
+        rng.random_range(1..4)
+    };
+    for _ in 0..inputs {
+        let text = if rng.random_bool(0.15) {
+            let odd = nasty(rng);
+            draft.note(odd.describe("text"));
+            odd.bytes
+        } else {
+            b"What's Dapr? mail ada@example.com".to_vec()
+        };
+        let scrub = u64::from(rng.random_bool(0.3));
+        let input = if alpha2 {
+            let content = Message::new().bytes(1, &text);
+            let kind = match rng.random_range(0..8) {
+                0 => {
+                    draft.note("a message of no type");
+                    Message::new()
+                }
+                1 => Message::new().message(2, Message::new().message(2, content)),
+                2 => {
+                    let call = if rng.random_bool(0.3) {
+                        draft.note("a tool call of no type");
+                        Message::new().bytes(1, "call_1")
+                    } else {
+                        Message::new().bytes(1, "call_1").message(
+                            2,
+                            Message::new()
+                                .bytes(1, "get_weather")
+                                .bytes(2, r#"{"location":"Paris"}"#),
+                        )
+                    };
+                    Message::new().message(4, Message::new().message(2, content).message(3, call))
+                }
+                3 => Message::new().message(
+                    5,
+                    Message::new()
+                        .bytes(1, "call_1")
+                        .bytes(2, "get_weather")
+                        .message(3, content),
+                ),
+                _ => Message::new().message(3, Message::new().message(2, content)),
+            };
+            Message::new().message(1, kind).varint(2, scrub)
+        } else {
+            Message::new()
+                .bytes_if_any(1, &text)
+                .bytes(
+                    2,
+                    ["user", "system", "assistant", "nobody"][rng.random_range(0..4usize)],
+                )
+                .varint(3, scrub)
+        };
+        message = message.message(3, input);
+    }
+    message = message.varint(6, u64::from(rng.random_bool(0.3)));
+    if alpha2 {
+        if rng.random_bool(0.4) {
+            // `parameters`: a Struct whose `properties` (field 1, map entries) is an
+            // object, or — sometimes — a string, which the echo component refuses.
+            draft.allow = Allow::ConversationRefused;
+            let property = if rng.random_bool(0.2) {
+                draft.note("tool properties not an object");
+                Message::new().bytes(3, "location")
+            } else {
+                Message::new().message(5, Message::new())
+            };
+            let schema = Message::new().message(
+                1,
+                Message::new().bytes(1, "properties").message(2, property),
+            );
+            let function = Message::new().bytes(1, "get_weather").message(3, schema);
+            message = message.message(8, Message::new().message(1, function));
+        }
+        if rng.random_bool(0.3) {
+            let choice =
+                ["auto", "none", "required", "get_weather", "other"][rng.random_range(0..5usize)];
+            draft.note(format!("tool choice {choice}"));
+            message = message.bytes(9, choice);
+        }
     }
     draft.message = message;
 }

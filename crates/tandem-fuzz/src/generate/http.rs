@@ -133,6 +133,7 @@ enum Endpoint {
     InvokeByHeader,
     Binding,
     Lock,
+    Conversation,
     Health,
     Unknown,
 }
@@ -156,6 +157,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (6, InvokeByHeader),
             (7, Binding),
             (5, Lock),
+            (5, Conversation),
             (2, Health),
             (4, Unknown),
         ],
@@ -175,6 +177,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         InvokeByHeader => invoke_by_header(rng, world),
         Binding => binding(rng),
         Lock => lock(rng),
+        Conversation => conversation(rng),
         Health => health(rng),
         Unknown => unknown_route(rng),
     };
@@ -747,6 +750,174 @@ fn lock(rng: &mut StdRng) -> Draft {
     }
     draft.body = json_body(rng, Json::Object(fields), big_lock, &mut draft);
     draft
+}
+
+/// `POST /v1.0-alpha1|alpha2/conversation/{name}/converse` on the echo component:
+/// inputs or none, every kind of message (and none), PII, odd text, tools and tool
+/// choices that name no tool.
+fn conversation(rng: &mut StdRng) -> Draft {
+    let component = name(rng, &[world::CONVERSATION]);
+    let alpha2 = rng.random_bool(0.6);
+    let (endpoint, prefix): (&str, &[u8]) = if alpha2 {
+        (
+            "/v1.0-alpha2/conversation/{name}/converse",
+            b"/v1.0-alpha2/conversation/",
+        )
+    } else {
+        (
+            "/v1.0-alpha1/conversation/{name}/converse",
+            b"/v1.0-alpha1/conversation/",
+        )
+    };
+    let mut draft = Draft::new(
+        endpoint,
+        "POST",
+        path(&[prefix, &component.segment(), b"/converse"]),
+    );
+    if !component.is_known() {
+        draft.note(component.describe("component"));
+    }
+    let text = |rng: &mut StdRng, draft: &mut Draft| match rng.random_range(0..10) {
+        0 => {
+            draft.note("PII in a text");
+            Json::str("mail me at ada@example.com or +2222222222 from 10.8.9.1")
+        }
+        1 => {
+            let odd = nasty(rng);
+            draft.note(odd.describe("text"));
+            Json::str(odd.bytes)
+        }
+        _ => Json::str("What's Dapr?"),
+    };
+    let inputs = match rng.random_range(0..10) {
+        0 => {
+            draft.note("no inputs");
+            0
+        }
+        _ => rng.random_range(1..4),
+    };
+    let mut fields = Vec::new();
+    if alpha2 {
+        let mut list = Vec::new();
+        for _ in 0..inputs {
+            let mut messages = Vec::new();
+            for _ in 0..rng.random_range(0..4) {
+                let content = Json::Array(vec![Json::object([("text", text(rng, &mut draft))])]);
+                let message = match rng.random_range(0..12) {
+                    0 => {
+                        draft.note("a message of no type");
+                        Json::object([("ofNothing", Json::object([]))])
+                    }
+                    1 => Json::object([(
+                        "ofTool",
+                        Json::object([
+                            ("toolId", Json::str("call_1")),
+                            ("name", Json::str("get_weather")),
+                            ("content", content),
+                        ]),
+                    )]),
+                    2 => {
+                        let call = if rng.random_bool(0.2) {
+                            draft.note("a tool call of no type");
+                            Json::object([("id", Json::str("call_1"))])
+                        } else {
+                            Json::object([
+                                ("id", Json::str("call_1")),
+                                (
+                                    "function",
+                                    Json::object([
+                                        ("name", Json::str("get_weather")),
+                                        ("arguments", Json::str("{\"location\":\"Paris\"}")),
+                                    ]),
+                                ),
+                            ])
+                        };
+                        Json::object([(
+                            "ofAssistant",
+                            Json::object([
+                                ("content", content),
+                                ("toolCalls", Json::Array(vec![call])),
+                            ]),
+                        )])
+                    }
+                    3 => Json::object([("ofSystem", Json::object([("content", content)]))]),
+                    4 => Json::object([("ofDeveloper", Json::object([("content", content)]))]),
+                    _ => Json::object([("ofUser", Json::object([("content", content)]))]),
+                };
+                messages.push(message);
+            }
+            list.push(Json::object([
+                ("messages", Json::Array(messages)),
+                ("scrubPii", Json::Bool(rng.random_bool(0.3))),
+            ]));
+        }
+        fields.push(("inputs".to_owned(), Json::Array(list)));
+        if rng.random_bool(0.4) {
+            // The echo component refuses a schema whose `properties` is not an object,
+            // which a swapped type may make.
+            draft.allow = Allow::ConversationRefused;
+            fields.push((
+                "tools".to_owned(),
+                Json::Array(vec![Json::object([(
+                    "function",
+                    Json::object([
+                        ("name", Json::str("get_weather")),
+                        (
+                            "parameters",
+                            Json::object([
+                                ("type", Json::str("object")),
+                                (
+                                    "properties",
+                                    Json::object([(
+                                        "location",
+                                        Json::object([("type", Json::str("string"))]),
+                                    )]),
+                                ),
+                            ]),
+                        ),
+                    ]),
+                )])]),
+            ));
+        }
+        if rng.random_bool(0.3) {
+            let choice =
+                ["auto", "none", "required", "get_weather", "other"][rng.random_range(0..5usize)];
+            draft.note(format!("tool choice {choice}"));
+            fields.push(("toolChoice".to_owned(), Json::str(choice)));
+        }
+        if rng.random_bool(0.2) {
+            fields.push(("promptCacheRetention".to_owned(), Json::str("86400s")));
+        }
+        fields.push(("scrubPii".to_owned(), Json::Bool(rng.random_bool(0.3))));
+    } else {
+        let mut list = Vec::new();
+        for _ in 0..inputs {
+            let role =
+                ["user", "system", "assistant", "tool", "other"][rng.random_range(0..5usize)];
+            list.push(Json::object([
+                ("content", text(rng, &mut draft)),
+                ("role", Json::str(role)),
+                ("scrubPII", Json::Bool(rng.random_bool(0.3))),
+            ]));
+        }
+        fields.push(("inputs".to_owned(), Json::Array(list)));
+        fields.push(("scrubPII".to_owned(), Json::Bool(rng.random_bool(0.3))));
+    }
+    fields.push(("contextID".to_owned(), Json::str("chat-1")));
+    if rng.random_bool(0.5) {
+        let (value, label) = number(rng);
+        draft.note(format!("temperature: {label}"));
+        fields.push(("temperature".to_owned(), Json::Raw(value.into_bytes())));
+    }
+    draft.body = json_body(rng, Json::Object(fields), big_conversation, &mut draft);
+    draft
+}
+
+fn big_conversation(size: usize) -> Json {
+    Json::object([(
+        "inputs",
+        Json::Array(vec![Json::object([("content", Json::long_string(size))])]),
+    )])
 }
 
 fn big_lock(size: usize) -> Json {
