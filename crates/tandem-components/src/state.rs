@@ -369,6 +369,10 @@ pub const RUNTIME_METADATA: &[&str] = &[
     "cacheMaxBytes",
     "cacheTTL",
     "cacheBackplane",
+    "outboxPublishPubsub",
+    "outboxPublishTopic",
+    "outboxPubsub",
+    "outboxDiscardWhenMissingState",
 ];
 
 /// Reads an ETag this crate's stores hand out: a version number, which every store

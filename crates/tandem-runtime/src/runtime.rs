@@ -80,7 +80,17 @@ impl Runtime {
         };
         let resiliency = Arc::new(loaded.resiliency);
         let publisher = Arc::new(Publisher::new(&config.app_id, loaded.brokers));
-        let state = Arc::new(StateService::new(loaded.state_stores));
+        let outbox = crate::state::OutboxParts {
+            publisher: publisher.clone(),
+            app_id: config.app_id.clone(),
+            namespace: config.namespace.clone(),
+        };
+        let state = Arc::new(StateService::new(loaded.state_stores, Some(outbox.clone())));
+        tokio::spawn(crate::state::start_outbox(
+            state.clone(),
+            outbox,
+            shutdown.child_token(),
+        ));
         let subscriptions = Subscriptions::new(
             &config.app_id,
             publisher.clone(),

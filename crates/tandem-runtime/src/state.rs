@@ -7,6 +7,7 @@
 //! each store call goes through the store's handle ([`store`]): its resiliency policy
 //! and its first-level cache.
 
+mod outbox;
 mod store;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use tandem_components::state::{DeleteRequest, Operation, SetRequest, Stored};
 
 use crate::error::Error;
 
+pub(crate) use outbox::{OutboxParts, start as start_outbox};
 pub(crate) use store::StoreHandle;
 use store::{StoreCallError, concurrency};
 
@@ -70,11 +72,24 @@ pub const MAX_TTL_SECONDS: i64 = i32::MAX as i64;
 /// The state stores of one sidecar, by name.
 pub struct StateService {
     stores: HashMap<String, StoreHandle>,
+    /// Publishing for the stores with an outbox.
+    outbox: Option<OutboxParts>,
 }
 
 impl StateService {
-    pub(crate) fn new(stores: HashMap<String, StoreHandle>) -> Self {
-        Self { stores }
+    pub(crate) fn new(stores: HashMap<String, StoreHandle>, outbox: Option<OutboxParts>) -> Self {
+        Self { stores, outbox }
+    }
+
+    /// The stores with an outbox, and its settings.
+    pub(crate) fn outboxes(&self) -> Vec<(String, outbox::OutboxConfig)> {
+        let mut outboxes: Vec<_> = self
+            .stores
+            .iter()
+            .filter_map(|(name, handle)| Some((name.clone(), handle.outbox()?.clone())))
+            .collect();
+        outboxes.sort_by(|a, b| a.0.cmp(&b.0));
+        outboxes
     }
 
     /// The actor state store, by name: the one store with `actorStateStore: "true"`
@@ -246,6 +261,21 @@ impl StateService {
         operations: Vec<StateOperation>,
     ) -> Result<(), Error> {
         let handle = self.store(store)?;
+        let operations = match (handle.outbox(), &self.outbox) {
+            (Some(config), Some(parts)) if !operations.is_empty() => {
+                // Everything is checked before the outbox publishes anything.
+                for operation in &operations {
+                    match operation {
+                        StateOperation::Upsert(item) => {
+                            set_request(handle, store, item.clone())?;
+                        }
+                        StateOperation::Delete(item) => check_key(store, &item.key)?,
+                    }
+                }
+                parts.stage(config, operations).await?
+            }
+            _ => operations,
+        };
         let mut requests = Vec::with_capacity(operations.len());
         for operation in operations {
             requests.push(match operation {

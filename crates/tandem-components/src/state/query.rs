@@ -410,8 +410,15 @@ mod tests {
             ["3", "raw"],
             "a value without the field sorts last"
         );
-        assert!(last.token.is_none());
+        assert_eq!(
+            last.token.as_deref(),
+            Some("6"),
+            "as Dapr's stores, the last page too"
+        );
         assert_eq!(&last.results[1].data[..], b"\"not json\"");
+        let after = run(json!({"page": {"limit": 2, "token": "6"}}));
+        assert!(after.results.is_empty());
+        assert!(wa.token.is_none(), "no limit, no token");
         // No filter: everything, by key.
         assert_eq!(keys(&run(json!({}))), ["1", "2", "3", "4", "5", "raw"]);
     }

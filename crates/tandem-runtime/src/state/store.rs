@@ -34,6 +34,7 @@ pub(crate) struct StoreHandle {
     cache: Option<Cache>,
     backplane: Option<Backplane>,
     actor_state_store: bool,
+    outbox: Option<super::outbox::OutboxConfig>,
 }
 
 /// A store call's failure: the store's own, or the policy giving up on it.
@@ -89,6 +90,7 @@ impl StoreHandle {
             other => KeyPrefix::Text(other.to_owned()),
         };
         let actor_state_store = metadata.bool_or("actorStateStore", false)?;
+        let outbox = super::outbox::OutboxConfig::read(metadata)?;
         let (mut cache, mut backplane) = (None, None);
         if metadata.get("cacheTTL").is_some() {
             let max_age = metadata.duration_or("cacheTTL", Duration::ZERO)?;
@@ -141,6 +143,7 @@ impl StoreHandle {
             cache,
             backplane,
             actor_state_store,
+            outbox,
         })
     }
 
@@ -185,6 +188,11 @@ impl StoreHandle {
                 .filter_map(|(key, stored)| Some((key.strip_prefix(&prefix)?.to_owned(), stored)))
                 .collect()
         }))
+    }
+
+    /// The store's outbox settings, if it has one.
+    pub fn outbox(&self) -> Option<&super::outbox::OutboxConfig> {
+        self.outbox.as_ref()
     }
 
     /// Whether this is the actor state store (`actorStateStore: "true"`).
