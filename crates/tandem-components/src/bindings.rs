@@ -207,6 +207,13 @@ pub fn registry() -> Registry<dyn Binding> {
                 metadata: mqtt3::METADATA,
                 build: |metadata| Box::pin(mqtt3::Mqtt3Binding::build(metadata)),
             },
+            // daprd's other name for it.
+            Entry {
+                kind: "bindings.mqtt",
+                versions: &["v1"],
+                metadata: mqtt3::METADATA,
+                build: |metadata| Box::pin(mqtt3::Mqtt3Binding::build(metadata)),
+            },
             Entry {
                 kind: "bindings.rabbitmq",
                 versions: &["v1"],

@@ -229,8 +229,22 @@ pub fn registry() -> Registry<dyn PubSub> {
                 metadata: mqtt3::METADATA,
                 build: |metadata| Box::pin(mqtt3::Mqtt3::build(metadata)),
             },
+            // daprd's other name for it.
+            Entry {
+                kind: "pubsub.mqtt",
+                versions: &["v1"],
+                metadata: mqtt3::METADATA,
+                build: |metadata| Box::pin(mqtt3::Mqtt3::build(metadata)),
+            },
             Entry {
                 kind: "pubsub.aws.snssqs",
+                versions: &["v1"],
+                metadata: snssqs::METADATA,
+                build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),
+            },
+            // daprd's other name for it.
+            Entry {
+                kind: "pubsub.snssqs",
                 versions: &["v1"],
                 metadata: snssqs::METADATA,
                 build: |metadata| Box::pin(snssqs::SnsSqs::build(metadata)),

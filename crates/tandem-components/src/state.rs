@@ -331,6 +331,13 @@ pub fn registry() -> Registry<dyn StateStore> {
                 metadata: sqlite::METADATA,
                 build: |metadata| Box::pin(sqlite::SqliteState::build(metadata)),
             },
+            // daprd's other name for it.
+            Entry {
+                kind: "state.sqlite3",
+                versions: &["v1"],
+                metadata: sqlite::METADATA,
+                build: |metadata| Box::pin(sqlite::SqliteState::build(metadata)),
+            },
             Entry {
                 kind: "state.redis",
                 versions: &["v1"],
@@ -409,6 +416,22 @@ pub fn check_etag(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daprs_other_names_of_a_component_are_known() {
+        let known = |kinds: Vec<&str>, kind: &str| kinds.contains(&kind);
+        assert!(known(registry().kinds().collect(), "state.sqlite3"));
+        let pubsub: Vec<&str> = crate::pubsub::registry().kinds().collect();
+        assert!(known(pubsub.clone(), "pubsub.mqtt") && known(pubsub, "pubsub.snssqs"));
+        assert!(known(
+            crate::bindings::registry().kinds().collect(),
+            "bindings.mqtt"
+        ));
+        assert!(known(
+            crate::configuration::registry().kinds().collect(),
+            "configuration.postgres"
+        ));
+    }
 
     #[test]
     fn max_ttl_is_gos_largest_duration() {

@@ -43,9 +43,9 @@ pub(crate) struct Loaded {
     pub subscriptions: Vec<crate::subscriptions::Subscription>,
 }
 
-/// Building blocks Dapr has and tandem does not serve yet: their components are
-/// skipped with a warning rather than stopping the sidecar, so a Dapr components
-/// folder (which usually holds a `statestore.yaml`) still works for what tandem does.
+/// Building blocks Dapr has and tandem does not serve yet: a component of one stops
+/// the sidecar with an error that says so (as an unknown type does in daprd), or with
+/// `spec.ignoreErrors` is left out with a warning.
 const NOT_YET_SERVED: &[&str] = &["crypto", "middleware", "nameresolution", "workflow"];
 
 /// Loads and initialises every component this sidecar may use. Secret stores come
@@ -230,10 +230,19 @@ pub(crate) async fn load(
         }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
-            tracing::warn!(
-                "{}: tandem does not serve the '{block}' building block yet; component skipped",
-                component.error(None, format!("type {}", component.kind))
+            let unserved = component.error(
+                Some("spec.type"),
+                format!(
+                    "tandem does not serve the '{block}' building block yet, so '{}' cannot \
+                     be loaded; remove the component, or set `spec.ignoreErrors: true` to \
+                     start without it",
+                    component.kind
+                ),
             );
+            if !component.ignore_errors {
+                return Err(unserved);
+            }
+            tracing::warn!("{unserved}; the component is left out (spec.ignoreErrors)");
             continue;
         }
         let unknown = component.error(

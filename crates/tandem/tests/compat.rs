@@ -405,6 +405,12 @@ fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
                 "  ignoreErrors: true\n",
             ),
             component_file("future", "pubsub.future", &[], "  ignoreErrors: true\n"),
+            component_file(
+                "limits",
+                "middleware.http.ratelimit",
+                &[],
+                "  ignoreErrors: true\n",
+            ),
         ]
         .join("---\n"),
     )
@@ -433,7 +439,7 @@ fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
     drop(sidecar);
     let text = std::fs::read_to_string(&log).unwrap();
     let warnings: Vec<&str> = text.lines().filter(|line| line.contains("WARN")).collect();
-    for name in ["'broken'", "'future'"] {
+    for name in ["'broken'", "'future'", "'limits'"] {
         assert!(
             warnings
                 .iter()
@@ -474,4 +480,28 @@ fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
         "{stderr}"
     );
     drop(silent);
+
+    // A block tandem does not serve yet is an error that says so, unless ignored.
+    std::fs::write(
+        dir.path().join("components.yaml"),
+        component_file("flows", "workflow.dapr", &[], ""),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["sidecar", "--app-id", "api-test", "--resources-path"])
+        .arg(dir.path())
+        .args(["--dapr-http-port", &tandem_testkit::free_port().to_string()])
+        .args(["--dapr-grpc-port", &tandem_testkit::free_port().to_string()])
+        .env("TANDEM_HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Component 'flows'")
+            && stderr.contains("spec.type")
+            && stderr.contains("does not serve the 'workflow' building block")
+            && stderr.contains("spec.ignoreErrors"),
+        "{stderr}"
+    );
 }
