@@ -28,6 +28,9 @@ pub enum Allow {
     /// A conversation offering tools: the echo component refuses a tool whose schema's
     /// `properties` is not an object.
     ConversationRefused,
+    /// A state query daprd's query language does not accept (or a store without
+    /// queries).
+    QueryRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -111,6 +114,14 @@ pub const ALLOWANCES: &[Allowance] = &[
         reason: "daprd answers ErrConversationInvoke (500 / INTERNAL) to every failure of the \
                  component; conversation.echo fails a tool whose parameters' `properties` is \
                  not an object",
+    },
+    Allowance {
+        allow: Allow::QueryRefused,
+        error_code: Some("ERR_STATE_QUERY"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers QueryFailed (500 / INTERNAL, pkg/api/errors/state.go) to a query \
+                 that does not parse, whoever's fault it is",
     },
 ];
 

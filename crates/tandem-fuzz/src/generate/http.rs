@@ -134,6 +134,7 @@ enum Endpoint {
     Binding,
     Lock,
     Conversation,
+    Query,
     Health,
     Unknown,
 }
@@ -158,6 +159,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (7, Binding),
             (5, Lock),
             (5, Conversation),
+            (4, Query),
             (2, Health),
             (4, Unknown),
         ],
@@ -178,6 +180,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         Binding => binding(rng),
         Lock => lock(rng),
         Conversation => conversation(rng),
+        Query => query(rng),
         Health => health(rng),
         Unknown => unknown_route(rng),
     };
@@ -752,6 +755,116 @@ fn lock(rng: &mut StdRng) -> Draft {
     draft
 }
 
+/// `POST|PUT /v1.0-alpha1/state/{store}/query`: filter trees of every operator (and
+/// of none, deep ones, operators with the wrong shape), sorts, pages with odd limits
+/// and tokens. Daprd answers a query it cannot parse with a 500.
+fn query(rng: &mut StdRng) -> Draft {
+    let store = name(rng, world::STATE_STORES);
+    let method = if rng.random_bool(0.5) { "POST" } else { "PUT" };
+    let mut draft = Draft::new(
+        "/v1.0-alpha1/state/{store}/query",
+        method,
+        path(&[b"/v1.0-alpha1/state/", &store.segment(), b"/query"]),
+    );
+    if !store.is_known() {
+        draft.note(store.describe("state store"));
+    }
+    // Most generated queries are fine; those that are not are daprd's 500.
+    draft.allow = Allow::QueryRefused;
+    let mut fields = Vec::new();
+    if rng.random_bool(0.8) {
+        let depth = rng.random_range(0..6);
+        fields.push(("filter".to_owned(), filter(rng, depth)));
+    }
+    if rng.random_bool(0.5) {
+        let order = match rng.random_range(0..4) {
+            0 => Json::str("DESC"),
+            1 => Json::str("ASC"),
+            2 => Json::str(nasty(rng).bytes),
+            _ => Json::num(1),
+        };
+        fields.push((
+            "sort".to_owned(),
+            Json::Array(vec![Json::object([
+                ("key", Json::str(field_path(rng))),
+                ("order", order),
+            ])]),
+        ));
+    }
+    if rng.random_bool(0.5) {
+        let (limit, label) = number(rng);
+        draft.note(format!("limit: {label}"));
+        let token = if rng.random_bool(0.5) {
+            Json::str(rng.random_range(0..20).to_string())
+        } else {
+            Json::str(nasty(rng).bytes)
+        };
+        fields.push((
+            "page".to_owned(),
+            Json::object([("limit", Json::Raw(limit.into_bytes())), ("token", token)]),
+        ));
+    }
+    draft.body = json_body(rng, Json::Object(fields), big_query, &mut draft);
+    draft
+}
+
+/// A filter of Dapr's query language, `depth` levels of AND/OR deep at most.
+fn filter(rng: &mut StdRng, depth: usize) -> Json {
+    let value = |rng: &mut StdRng| match rng.random_range(0..4) {
+        0 => Json::num(rng.random_range(-5..5)),
+        1 => Json::str("WA"),
+        2 => Json::Raw(number(rng).0.into_bytes()),
+        _ => Json::str(nasty(rng).bytes),
+    };
+    let roll = rng.random_range(0..if depth == 0 { 8 } else { 11 });
+    let pair = |rng: &mut StdRng, op: &str| {
+        let key = field_path(rng);
+        let operand = value(rng);
+        Json::Object(vec![(op.to_owned(), Json::Object(vec![(key, operand)]))])
+    };
+    match roll {
+        0 => pair(rng, "EQ"),
+        1 => pair(rng, "NEQ"),
+        2 => pair(rng, "GT"),
+        3 => pair(rng, "LTE"),
+        4 => {
+            let values = (0..rng.random_range(0..4)).map(|_| value(rng)).collect();
+            Json::Object(vec![(
+                "IN".to_owned(),
+                Json::Object(vec![(field_path(rng), Json::Array(values))]),
+            )])
+        }
+        5 => Json::Object(vec![("LIKE".to_owned(), Json::Null)]),
+        6 => Json::Array(vec![]),
+        7 => Json::Object(vec![]),
+        _ => {
+            let op = if rng.random_bool(0.5) { "AND" } else { "OR" };
+            let entries = (0..rng.random_range(0..4))
+                .map(|_| filter(rng, depth - 1))
+                .collect();
+            Json::Object(vec![(op.to_owned(), Json::Array(entries))])
+        }
+    }
+}
+
+/// A path into the stored values: plain, nested, indexed, or odd.
+fn field_path(rng: &mut StdRng) -> String {
+    match rng.random_range(0..5) {
+        0 => "state".to_owned(),
+        1 => "person.org".to_owned(),
+        2 => "items.0.id".to_owned(),
+        3 => "...".to_owned(),
+        _ => String::from_utf8_lossy(&nasty(rng).bytes).into_owned(),
+    }
+}
+
+fn big_query(size: usize) -> Json {
+    Json::object([(
+        "filter",
+        Json::object([("EQ", Json::object([("state", Json::long_string(size))]))]),
+    )])
+}
+
 /// `POST /v1.0-alpha1|alpha2/conversation/{name}/converse` on the echo component:
 /// inputs or none, every kind of message (and none), PII, odd text, tools and tool
 /// choices that name no tool.
@@ -1214,7 +1327,7 @@ fn unknown_route(rng: &mut StdRng) -> Draft {
         b"/v1.0/invoke/fuzz-app/echo",
         b"/v1.0/actors/type/id/method/m",
         b"/v1.0/bindings/binding",
-        b"/v1.0-alpha1/configuration/store",
+        b"/v1.0-alpha1/jobs/job1",
         b"/v1.0-alpha1/lock/store",
         b"/v1.0-beta1/workflows/dapr/wf/start",
         b"/v2.0/state/statestore/k1",
