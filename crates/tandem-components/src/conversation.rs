@@ -6,6 +6,7 @@
 //! speaks to its model once, whatever the version the app used.
 
 mod echo;
+mod ollama;
 mod openai;
 pub mod pii;
 
@@ -206,6 +207,12 @@ pub fn registry() -> Registry<dyn Conversation> {
                 versions: &["v1"],
                 metadata: openai::METADATA,
                 build: |metadata| Box::pin(openai::OpenAi::build(metadata)),
+            },
+            Entry {
+                kind: "conversation.ollama",
+                versions: &["v1"],
+                metadata: ollama::METADATA,
+                build: |metadata| Box::pin(ollama::Ollama::build(metadata)),
             },
         ],
     )

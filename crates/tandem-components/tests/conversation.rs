@@ -132,7 +132,8 @@ async fn echo_calls_every_tool_offered_and_shows_tool_answers() {
 /// What the stub was sent, in order.
 type Seen = Arc<Mutex<Vec<Value>>>;
 
-/// A chat completions endpoint: refuses any key but `sk-test`; answers a request
+/// A chat completions endpoint: refuses any key but `sk-test` (and `ollama`, the key
+/// Dapr's Ollama component sends); answers a request
 /// offering tools (whose last message is not a tool's answer) with a call of the first
 /// tool, a request whose model is `broken` with 500 (`garbage`: not JSON; `silent`: an
 /// empty answer), and anything else with `you said: {the last message's text}`.
@@ -142,7 +143,8 @@ async fn completions(
     Json(body): Json<Value>,
 ) -> axum::response::Response {
     seen.lock().push(body.clone());
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer sk-test") {
+    let key = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if key != Some("Bearer sk-test") && key != Some("Bearer ollama") {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})),
@@ -541,4 +543,31 @@ async fn openai_metadata_is_checked_at_start() {
         error.contains("Did you mean 'conversation.echo'?"),
         "{error}"
     );
+}
+
+/// `conversation.ollama` is the OpenAI API with Ollama's defaults: the key `ollama`
+/// (which the stub requires when no key is configured) and the configured model.
+#[tokio::test]
+async fn ollama_speaks_the_openai_api_with_its_own_defaults() {
+    let (endpoint, seen) = stub().await;
+    let model = build(
+        "conversation.ollama",
+        &[("model", "llama-test"), ("endpoint", &endpoint)],
+    )
+    .await
+    .unwrap();
+    let answer = model
+        .converse(Request {
+            messages: vec![user("hello")],
+            ..Request::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.lock()[0]["model"], "llama-test");
+    assert_eq!(answer.outputs[0].choices[0].content, "you said: hello");
+    let error = build("conversation.ollama", &[("apiType", "azure")])
+        .await
+        .err()
+        .unwrap();
+    assert!(error.contains("apiType"), "{error}");
 }

@@ -91,9 +91,42 @@ impl Cache {
     }
 }
 
+/// What a component speaking the OpenAI API assumes when its metadata is silent:
+/// OpenAI's own service, or another server with the same API (`conversation.ollama`).
+pub(crate) struct Defaults {
+    /// The variable that names the model, winning over the metadata (as in Dapr).
+    pub model_variable: &'static str,
+    pub model: &'static str,
+    /// The variables read for the key and the endpoint when the metadata has none.
+    pub key_variable: Option<&'static str>,
+    pub endpoint_variable: Option<&'static str>,
+    pub endpoint: &'static str,
+    /// A key sent when none is configured (Ollama ignores it; Dapr sends one).
+    pub key: Option<&'static str>,
+}
+
+/// OpenAI's service.
+const OPENAI: Defaults = Defaults {
+    model_variable: "OPENAI_MODEL",
+    model: DEFAULT_MODEL,
+    key_variable: Some("OPENAI_API_KEY"),
+    endpoint_variable: Some("OPENAI_BASE_URL"),
+    endpoint: DEFAULT_ENDPOINT,
+    key: None,
+};
+
 impl OpenAi {
     pub async fn build(
         metadata: &ComponentMetadata,
+    ) -> Result<Arc<dyn Conversation>, ResourceError> {
+        Self::build_with(metadata, &OPENAI).await
+    }
+
+    /// A component speaking the OpenAI API, with `defaults` for what its metadata
+    /// leaves out.
+    pub(crate) async fn build_with(
+        metadata: &ComponentMetadata,
+        defaults: &Defaults,
     ) -> Result<Arc<dyn Conversation>, ResourceError> {
         let azure = metadata
             .get("apiType")
@@ -102,21 +135,22 @@ impl OpenAi {
         let model = if azure {
             env_or("AZURE_OPENAI_MODEL", configured, DEFAULT_AZURE_MODEL)
         } else {
-            env_or("OPENAI_MODEL", configured, DEFAULT_MODEL)
+            env_or(defaults.model_variable, configured, defaults.model)
         };
-        let key = match metadata.get("key") {
+        let variable = |name: Option<&str>| {
+            name.and_then(|name| std::env::var(name).ok())
+                .filter(|value| !value.is_empty())
+        };
+        let key = match metadata.get("key").filter(|key| !key.is_empty()) {
             Some(key) => Some(key.to_owned()),
-            None => std::env::var("OPENAI_API_KEY")
-                .ok()
-                .filter(|key| !key.is_empty()),
+            None => variable(defaults.key_variable).or(defaults.key.map(str::to_owned)),
         };
-        let endpoint = match metadata.get("endpoint") {
+        let endpoint = match metadata.get("endpoint").filter(|url| !url.is_empty()) {
             Some(endpoint) => endpoint.to_owned(),
             None if azure => String::new(),
-            None => std::env::var("OPENAI_BASE_URL")
-                .ok()
-                .filter(|url| !url.is_empty())
-                .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+            None => {
+                variable(defaults.endpoint_variable).unwrap_or_else(|| defaults.endpoint.to_owned())
+            }
         };
         let base = endpoint.trim_end_matches('/');
         let url = if azure {
