@@ -9,6 +9,26 @@ use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tandem_spec::{ComponentMetadata, ResourceError};
 
+/// The metadata of Dapr's shared Redis settings, as the lock and configuration stores
+/// read them (the state store and broker add their own).
+pub(crate) const METADATA: &[&str] = &[
+    "redisHost",
+    "redisPassword",
+    "redisUsername",
+    "redisDB",
+    "redisType",
+    "enableTLS",
+    "failover",
+    "sentinelMasterName",
+    "dialTimeout",
+    "readTimeout",
+    "writeTimeout",
+    "maxRetries",
+    "maxRetryBackoff",
+    "poolSize",
+    "idleTimeout",
+];
+
 /// A client for the Redis the metadata describes, and its `host:port` for messages.
 pub(crate) fn client(metadata: &ComponentMetadata) -> Result<(Client, String), ResourceError> {
     let host = metadata.required("redisHost")?.to_owned();

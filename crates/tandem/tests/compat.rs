@@ -390,6 +390,20 @@ fn component_file(name: &str, kind: &str, metadata: &[(&str, &str)], spec_extra:
     text
 }
 
+/// Starts a sidecar over `resources`, which must refuse to start: its stderr.
+fn refused_start(resources: &std::path::Path) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["sidecar", "--app-id", "api-test", "--resources-path"])
+        .arg(resources)
+        .args(["--dapr-http-port", &tandem_testkit::free_port().to_string()])
+        .args(["--dapr-grpc-port", &tandem_testkit::free_port().to_string()])
+        .env("TANDEM_HOME", resources.join("home"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -463,16 +477,7 @@ fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["sidecar", "--app-id", "api-test", "--resources-path"])
-        .arg(dir.path())
-        .args(["--dapr-http-port", &tandem_testkit::free_port().to_string()])
-        .args(["--dapr-grpc-port", &tandem_testkit::free_port().to_string()])
-        .env("TANDEM_HOME", dir.path().join("home"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("Component 'slow'")
             && stderr.contains("spec.initTimeout")
@@ -487,16 +492,7 @@ fn ignore_errors_leaves_a_failing_component_out_and_init_timeout_bounds_it() {
         component_file("flows", "workflow.dapr", &[], ""),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["sidecar", "--app-id", "api-test", "--resources-path"])
-        .arg(dir.path())
-        .args(["--dapr-http-port", &tandem_testkit::free_port().to_string()])
-        .args(["--dapr-grpc-port", &tandem_testkit::free_port().to_string()])
-        .env("TANDEM_HOME", dir.path().join("home"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("Component 'flows'")
             && stderr.contains("spec.type")

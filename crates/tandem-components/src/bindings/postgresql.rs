@@ -40,7 +40,7 @@ use time::{Date, Month, OffsetDateTime};
 use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
 use crate::state::postgresql::{
-    connection_config, describe, describe_pool, pool, seconds_or_duration,
+    connection_config, describe, describe_pool, first_connection, pool, seconds_or_duration,
 };
 
 use super::sql::{OPERATIONS, Statement, Timing};
@@ -83,17 +83,7 @@ impl PostgresBinding {
         let (pool, target) = pool(metadata, config, timeout, size)?;
         // Connect now, as Dapr pings at start: a wrong address or password stops the
         // sidecar with an error naming the field, never the password.
-        let cannot = |why: String| {
-            metadata.field_error(
-                "connectionString",
-                format!("cannot connect to PostgreSQL at {target}: {why}"),
-            )
-        };
-        match tokio::time::timeout(timeout, pool.get()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(cannot(describe_pool(&error))),
-            Err(_) => return Err(cannot(format!("no answer within {timeout:?}"))),
-        }
+        drop(first_connection(metadata, &pool, &target, timeout).await?);
         Ok(Arc::new(Self {
             pool,
             target,

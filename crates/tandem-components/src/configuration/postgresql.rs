@@ -22,7 +22,7 @@ use super::{
     ConfigurationError, ConfigurationItem, ConfigurationRequest, ConfigurationStore, Items,
 };
 use crate::state::postgresql::{
-    connection_config, describe, describe_pool, pool, seconds_or_duration,
+    connection_config, describe, describe_pool, first_connection, pool, seconds_or_duration,
 };
 
 pub const METADATA: &[&str] = &[
@@ -115,26 +115,7 @@ impl PostgresConfiguration {
             n => n,
         };
         let (pool, target) = pool(metadata, config.clone(), timeout, size)?;
-        let connection = match tokio::time::timeout(timeout, pool.get()).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                return Err(metadata.field_error(
-                    "connectionString",
-                    format!(
-                        "cannot connect to PostgreSQL at {target}: {}",
-                        describe_pool(&error)
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(metadata.field_error(
-                    "connectionString",
-                    format!(
-                        "cannot connect to PostgreSQL at {target}: no answer within {timeout:?}"
-                    ),
-                ));
-            }
-        };
+        let connection = first_connection(metadata, &pool, &target, timeout).await?;
         // The table is the operator's (with its trigger), as for Dapr: it must exist.
         let exists: bool = connection
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])

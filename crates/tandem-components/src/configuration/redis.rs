@@ -19,23 +19,7 @@ use super::{
     ConfigurationError, ConfigurationItem, ConfigurationRequest, ConfigurationStore, Items,
 };
 
-pub const METADATA: &[&str] = &[
-    "redisHost",
-    "redisPassword",
-    "redisUsername",
-    "redisDB",
-    "redisType",
-    "enableTLS",
-    "dialTimeout",
-    "readTimeout",
-    "writeTimeout",
-    "maxRetries",
-    "maxRetryBackoff",
-    "poolSize",
-    "idleTimeout",
-    "failover",
-    "sentinelMasterName",
-];
+pub const METADATA: &[&str] = crate::redis_connection::METADATA;
 
 /// The events a watch needs: generic (`DEL`, `EXPIRE`...), string (`SET`), expired and
 /// evicted keys — what Dapr's component asks Redis for.

@@ -11,23 +11,7 @@ use tandem_spec::{ComponentMetadata, ResourceError};
 
 use super::{LockError, LockStore, UnlockStatus};
 
-pub const METADATA: &[&str] = &[
-    "redisHost",
-    "redisPassword",
-    "redisUsername",
-    "redisDB",
-    "redisType",
-    "enableTLS",
-    "failover",
-    "sentinelMasterName",
-    "dialTimeout",
-    "readTimeout",
-    "writeTimeout",
-    "maxRetries",
-    "maxRetryBackoff",
-    "poolSize",
-    "idleTimeout",
-];
+pub const METADATA: &[&str] = crate::redis_connection::METADATA;
 
 /// Deletes the lock only for its owner: `-1` nobody holds it, `-2` another owner does,
 /// otherwise what `DEL` answered.

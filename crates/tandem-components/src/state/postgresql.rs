@@ -106,26 +106,7 @@ impl PostgresState {
 
         // Connect now, so a wrong address or password stops the sidecar with an error
         // naming the field (and never the password), and create the table.
-        let mut connection = match tokio::time::timeout(timeout, pool.get()).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                return Err(metadata.field_error(
-                    "connectionString",
-                    format!(
-                        "cannot connect to PostgreSQL at {target}: {}",
-                        describe_pool(&error)
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(metadata.field_error(
-                    "connectionString",
-                    format!(
-                        "cannot connect to PostgreSQL at {target}: no answer within {timeout:?}"
-                    ),
-                ));
-            }
-        };
+        let mut connection = first_connection(metadata, &pool, &target, timeout).await?;
         create_schema(&mut connection, &table)
             .await
             .map_err(|error| {
@@ -205,6 +186,28 @@ pub(crate) fn pool(
         .build()
         .map_err(|error| metadata.field_error("maxConns", error.to_string()))?;
     Ok((pool, target))
+}
+
+/// A first connection from `pool` within `timeout`, taken when a component starts so a
+/// wrong address or password stops the sidecar with an error naming
+/// `connectionString` (never the password).
+pub(crate) async fn first_connection(
+    metadata: &ComponentMetadata,
+    pool: &Pool,
+    target: &str,
+    timeout: Duration,
+) -> Result<Object, ResourceError> {
+    let cannot = |why: String| {
+        metadata.field_error(
+            "connectionString",
+            format!("cannot connect to PostgreSQL at {target}: {why}"),
+        )
+    };
+    match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(cannot(describe_pool(&error))),
+        Err(_) => Err(cannot(format!("no answer within {timeout:?}"))),
+    }
 }
 
 /// `user@host:port/dbname`, for error messages: everything but the password.
