@@ -47,6 +47,13 @@ impl ActorApp for SlowApp {
 }
 
 async fn host(app: Arc<SlowApp>) -> (Arc<Actors>, CancellationToken) {
+    host_with(app, Arc::new(PeerKey::generate())).await
+}
+
+async fn host_with(
+    app: Arc<dyn ActorApp>,
+    peer_key: Arc<PeerKey>,
+) -> (Arc<Actors>, CancellationToken) {
     let store = tandem_components::state::registry()
         .build(&ComponentMetadata::new(
             Component::new("actorstore", "state.in-memory"),
@@ -60,7 +67,7 @@ async fn host(app: Arc<SlowApp>) -> (Arc<Actors>, CancellationToken) {
         namespace: None,
         store: Some(("actorstore".into(), store)),
         resiliency: Arc::new(Resiliencies::new(&[], "app")),
-        peer_key: Arc::new(PeerKey::generate()),
+        peer_key,
         max_body_size: 1 << 20,
         address: Some("127.0.0.1:1".parse().expect("an address")),
         shutdown: shutdown.clone(),
@@ -112,6 +119,54 @@ async fn a_caller_that_goes_away_does_not_end_the_turn() {
         "two turns ran at once"
     );
     assert_eq!(app.finished.load(Ordering::SeqCst), 2);
+    shutdown.cancel();
+}
+
+/// An app that is gone: its port refuses every connection.
+struct GoneApp;
+
+#[async_trait]
+impl ActorApp for GoneApp {
+    async fn turn(&self, _: &Turn) -> Result<ActorAnswer, TurnError> {
+        Err(TurnError {
+            reason: "calling the app at http://127.0.0.1:1 failed: connection refused".into(),
+            undelivered: true,
+        })
+    }
+
+    async fn deactivate(&self, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A host whose app was killed before its sidecar hands a forwarded call back to be
+/// routed again (the caller's sidecar retries until the host is seen gone) instead of
+/// failing it; a call made on the host itself fails at once.
+#[tokio::test]
+async fn a_forwarded_call_to_a_gone_app_is_handed_back() {
+    let key = Arc::new(PeerKey::generate());
+    let (actors, shutdown) = host_with(Arc::new(GoneApp), key.clone()).await;
+    let path = format!("{}T/a", super::FORWARD_PREFIX);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        super::TURN_HEADER,
+        http::HeaderValue::from_static("method%20m"),
+    );
+    key.sign_headers(&mut headers, "app", super::ACTORS_CALLEE, "PUT", &path)
+        .expect("names that fit in headers");
+    let answer = actors
+        .serve_forwarded(&path, headers, Bytes::new())
+        .await
+        .expect("an answer, not an error");
+    assert!(
+        answer.headers.contains_key(super::RETRY_HEADER),
+        "{answer:?}"
+    );
+    let error = actors.invoke(call("b")).await.unwrap_err();
+    assert!(
+        error.to_string().contains("connection refused"),
+        "a local call fails with the reason: {error}"
+    );
     shutdown.cancel();
 }
 
