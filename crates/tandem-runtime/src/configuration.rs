@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
-use tandem_components::configuration::{ConfigurationRequest, ConfigurationStore, Items};
+use tandem_components::configuration::{
+    ConfigurationError, ConfigurationRequest, ConfigurationStore, Items,
+};
+use tandem_resiliency::{Policy, Verdict};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +26,14 @@ use crate::error::Error;
 
 /// How many changes may wait for a slow subscriber before the store's watch waits too.
 const WAITING_CHANGES: usize = 64;
+
+/// One loaded configuration store.
+pub(crate) struct ConfigurationHandle {
+    pub store: Arc<dyn ConfigurationStore>,
+    /// Its outbound resiliency policy, as daprd's `ComponentOutboundPolicy`: reads and
+    /// the start of a watch.
+    pub outbound: Policy,
+}
 
 /// One live subscription.
 struct Subscription {
@@ -38,7 +49,7 @@ pub struct ConfigurationUpdate {
 
 /// The configuration stores of one sidecar, by name, and their subscriptions.
 pub struct Configurations {
-    stores: HashMap<String, Arc<dyn ConfigurationStore>>,
+    stores: HashMap<String, ConfigurationHandle>,
     subscriptions: Arc<Mutex<HashMap<String, Subscription>>>,
     app: Option<AppChannel>,
     shutdown: CancellationToken,
@@ -51,7 +62,7 @@ fn listed(keys: &[String]) -> String {
 
 impl Configurations {
     pub(crate) fn new(
-        stores: HashMap<String, Arc<dyn ConfigurationStore>>,
+        stores: HashMap<String, ConfigurationHandle>,
         app: Option<AppChannel>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -63,7 +74,7 @@ impl Configurations {
         }
     }
 
-    fn store(&self, name: &str) -> Result<&Arc<dyn ConfigurationStore>, Error> {
+    fn store(&self, name: &str) -> Result<&ConfigurationHandle, Error> {
         if self.stores.is_empty() {
             return Err(Error::ConfigurationStoresNotConfigured);
         }
@@ -81,13 +92,12 @@ impl Configurations {
     ) -> Result<Items, Error> {
         let handle = self.store(store)?;
         let request = ConfigurationRequest { keys, metadata };
-        handle
-            .get(&request)
+        guarded(&handle.outbound, || handle.store.get(&request))
             .await
-            .map_err(|error| Error::ConfigurationGet {
+            .map_err(|cause| Error::ConfigurationGet {
                 keys: listed(&request.keys),
                 store: store.to_owned(),
-                cause: Error::cause(error),
+                cause,
             })
     }
 
@@ -105,14 +115,16 @@ impl Configurations {
         let id = uuid::Uuid::new_v4().to_string();
         let stop = self.shutdown.child_token();
         let (changes, mut changed) = mpsc::channel(WAITING_CHANGES);
-        handle
-            .watch(&request, changes, stop.clone())
-            .await
-            .map_err(|error| Error::ConfigurationSubscribe {
-                keys: listed(&request.keys),
-                store: store.to_owned(),
-                cause: Error::cause(error),
-            })?;
+        guarded(&handle.outbound, || {
+            handle.store.watch(&request, changes.clone(), stop.clone())
+        })
+        .await
+        .map_err(|cause| Error::ConfigurationSubscribe {
+            keys: listed(&request.keys),
+            store: store.to_owned(),
+            cause,
+        })?;
+        drop(changes);
         self.subscriptions
             .lock()
             .insert(id.clone(), Subscription { stop: stop.clone() });
@@ -179,6 +191,24 @@ impl Configurations {
     }
 }
 
+/// A store call under the store's outbound policy: a store failure may be retried, a
+/// request the store cannot serve (an invalid key) is not.
+async fn guarded<T, F, Fut>(policy: &Policy, mut call: F) -> Result<T, crate::error::Cause>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConfigurationError>>,
+{
+    if policy.is_none() {
+        return call().await.map_err(Error::cause);
+    }
+    policy
+        .run(call, |error: &ConfigurationError| {
+            Verdict::retry_if(!matches!(error, ConfigurationError::Invalid(_)))
+        })
+        .await
+        .map_err(|failure| Error::cause(crate::error::Reason(failure.to_string())))
+}
+
 /// The JSON of an update, as daprd encodes it: empty fields are left out.
 pub fn update_json(update: &ConfigurationUpdate) -> Value {
     json!({ "id": update.id, "items": items_json(&update.items) })
@@ -225,5 +255,125 @@ async fn deliver(app: &AppChannel, store: &str, update: &ConfigurationUpdate) {
                 tracing::error!("sending configuration item {key} of {store} to the app: {error}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use tandem_components::configuration::ConfigurationItem;
+    use tandem_resiliency::Resiliencies;
+
+    use super::*;
+
+    /// A store that fails its first reads as a server would, or every read as a request
+    /// it cannot serve.
+    struct Flaky {
+        failures: AtomicUsize,
+        invalid: bool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ConfigurationStore for Flaky {
+        async fn get(&self, _: &ConfigurationRequest) -> Result<Items, ConfigurationError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.invalid {
+                return Err(ConfigurationError::Invalid("invalid key : 'a b'".into()));
+            }
+            if self.failures.load(Ordering::SeqCst) > 0 {
+                self.failures.fetch_sub(1, Ordering::SeqCst);
+                return Err(ConfigurationError::Postgres {
+                    target: "db".into(),
+                    message: "the server is restarting".into(),
+                });
+            }
+            let item = ConfigurationItem {
+                value: "blue".into(),
+                ..ConfigurationItem::default()
+            };
+            Ok(Items::from([("color".to_owned(), item)]))
+        }
+
+        async fn watch(
+            &self,
+            _: &ConfigurationRequest,
+            _: mpsc::Sender<Items>,
+            _: CancellationToken,
+        ) -> Result<(), ConfigurationError> {
+            Ok(())
+        }
+    }
+
+    /// The `configstore` component's outbound policy: three quick retries.
+    fn policy() -> Policy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("resiliency.yaml"),
+            "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\nspec:\n  \
+             policies:\n    retries:\n      quick:\n        policy: constant\n        \
+             duration: 10ms\n        maxRetries: 3\n  targets:\n    components:\n      \
+             configstore:\n        outbound:\n          retry: quick\n",
+        )
+        .unwrap();
+        let options = tandem_spec::LoadOptions {
+            app_id: "app".into(),
+            namespace: None,
+        };
+        let resources = tandem_spec::load(&[dir.path().to_path_buf()], &options).unwrap();
+        Resiliencies::new(&resources.resiliencies, "app")
+            .for_component_outbound("configstore", "configuration.redis")
+    }
+
+    fn configurations(store: Arc<Flaky>, outbound: Policy) -> Configurations {
+        let handle = ConfigurationHandle { store, outbound };
+        let stores = HashMap::from([("configstore".to_owned(), handle)]);
+        Configurations::new(stores, None, CancellationToken::new())
+    }
+
+    #[tokio::test]
+    async fn reads_are_retried_under_the_components_policy_but_bad_requests_are_not() {
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(2),
+            invalid: false,
+            calls: AtomicUsize::new(0),
+        });
+        let items = configurations(flaky.clone(), policy())
+            .get("configstore", vec!["color".into()], BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!(items["color"].value, "blue");
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+
+        let refused = Arc::new(Flaky {
+            failures: AtomicUsize::new(0),
+            invalid: true,
+            calls: AtomicUsize::new(0),
+        });
+        let error = configurations(refused.clone(), policy())
+            .get("configstore", vec!["a b".into()], BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("invalid key"), "{error}");
+        assert_eq!(refused.calls.load(Ordering::SeqCst), 1, "not retried");
+
+        // Without a policy, the first failure is the answer.
+        let once = Arc::new(Flaky {
+            failures: AtomicUsize::new(1),
+            invalid: false,
+            calls: AtomicUsize::new(0),
+        });
+        let error = configurations(once, Policy::none())
+            .get("configstore", vec!["color".into()], BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("failed to get [color] from Configuration store configstore"),
+            "{error}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tandem_components::bindings;
-use tandem_components::configuration::{self, ConfigurationStore};
+use tandem_components::configuration;
 use tandem_components::conversation;
 use tandem_components::lock;
 use tandem_components::pubsub;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::BindingHandle;
 use crate::config::SidecarConfig;
+use crate::configuration::ConfigurationHandle;
 use crate::conversation::ConversationHandle;
 use crate::invoke::HttpEndpointTarget;
 use crate::lock::{KeyPrefix, LockHandle};
@@ -34,7 +35,7 @@ pub(crate) struct Loaded {
     pub state_stores: HashMap<String, StoreHandle>,
     pub bindings: HashMap<String, BindingHandle>,
     pub locks: HashMap<String, LockHandle>,
-    pub configurations: HashMap<String, Arc<dyn ConfigurationStore>>,
+    pub configurations: HashMap<String, ConfigurationHandle>,
     pub conversations: HashMap<String, ConversationHandle>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
@@ -191,7 +192,12 @@ pub(crate) async fn load(
                 let metadata = component.resolve(&templates, &lookup).await?;
                 let prefix = KeyPrefix::read(&metadata)?;
                 let store = lock_registry.build(&metadata).await?;
-                Ok(LockHandle { store, prefix })
+                let outbound = resiliency.for_component_outbound(&component.name, &component.kind);
+                Ok(LockHandle {
+                    store,
+                    prefix,
+                    outbound,
+                })
             };
             if let Some(handle) = initialised(&component, build).await? {
                 components.locks.insert(component.name.clone(), handle);
@@ -202,7 +208,10 @@ pub(crate) async fn load(
         if configuration_registry.claims(&component.kind) {
             let build = async {
                 let metadata = component.resolve(&templates, &lookup).await?;
-                configuration_registry.build(&metadata).await
+                Ok(ConfigurationHandle {
+                    store: configuration_registry.build(&metadata).await?,
+                    outbound: resiliency.for_component_outbound(&component.name, &component.kind),
+                })
             };
             if let Some(store) = initialised(&component, build).await? {
                 components

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tandem_components::lock::{LockStore, UnlockStatus};
+use tandem_components::lock::{LockError, LockStore, UnlockStatus};
+use tandem_resiliency::{Policy, Verdict};
 use tandem_spec::{ComponentMetadata, ResourceError};
 
 use crate::error::Error;
@@ -45,6 +46,8 @@ impl KeyPrefix {
 pub(crate) struct LockHandle {
     pub store: Arc<dyn LockStore>,
     pub prefix: KeyPrefix,
+    /// Its outbound resiliency policy, as daprd's `ComponentOutboundPolicy`.
+    pub outbound: Policy,
 }
 
 /// The lock stores of one sidecar, by name.
@@ -117,11 +120,12 @@ impl Locks {
         let lock = self
             .lock_name(store, &handle.prefix, resource)
             .map_err(|cause| Error::TryLock(Error::cause(crate::error::Reason(cause))))?;
-        handle
-            .store
-            .try_lock(&lock, owner, Duration::from_secs(seconds))
-            .await
-            .map_err(|error| Error::TryLock(Error::cause(error)))
+        let expiry = Duration::from_secs(seconds);
+        guarded(&handle.outbound, || {
+            handle.store.try_lock(&lock, owner, expiry)
+        })
+        .await
+        .map_err(Error::TryLock)
     }
 
     /// Gives `resource`'s lock in store `store` back, if `owner` holds it.
@@ -135,12 +139,25 @@ impl Locks {
         let lock = self
             .lock_name(store, &handle.prefix, resource)
             .map_err(|cause| Error::Unlock(Error::cause(crate::error::Reason(cause))))?;
-        handle
-            .store
-            .unlock(&lock, owner)
+        guarded(&handle.outbound, || handle.store.unlock(&lock, owner))
             .await
-            .map_err(|error| Error::Unlock(Error::cause(error)))
+            .map_err(Error::Unlock)
     }
+}
+
+/// A store call under the store's outbound policy (a store failure may be retried).
+async fn guarded<T, F, Fut>(policy: &Policy, mut call: F) -> Result<T, crate::error::Cause>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LockError>>,
+{
+    if policy.is_none() {
+        return call().await.map_err(Error::cause);
+    }
+    policy
+        .run(call, |_: &LockError| Verdict::retry_if(true))
+        .await
+        .map_err(|failure| Error::cause(crate::error::Reason(failure.to_string())))
 }
 
 #[cfg(test)]
