@@ -184,6 +184,7 @@ def test_subtle_calls(stub, keys):
     assert public.public_numbers() == private.public_key().public_numbers()
     jwk = stub.SubtleGetKeyAlpha1(pb.SubtleGetKeyRequest(
         component_name=component, name="rsa.json", format=pb.SubtleGetKeyRequest.JSON))
+    assert jwk.name == "rsa.json"  # the name asked for, not the JWK's kid, as daprd
     fields = json.loads(jwk.public_key)
     assert fields["kty"] == "RSA" and fields["kid"] == "rsa-jwk" and "d" not in fields
 
@@ -290,6 +291,10 @@ def test_http_doors(sidecar, keys):
     assert encrypted.content.startswith(b"dapr.io/enc/v1\n")
     decrypted = requests.put(f"{base}/crypto-localstorage/decrypt", data=encrypted.content, timeout=10)
     assert decrypted.status_code == 200 and decrypted.content == data, decrypted.text
+    # Bodies count against --max-body-size (4 MiB by default), as every other body.
+    large = requests.put(f"{base}/crypto-localstorage/encrypt", data=b"0" * (5 << 20),
+                         headers=headers, timeout=30)
+    assert large.json()["errorCode"] == "ERR_BODY_READ", large.text
     # An empty message is the header alone, and decrypts to nothing.
     empty = requests.put(f"{base}/crypto-localstorage/encrypt", data=b"", headers=headers, timeout=10)
     assert empty.content.count(b"\n") == 3 and empty.content.endswith(b"\n"), empty.content

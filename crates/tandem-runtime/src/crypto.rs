@@ -78,8 +78,8 @@ impl Crypto {
         self.provider(name).map(|_| ())
     }
 
-    /// The public half of key `name`: its name (the `kid` where the component keeps
-    /// one, as daprd answers) and the key in `format`.
+    /// The public half of key `name`: the name asked for (daprd answers a `kid` only for
+    /// its Azure Key Vault component's keys) and the key in `format`.
     pub async fn get_key(
         &self,
         component: &str,
@@ -97,7 +97,7 @@ impl Crypto {
             KeyFormat::Json => key.public_jwk(),
         }
         .map_err(get_key)?;
-        Ok((key.kid.clone().unwrap_or_else(|| name.to_owned()), text))
+        Ok((name.to_owned(), text))
     }
 
     /// `SubtleEncryptAlpha1`: the ciphertext and tag.

@@ -44,8 +44,24 @@ fn truthy(value: &str) -> bool {
     )
 }
 
-fn body_error(error: impl std::fmt::Display) -> ApiError {
-    Error::Crypto(format!("failed to read request body: {error}")).into()
+/// Counts a body's bytes against `--max-body-size`, as every other body is: the answer
+/// is kept whole until the end (as daprd), so the body's size bounds its memory.
+struct Limit {
+    total: usize,
+    limit: usize,
+}
+
+impl Limit {
+    fn take(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.total = self.total.saturating_add(chunk.len());
+        if self.total > self.limit {
+            return Err(ApiError::body_read(format!(
+                "the request body is larger than the {}-byte limit (--max-body-size)",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn octets(data: Vec<u8>) -> Response {
@@ -89,9 +105,14 @@ async fn encrypt(
         })
         .await?;
     let mut out = encryptor.header().to_vec();
+    let mut limit = Limit {
+        total: 0,
+        limit: api.max_body_size,
+    };
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(body_error)?;
+        let chunk = chunk.map_err(ApiError::body_read)?;
+        limit.take(&chunk)?;
         out.extend(
             encryptor
                 .update(&chunk)
@@ -113,9 +134,14 @@ async fn decrypt(
         .crypto()
         .decrypt_session(&component, &text(&headers, "dapr-key-name"))?;
     let mut out = Vec::new();
+    let mut limit = Limit {
+        total: 0,
+        limit: api.max_body_size,
+    };
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(body_error)?;
+        let chunk = chunk.map_err(ApiError::body_read)?;
+        limit.take(&chunk)?;
         out.extend(session.update(&chunk).await?);
     }
     out.extend(session.finish().await?);
