@@ -276,6 +276,11 @@ impl DecryptSession {
             DecryptState::Body(decryptor) => decryptor.update(data).map_err(operation),
             DecryptState::Header(pending) => {
                 pending.extend_from_slice(data);
+                // The header ends with a newline: reading it again is only worth it when
+                // one arrived (or the header is too long), so tiny chunks cost little.
+                if !data.contains(&b'\n') && pending.len() < scheme::SEGMENT_SIZE {
+                    return Ok(Vec::new());
+                }
                 let Some((header, used)) = Header::read(pending).map_err(operation)? else {
                     return Ok(Vec::new());
                 };

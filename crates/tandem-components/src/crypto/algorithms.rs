@@ -538,7 +538,7 @@ fn rsa_decrypt(
 
 /// Go's `PSSSaltLengthAuto` when signing: the longest salt the key allows.
 fn pss_max_salt(key: &RsaPublicKey, hash_len: usize) -> usize {
-    let em_len = (key.n().bits() - 1).div_ceil(8);
+    let em_len = key.n().bits().saturating_sub(1).div_ceil(8);
     em_len.saturating_sub(hash_len + 2)
 }
 

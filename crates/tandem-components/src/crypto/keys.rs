@@ -351,11 +351,16 @@ fn parse_symmetric(raw: &[u8]) -> Material {
     while end > 0 && matches!(raw[end - 1], b'\n' | b'=') {
         end -= 1;
     }
-    let trimmed = &raw[..end];
-    if let Ok(bytes) = STANDARD_NO_PAD.decode(trimmed) {
+    // Go's base64 decoder skips line breaks anywhere in its input.
+    let trimmed: Vec<u8> = raw[..end]
+        .iter()
+        .copied()
+        .filter(|byte| !matches!(byte, b'\r' | b'\n'))
+        .collect();
+    if let Ok(bytes) = STANDARD_NO_PAD.decode(&trimmed) {
         return Material::Symmetric(bytes);
     }
-    if let Ok(bytes) = URL_SAFE_NO_PAD.decode(trimmed) {
+    if let Ok(bytes) = URL_SAFE_NO_PAD.decode(&trimmed) {
         return Material::Symmetric(bytes);
     }
     Material::Symmetric(raw.to_vec())
@@ -374,11 +379,16 @@ fn pem_block(raw: &[u8]) -> Result<(String, Vec<u8>), CryptoError> {
         .find("-----")
         .ok_or_else(|| CryptoError::Parse("malformed PEM header".into()))?;
     let label = &block[11..11 + label_end];
+    // The body starts after the header line's closing dashes; the end marker is looked
+    // for only from there, so text such as `-----BEGIN X-----END X-----` cannot make
+    // the body's end come before its start.
+    let body_start = 11 + label_end + 5;
     let end_marker = format!("-----END {label}-----");
-    let end = block
+    let end = block[body_start..]
         .find(&end_marker)
+        .map(|at| body_start + at)
         .ok_or_else(|| CryptoError::Parse("PEM block has no end".into()))?;
-    let body: String = block[11 + label_end + 5..end]
+    let body: String = block[body_start..end]
         .lines()
         // Headers such as `Proc-Type:` are not part of the base64 body.
         .filter(|line| !line.contains(':'))
@@ -630,4 +640,48 @@ pub fn parse_jwks(raw: &[u8]) -> Result<Vec<Key>, CryptoError> {
                 .and_then(jwk_from_object)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_input_is_an_error_not_a_panic() {
+        for raw in [
+            &b"-----BEGIN X-----END X-----"[..],
+            b"-----BEGIN -----END -----",
+            b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            b"-----BEGIN PRIVATE KEY",
+            b"{\"kty\":\"RSA\",\"n\":\"\",\"e\":\"\"}",
+            b"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+            b"{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\",\"d\":\"AA\"}",
+            b"{\"kty\":\"oct\"}",
+            b"{\"kty\":7}",
+            b"{not json at all, and longer than 32 bytes}",
+        ] {
+            assert!(
+                parse_key(raw, Hint::None).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert!(parse_key(b"", Hint::None).is_err());
+        assert!(parse_key(b"x", Hint::Pem).is_err());
+        assert!(parse_key(b"[]", Hint::Json).is_err());
+    }
+
+    #[test]
+    fn symmetric_keys_are_raw_or_base64_as_dapr_reads_them() {
+        let key = |raw: &[u8]| parse_key(raw, Hint::None).unwrap().serialize().unwrap();
+        assert_eq!(
+            key(b"AAECAwQFBgcICQoLDA0ODw==\n"),
+            (0u8..16).collect::<Vec<_>>()
+        );
+        assert_eq!(key(b"_-_-"), vec![0xff, 0xef, 0xfe]);
+        assert_eq!(key(b"AAEC\r\nAwQF\n"), (0u8..6).collect::<Vec<_>>());
+        // 16 bytes starting with `{`: an AES key, not a JWK.
+        assert_eq!(key(b"{234567890abcde}"), b"{234567890abcde}".to_vec());
+    }
 }
