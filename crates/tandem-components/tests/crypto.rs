@@ -538,3 +538,64 @@ fn dapr_kit_test_messages_decrypt() {
         assert_eq!(plaintext, expected, "{file}");
     }
 }
+
+#[tokio::test]
+async fn jwks_files_are_read_again_and_urls_fetched_again() {
+    let text = std::fs::read_to_string(keys_dir().join("jwks.json")).unwrap();
+    let renamed = text.replace("\"aes\"", "\"aes-2\"");
+    // A file: replaced, it is read again.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, &text).unwrap();
+    let provider = build("crypto.dapr.jwks", &[("jwks", file.to_str().unwrap())])
+        .await
+        .unwrap();
+    assert!(provider.retrieve_key("aes").await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    std::fs::write(&file, &renamed).unwrap();
+    let reloaded = async {
+        while provider.retrieve_key("aes-2").await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reloaded)
+        .await
+        .expect("file read again");
+    assert!(provider.retrieve_key("aes").await.is_err());
+
+    // A URL: fetched again every minRefreshInterval; a failed fetch keeps the keys.
+    let served = Arc::new(parking_lot::Mutex::new((200u16, text.clone())));
+    let answer = served.clone();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let (status, body) = answer.lock().clone();
+            async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("http://{address}/jwks.json");
+    let provider = build(
+        "crypto.dapr.jwks",
+        &[("jwks", &url), ("minRefreshInterval", "1s")],
+    )
+    .await
+    .unwrap();
+    *served.lock() = (500, String::new());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        provider.retrieve_key("aes").await.is_ok(),
+        "kept after a failed refresh"
+    );
+    *served.lock() = (200, renamed);
+    let refreshed = async {
+        while provider.retrieve_key("aes-2").await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), refreshed)
+        .await
+        .expect("fetched again");
+}
