@@ -28,6 +28,8 @@ pub enum Allow {
     /// A conversation offering tools: the echo component refuses a tool whose schema's
     /// `properties` is not an object.
     ConversationRefused,
+    /// A crypto call: daprd answers every failed operation alike, whoever's fault.
+    CryptoRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -111,6 +113,23 @@ pub const ALLOWANCES: &[Allowance] = &[
         reason: "daprd answers ErrConversationInvoke (500 / INTERNAL) to every failure of the \
                  component; conversation.echo fails a tool whose parameters' `properties` is \
                  not an object",
+    },
+    Allowance {
+        allow: Allow::CryptoRefused,
+        error_code: Some("ERR_CRYPTO"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrCryptoOperation (500 / INTERNAL) to every failed crypto \
+                 operation — an unknown algorithm, a missing key, a message that is not \
+                 Dapr's format or does not verify, a wrong sequence number",
+    },
+    Allowance {
+        allow: Allow::CryptoRefused,
+        error_code: Some("ERR_CRYPTO_KEY"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrCryptoGetKey (500 / INTERNAL) for a key the component does \
+                 not have or that has no public half",
     },
 ];
 

@@ -28,12 +28,13 @@ pub(super) fn routes() -> Router<Api> {
         .route("/v1.0-alpha1/crypto/{component}/decrypt", put(decrypt))
 }
 
+/// A header's value as text; Go's `Header.Get` passes any bytes, so UTF-8 key names
+/// (which `HeaderValue::to_str` refuses) are kept.
 fn text(headers: &HeaderMap, name: &str) -> String {
     headers
         .get(name)
-        .and_then(|value| value.to_str().ok())
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .unwrap_or_default()
-        .to_owned()
 }
 
 /// Dapr's truthy words (`kit/strings.IsTruthy`).
