@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "dapr/proto/runtime/v1/lock.proto",
             "dapr/proto/runtime/v1/configuration.proto",
             "dapr/proto/runtime/v1/conversation.proto",
+            "dapr/proto/runtime/v1/crypto.proto",
         ],
         ["proto"],
     )?;

@@ -363,6 +363,25 @@ impl From<Error> for ApiError {
                 Internal,
             ),
             Error::Unlock(_) => ("ERR_UNLOCK", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+            Error::CryptoProvidersNotConfigured => (
+                "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::CryptoProviderNotFound(_) => (
+                "ERR_CRYPTO_PROVIDER_NOT_FOUND",
+                StatusCode::BAD_REQUEST,
+                InvalidArgument,
+            ),
+            Error::CryptoBadRequest(_) => {
+                ("ERR_BAD_REQUEST", StatusCode::BAD_REQUEST, InvalidArgument)
+            }
+            Error::CryptoGetKey { .. } => (
+                "ERR_CRYPTO_KEY",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Error::Crypto(_) => ("ERR_CRYPTO", StatusCode::INTERNAL_SERVER_ERROR, Internal),
             Error::SecretPermissionDenied { .. } => (
                 "ERR_PERMISSION_DENIED",
                 StatusCode::FORBIDDEN,
@@ -598,6 +617,11 @@ fn details(error: &Error, message: &str) -> (Vec<Detail>, bool) {
         | Error::LockStoreNotFound(_)
         | Error::TryLock(_)
         | Error::Unlock(_)
+        | Error::CryptoProvidersNotConfigured
+        | Error::CryptoProviderNotFound(_)
+        | Error::CryptoBadRequest(_)
+        | Error::CryptoGetKey { .. }
+        | Error::Crypto(_)
         | Error::ConfigurationStoresNotConfigured
         | Error::ConfigurationStoreNotFound(_)
         | Error::ConfigurationGet { .. }

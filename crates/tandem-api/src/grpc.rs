@@ -21,6 +21,7 @@ use crate::error::ApiError;
 
 mod actors;
 mod calls;
+mod crypto;
 mod proxy;
 mod subscribe_stream;
 mod unix_authority;
@@ -923,6 +924,154 @@ impl Dapr for Service {
     async fn shutdown(&self, _: Request<pb::ShutdownRequest>) -> Result<Response<()>, Status> {
         self.runtime.shutdown();
         Ok(Response::new(()))
+    }
+
+    // Cryptography: the streams in `crypto.rs`; the subtle calls map one to one.
+    type EncryptAlpha1Stream = crypto::EncryptStream;
+    type DecryptAlpha1Stream = crypto::DecryptStream;
+
+    async fn encrypt_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::EncryptRequest>>,
+    ) -> Result<Response<Self::EncryptAlpha1Stream>, Status> {
+        crypto::encrypt(&self.runtime, request).await
+    }
+
+    async fn decrypt_alpha1(
+        &self,
+        request: Request<tonic::Streaming<pb::DecryptRequest>>,
+    ) -> Result<Response<Self::DecryptAlpha1Stream>, Status> {
+        crypto::decrypt(&self.runtime, request).await
+    }
+
+    async fn subtle_get_key_alpha1(
+        &self,
+        request: Request<pb::SubtleGetKeyRequest>,
+    ) -> Result<Response<pb::SubtleGetKeyResponse>, Status> {
+        crypto::get_key(&self.runtime, request.into_inner()).await
+    }
+
+    async fn subtle_encrypt_alpha1(
+        &self,
+        request: Request<pb::SubtleEncryptRequest>,
+    ) -> Result<Response<pb::SubtleEncryptResponse>, Status> {
+        let r = request.into_inner();
+        let (ciphertext, tag) = self
+            .runtime
+            .crypto()
+            .encrypt(
+                &r.component_name,
+                &r.key_name,
+                &r.algorithm,
+                &r.plaintext,
+                &r.nonce,
+                &r.associated_data,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleEncryptResponse { ciphertext, tag }))
+    }
+
+    async fn subtle_decrypt_alpha1(
+        &self,
+        request: Request<pb::SubtleDecryptRequest>,
+    ) -> Result<Response<pb::SubtleDecryptResponse>, Status> {
+        let r = request.into_inner();
+        let plaintext = self
+            .runtime
+            .crypto()
+            .decrypt(
+                &r.component_name,
+                &r.key_name,
+                &r.algorithm,
+                &r.ciphertext,
+                &r.nonce,
+                &r.tag,
+                &r.associated_data,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleDecryptResponse { plaintext }))
+    }
+
+    async fn subtle_wrap_key_alpha1(
+        &self,
+        request: Request<pb::SubtleWrapKeyRequest>,
+    ) -> Result<Response<pb::SubtleWrapKeyResponse>, Status> {
+        let r = request.into_inner();
+        let (wrapped_key, tag) = self
+            .runtime
+            .crypto()
+            .wrap_key(
+                &r.component_name,
+                &r.key_name,
+                &r.algorithm,
+                &r.plaintext_key,
+                &r.nonce,
+                &r.associated_data,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleWrapKeyResponse {
+            wrapped_key,
+            tag,
+        }))
+    }
+
+    async fn subtle_unwrap_key_alpha1(
+        &self,
+        request: Request<pb::SubtleUnwrapKeyRequest>,
+    ) -> Result<Response<pb::SubtleUnwrapKeyResponse>, Status> {
+        let r = request.into_inner();
+        let plaintext_key = self
+            .runtime
+            .crypto()
+            .unwrap_key(
+                &r.component_name,
+                &r.key_name,
+                &r.algorithm,
+                &r.wrapped_key,
+                &r.nonce,
+                &r.tag,
+                &r.associated_data,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleUnwrapKeyResponse { plaintext_key }))
+    }
+
+    async fn subtle_sign_alpha1(
+        &self,
+        request: Request<pb::SubtleSignRequest>,
+    ) -> Result<Response<pb::SubtleSignResponse>, Status> {
+        let r = request.into_inner();
+        let signature = self
+            .runtime
+            .crypto()
+            .sign(&r.component_name, &r.key_name, &r.algorithm, &r.digest)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleSignResponse { signature }))
+    }
+
+    async fn subtle_verify_alpha1(
+        &self,
+        request: Request<pb::SubtleVerifyRequest>,
+    ) -> Result<Response<pb::SubtleVerifyResponse>, Status> {
+        let r = request.into_inner();
+        let valid = self
+            .runtime
+            .crypto()
+            .verify(
+                &r.component_name,
+                &r.key_name,
+                &r.algorithm,
+                &r.digest,
+                &r.signature,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::SubtleVerifyResponse { valid }))
     }
 
     // Actors: thin translations in `actors.rs`.

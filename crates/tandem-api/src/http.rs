@@ -23,6 +23,7 @@ mod bindings;
 mod bulk_publish;
 mod configuration;
 mod conversation;
+mod crypto;
 pub(crate) mod extract;
 mod invoke;
 mod lock;
@@ -73,6 +74,7 @@ pub fn router(runtime: Arc<Runtime>, token: ApiToken, log_calls: bool) -> Router
         .merge(lock::routes())
         .merge(configuration::routes())
         .merge(conversation::routes())
+        .merge(crypto::routes())
         // As in daprd, whatever no route serves — an unknown path, or a known path
         // with another method — is the `dapr-app-id` form of invocation; it needs the
         // token too.

@@ -12,6 +12,7 @@ mod aws;
 pub mod bindings;
 pub mod configuration;
 pub mod conversation;
+pub mod crypto;
 mod embedded;
 pub mod lock;
 pub mod pubsub;

@@ -31,6 +31,8 @@ pub enum Allow {
     /// A state query daprd's query language does not accept (or a store without
     /// queries).
     QueryRefused,
+    /// A crypto call: daprd answers every failed operation alike, whoever's fault.
+    CryptoRefused,
 }
 
 /// The allow-list, with Dapr's answer for each entry and why it is not the caller's fault.
@@ -122,6 +124,23 @@ pub const ALLOWANCES: &[Allowance] = &[
         grpc_code: Some(INTERNAL),
         reason: "daprd answers QueryFailed (500 / INTERNAL, pkg/api/errors/state.go) to a query \
                  that does not parse, whoever's fault it is",
+    },
+    Allowance {
+        allow: Allow::CryptoRefused,
+        error_code: Some("ERR_CRYPTO"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrCryptoOperation (500 / INTERNAL) to every failed crypto \
+                 operation — an unknown algorithm, a missing key, a message that is not \
+                 Dapr's format or does not verify, a wrong sequence number",
+    },
+    Allowance {
+        allow: Allow::CryptoRefused,
+        error_code: Some("ERR_CRYPTO_KEY"),
+        http_status: Some(500),
+        grpc_code: Some(INTERNAL),
+        reason: "daprd answers ErrCryptoGetKey (500 / INTERNAL) for a key the component does \
+                 not have or that has no public half",
     },
 ];
 

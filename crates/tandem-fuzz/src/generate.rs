@@ -124,6 +124,11 @@ mod tests {
             "POST /v1.0-alpha2/conversation/{name}/converse",
             "gRPC ConverseAlpha1",
             "gRPC ConverseAlpha2",
+            "PUT /v1.0-alpha1/crypto/{component}/encrypt",
+            "PUT /v1.0-alpha1/crypto/{component}/decrypt",
+            "gRPC SubtleGetKeyAlpha1",
+            "gRPC SubtleEncryptAlpha1",
+            "gRPC SubtleSignAlpha1",
             "gRPC SetMetadata",
             "internal * /{method}",
         ] {

@@ -311,6 +311,11 @@ fn write_resources(dir: &Path, world: &World) -> io::Result<()> {
     std::fs::create_dir_all(&resources)?;
     std::fs::create_dir_all(dir.join("home"))?;
     std::fs::create_dir_all(dir.join("files"))?;
+    std::fs::create_dir_all(dir.join("keys"))?;
+    std::fs::write(
+        dir.join("keys").join(world::CRYPTO_KEYS[0]),
+        world::CRYPTO_AES_KEY,
+    )?;
     let secrets = dir.join("secrets.json");
     std::fs::write(&secrets, world::SECRETS_FILE)?;
     let components = format!(
@@ -375,6 +380,17 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: {crypto}
+spec:
+  type: crypto.dapr.localstorage
+  version: v1
+  metadata:
+  - name: path
+    value: {keys}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: {tick}
 spec:
   type: bindings.cron
@@ -414,6 +430,8 @@ spec:
         tick = world::BINDINGS[1],
         locks = world::LOCK_STORE,
         llm = world::CONVERSATION,
+        crypto = world::CRYPTO,
+        keys = dir.join("keys").display(),
         file_store = world::FILE_SECRET_STORE,
         secrets = secrets.display(),
         env_store = world::ENV_SECRET_STORE,

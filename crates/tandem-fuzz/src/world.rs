@@ -31,6 +31,29 @@ pub const LOCK_OWNERS: &[&str] = &["owner-a", "owner-b"];
 /// `conversation.echo`: answers with what it was told.
 pub const CONVERSATION: &str = "llm";
 
+/// `crypto.dapr.localstorage` over the world's `keys` folder.
+pub const CRYPTO: &str = "keys";
+/// The key files in it: a 256-bit AES key (its raw bytes).
+pub const CRYPTO_KEYS: &[&str] = &["aes-256"];
+/// The AES key's bytes.
+pub const CRYPTO_AES_KEY: [u8; 32] = [7; 32];
+/// Algorithm names cases use: stream key wraps, subtle algorithms, and some nobody has.
+pub const CRYPTO_ALGORITHMS: &[&str] = &[
+    "A256KW",
+    "aes",
+    "RSA",
+    "A128CBC-NOPAD",
+    "A256GCM",
+    "C20P",
+    "XC20P",
+    "A256CBC",
+    "A256CBC-HS512",
+    "RSA-OAEP-256",
+    "ES256",
+    "EdDSA",
+    "ROT13",
+];
+
 /// `secretstores.local.file` over [`SECRETS_FILE`].
 pub const FILE_SECRET_STORE: &str = "vault";
 /// `secretstores.local.env` with prefix [`ENV_PREFIX`].

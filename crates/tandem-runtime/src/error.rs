@@ -58,6 +58,24 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("crypto providers not configured")]
+    CryptoProvidersNotConfigured,
+    #[error("crypto provider {0} not found")]
+    CryptoProviderNotFound(String),
+    /// A crypto request daprd refuses as `ERR_BAD_REQUEST` (a missing component name,
+    /// stream options, or header).
+    #[error("invalid request: {0}")]
+    CryptoBadRequest(String),
+    #[error("failed to retrieve key {name}: {cause}")]
+    CryptoGetKey {
+        name: String,
+        #[source]
+        cause: Cause,
+    },
+    /// A crypto operation failed; the reason is daprd's (generic for subtle calls).
+    #[error("failed to perform operation: {0}")]
+    Crypto(String),
+
     #[error("lock store is not configured")]
     LockStoresNotConfigured,
     #[error("lock store {0} not found")]

@@ -20,6 +20,7 @@ pub mod cloudevent;
 mod config;
 mod configuration;
 mod conversation;
+mod crypto;
 mod error;
 mod invoke;
 mod loader;
@@ -48,6 +49,7 @@ pub use config::{
 };
 pub use configuration::{ConfigurationUpdate, Configurations, items_json, update_json};
 pub use conversation::{Conversations, json_to_struct, struct_to_json};
+pub use crypto::{Crypto, DecryptSession, EncryptOptions, KeyFormat, STREAM_CHUNK};
 pub use error::{Cause, Error, EtagProblem};
 pub use invoke::{
     CACHE_HEADER, CALLEE_HEADER, CALLER_HEADER, InvokeRequest, InvokeResponse, Invoker, Locate,

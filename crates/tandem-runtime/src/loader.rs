@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tandem_components::bindings;
 use tandem_components::configuration;
 use tandem_components::conversation;
+use tandem_components::crypto::{self, CryptoProvider};
 use tandem_components::lock;
 use tandem_components::pubsub;
 use tandem_components::secretstores::{self, SecretStore};
@@ -37,6 +38,7 @@ pub(crate) struct Loaded {
     pub locks: HashMap<String, LockHandle>,
     pub configurations: HashMap<String, ConfigurationHandle>,
     pub conversations: HashMap<String, ConversationHandle>,
+    pub crypto: HashMap<String, Arc<dyn CryptoProvider>>,
     pub http_endpoints: HashMap<String, HttpEndpointTarget>,
     pub resiliency: tandem_resiliency::Resiliencies,
     pub registered: Vec<ComponentInfo>,
@@ -47,7 +49,7 @@ pub(crate) struct Loaded {
 /// Building blocks Dapr has and tandem does not serve yet: a component of one stops
 /// the sidecar with an error that says so (as an unknown type does in daprd), or with
 /// `spec.ignoreErrors` is left out with a warning.
-const NOT_YET_SERVED: &[&str] = &["crypto", "middleware", "nameresolution", "workflow"];
+const NOT_YET_SERVED: &[&str] = &["middleware", "nameresolution", "workflow"];
 
 /// Loads and initialises every component this sidecar may use. Secret stores come
 /// first, since the others' `secretKeyRef`s are read through them.
@@ -85,6 +87,7 @@ pub(crate) async fn load(
     let lock_registry = lock::registry();
     let configuration_registry = configuration::registry();
     let conversation_registry = conversation::registry();
+    let crypto_registry = crypto::registry();
     let mut components = Loaded {
         brokers: HashMap::new(),
         secret_stores: HashMap::new(),
@@ -93,6 +96,7 @@ pub(crate) async fn load(
         locks: HashMap::new(),
         configurations: HashMap::new(),
         conversations: HashMap::new(),
+        crypto: HashMap::new(),
         http_endpoints: HashMap::new(),
         resiliency,
         registered: Vec::new(),
@@ -237,6 +241,17 @@ pub(crate) async fn load(
             }
             continue;
         }
+        if crypto_registry.claims(&component.kind) {
+            let build = async {
+                let metadata = component.resolve(&templates, &lookup).await?;
+                crypto_registry.build(&metadata).await
+            };
+            if let Some(provider) = initialised(&component, build).await? {
+                components.crypto.insert(component.name.clone(), provider);
+                registered.push(ComponentInfo::of(&component));
+            }
+            continue;
+        }
         let block = component.kind.split('.').next().unwrap_or_default();
         if NOT_YET_SERVED.contains(&block) {
             let unserved = component.error(
@@ -266,6 +281,7 @@ pub(crate) async fn load(
                     .chain(lock_registry.kinds())
                     .chain(configuration_registry.kinds())
                     .chain(conversation_registry.kinds())
+                    .chain(crypto_registry.kinds())
                     .chain(secret_registry.kinds())
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -17,6 +17,7 @@ use crate::bindings::Bindings;
 use crate::config::SidecarConfig;
 use crate::configuration::Configurations;
 use crate::conversation::Conversations;
+use crate::crypto::Crypto;
 use crate::error::Error;
 use crate::invoke::{Invoker, InvokerParts, Locate};
 use crate::loader;
@@ -44,6 +45,7 @@ pub struct Runtime {
     locks: Locks,
     configurations: Configurations,
     conversations: Conversations,
+    crypto: Crypto,
     actors: Arc<Actors>,
     /// The loaded components, for the metadata API.
     registered: Vec<ComponentInfo>,
@@ -134,6 +136,7 @@ impl Runtime {
             locks: Locks::new(loaded.locks, config.app_id.clone()),
             configurations,
             conversations: Conversations::new(loaded.conversations),
+            crypto: Crypto::new(loaded.crypto),
             actors,
             registered: loaded.registered,
             extended: Mutex::default(),
@@ -185,6 +188,11 @@ impl Runtime {
     /// The conversation components.
     pub fn conversations(&self) -> &Conversations {
         &self.conversations
+    }
+
+    /// The crypto components.
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
     }
 
     /// Configuration stores and their subscriptions.

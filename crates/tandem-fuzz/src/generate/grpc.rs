@@ -39,6 +39,9 @@ enum Method {
     Unlock,
     ConverseAlpha1,
     ConverseAlpha2,
+    SubtleGetKey,
+    SubtleEncrypt,
+    SubtleSign,
     /// A method the service does not have.
     Unknown(&'static str),
 }
@@ -63,6 +66,9 @@ impl Method {
             Method::Unlock => "UnlockAlpha1",
             Method::ConverseAlpha1 => "ConverseAlpha1",
             Method::ConverseAlpha2 => "ConverseAlpha2",
+            Method::SubtleGetKey => "SubtleGetKeyAlpha1",
+            Method::SubtleEncrypt => "SubtleEncryptAlpha1",
+            Method::SubtleSign => "SubtleSignAlpha1",
             Method::Unknown(name) => name,
         }
     }
@@ -89,6 +95,9 @@ impl Method {
             Method::Unlock => pb::UnlockRequest::decode(bytes).is_ok(),
             Method::ConverseAlpha1 => pb::ConversationRequest::decode(bytes).is_ok(),
             Method::ConverseAlpha2 => pb::ConversationRequestAlpha2::decode(bytes).is_ok(),
+            Method::SubtleGetKey => pb::SubtleGetKeyRequest::decode(bytes).is_ok(),
+            Method::SubtleEncrypt => pb::SubtleEncryptRequest::decode(bytes).is_ok(),
+            Method::SubtleSign => pb::SubtleSignRequest::decode(bytes).is_ok(),
             // Nobody decodes it: the answer is UNIMPLEMENTED whatever the bytes.
             Method::Unknown(_) => true,
         }
@@ -138,6 +147,9 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (3, Unlock),
             (3, ConverseAlpha1),
             (4, ConverseAlpha2),
+            (2, SubtleGetKey),
+            (3, SubtleEncrypt),
+            (2, SubtleSign),
             (1, Unknown("ScheduleJobAlpha1")),
         ],
     );
@@ -176,6 +188,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         Unlock => lock(rng, &mut draft, false),
         ConverseAlpha1 => converse(rng, &mut draft, false),
         ConverseAlpha2 => converse(rng, &mut draft, true),
+        SubtleGetKey | SubtleEncrypt | SubtleSign => subtle(rng, &mut draft, method),
         SetMetadata => {
             let key = name(rng, &["fuzz-attribute"]);
             draft.name(&key, "attribute");
@@ -801,4 +814,67 @@ fn odd_metadata(rng: &mut StdRng, request: &mut GrpcRequest, draft: &mut Draft) 
     };
     draft.note(label);
     request.metadata.push((name.to_owned(), value));
+}
+
+/// The subtle crypto calls: `SubtleGetKeyAlpha1` (component 1, name 2, format 3),
+/// `SubtleEncryptAlpha1` (component 1, plaintext 2, algorithm 3, key 4, nonce 5, associated
+/// data 6) and `SubtleSignAlpha1` (component 1, digest 2, algorithm 3, key 4), with names,
+/// algorithms, nonces and formats of every kind.
+fn subtle(rng: &mut StdRng, draft: &mut Draft, method: Method) {
+    // daprd answers every failed operation alike (ERR_CRYPTO / ERR_CRYPTO_KEY, INTERNAL).
+    draft.allow = Allow::CryptoRefused;
+    let component = name(rng, &[world::CRYPTO]);
+    draft.name(&component, "crypto component");
+    let key = name(rng, world::CRYPTO_KEYS);
+    draft.name(&key, "key");
+    let algorithm = name(rng, world::CRYPTO_ALGORITHMS);
+    draft.name(&algorithm, "algorithm");
+    let data: Vec<u8> = match rng.random_range(0..4) {
+        0 => Vec::new(),
+        1 => nasty(rng).bytes,
+        _ => (0..rng.random_range(1..200))
+            .map(|_| rng.random())
+            .collect(),
+    };
+    let mut message = Message::new().bytes_if_any(1, &component.bytes);
+    match method {
+        Method::SubtleGetKey => {
+            message = message.bytes_if_any(2, &key.bytes);
+            let format: u64 = match rng.random_range(0..6) {
+                0 => 7,
+                1 => u64::MAX,
+                n => n % 2,
+            };
+            if format > 1 {
+                draft.note(format!("key format {format}"));
+            }
+            message = message.varint(3, format);
+        }
+        Method::SubtleEncrypt => {
+            let nonce_len = *[0usize, 12, 12, 16, 24, 7]
+                .get(rng.random_range(0..6))
+                .unwrap_or(&12);
+            let nonce: Vec<u8> = (0..nonce_len).map(|_| rng.random()).collect();
+            message = message
+                .bytes_if_any(2, &data)
+                .bytes_if_any(3, &algorithm.bytes)
+                .bytes_if_any(4, &key.bytes)
+                .bytes_if_any(5, &nonce)
+                .bytes_if_any(
+                    6,
+                    if rng.random_bool(0.3) {
+                        &b"aad"[..]
+                    } else {
+                        &[]
+                    },
+                );
+        }
+        _ => {
+            message = message
+                .bytes_if_any(2, &data)
+                .bytes_if_any(3, &algorithm.bytes)
+                .bytes_if_any(4, &key.bytes);
+        }
+    }
+    draft.message = message;
 }

@@ -135,6 +135,7 @@ enum Endpoint {
     Lock,
     Conversation,
     Query,
+    Crypto,
     Health,
     Unknown,
 }
@@ -160,6 +161,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
             (5, Lock),
             (5, Conversation),
             (4, Query),
+            (4, Crypto),
             (2, Health),
             (4, Unknown),
         ],
@@ -181,6 +183,7 @@ pub(super) fn case(rng: &mut StdRng, world: &World) -> Case {
         Lock => lock(rng),
         Conversation => conversation(rng),
         Query => query(rng),
+        Crypto => crypto(rng),
         Health => health(rng),
         Unknown => unknown_route(rng),
     };
@@ -1490,4 +1493,74 @@ pub(super) fn internal_case(rng: &mut StdRng) -> Case {
         not_http: false,
         reads_secrets: false,
     }
+}
+
+/// `PUT /v1.0-alpha1/crypto/{component}/encrypt|decrypt`: Dapr's headers present, absent
+/// or odd, bodies of any bytes (for decryption also the scheme's first line and junk).
+fn crypto(rng: &mut StdRng) -> Draft {
+    let component = name(rng, &[world::CRYPTO]);
+    let decrypt = rng.random_bool(0.4);
+    let (endpoint, suffix): (&str, &[u8]) = if decrypt {
+        ("/v1.0-alpha1/crypto/{component}/decrypt", b"/decrypt")
+    } else {
+        ("/v1.0-alpha1/crypto/{component}/encrypt", b"/encrypt")
+    };
+    let mut draft = Draft::new(
+        endpoint,
+        "PUT",
+        path(&[b"/v1.0-alpha1/crypto/", &component.segment(), suffix]),
+    );
+    if !component.is_known() {
+        draft.note(component.describe("crypto component"));
+    }
+    // daprd answers every failed operation alike (ERR_CRYPTO, 500).
+    draft.allow = Allow::CryptoRefused;
+    if rng.random_bool(0.85) {
+        let key = name(rng, world::CRYPTO_KEYS);
+        if !key.is_known() {
+            draft.note(key.describe("dapr-key-name"));
+        }
+        draft.header("dapr-key-name", key.bytes);
+    } else {
+        draft.note("no dapr-key-name");
+    }
+    if !decrypt {
+        if rng.random_bool(0.85) {
+            let algorithm = name(rng, world::CRYPTO_ALGORITHMS);
+            if !algorithm.is_known() {
+                draft.note(algorithm.describe("dapr-key-wrap-algorithm"));
+            }
+            draft.header("dapr-key-wrap-algorithm", algorithm.bytes);
+        } else {
+            draft.note("no dapr-key-wrap-algorithm");
+        }
+        if rng.random_bool(0.3) {
+            let cipher = name(rng, &["AES-GCM", "chacha20-poly1305"]);
+            draft.header("dapr-data-encryption-cipher", cipher.bytes);
+        }
+        if rng.random_bool(0.2) {
+            draft.header("dapr-omit-decryption-key-name", "true");
+        }
+        if rng.random_bool(0.2) {
+            let name = name(rng, &["other-key"]);
+            draft.header("dapr-decryption-key-name", name.bytes);
+        }
+    }
+    draft.body = match rng.random_range(0..6) {
+        0 => Vec::new(),
+        1 => {
+            draft.note("the scheme's first line, then junk");
+            let mut body = b"dapr.io/enc/v1\n{\"kw\":1}\n".to_vec();
+            body.extend((0..rng.random_range(0..100)).map(|_| rng.random::<u8>()));
+            body
+        }
+        2 => {
+            draft.note("a body of 200 KiB");
+            vec![b'z'; 200 << 10]
+        }
+        _ => (0..rng.random_range(1..500))
+            .map(|_| rng.random())
+            .collect(),
+    };
+    draft
 }
