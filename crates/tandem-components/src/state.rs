@@ -7,6 +7,7 @@
 //! already prefixed by the runtime (`appid||key`).
 
 mod azure_blob;
+mod azure_table;
 mod dynamodb;
 mod in_memory;
 mod mysql;
@@ -387,6 +388,12 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1", "v2"],
                 metadata: azure_blob::METADATA,
                 build: |metadata| Box::pin(azure_blob::AzureBlobState::build(metadata)),
+            },
+            Entry {
+                kind: "state.azure.tablestorage",
+                versions: &["v1"],
+                metadata: azure_table::METADATA,
+                build: |metadata| Box::pin(azure_table::AzureTableState::build(metadata)),
             },
         ],
     )

@@ -1948,3 +1948,119 @@ mod azure_blob {
         assert!(!message.contains(AzuriteServer::KEY), "{message}");
     }
 }
+
+mod azure_table {
+    //! `state.azure.tablestorage` against a private Azurite per test.
+
+    use super::*;
+    use tandem_testkit::AzuriteServer;
+
+    fn service_url(server: &AzuriteServer) -> String {
+        format!("{}/{}", server.table_endpoint(), AzuriteServer::ACCOUNT)
+    }
+
+    async fn try_store(
+        server: &AzuriteServer,
+        extra: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let url = service_url(server);
+        let mut values = vec![
+            ("accountName", AzuriteServer::ACCOUNT),
+            ("accountKey", AzuriteServer::KEY),
+            ("serviceURL", url.as_str()),
+            ("tableName", "state"),
+        ];
+        values.extend_from_slice(extra);
+        try_build("state.azure.tablestorage", &values).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_conforms() {
+        let server = AzuriteServer::start();
+        let store = try_store(&server, &[])
+            .await
+            .unwrap_or_else(|error| panic!("state.azure.tablestorage builds: {error}"));
+        assert_eq!(store.features(), [Feature::Etag]);
+        // Azure keeps a property (the value) to 64 KiB.
+        conformance_within(store, Some(64 * 1024)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_uses_daprs_entity_layout() {
+        let server = AzuriteServer::start();
+        let store = try_store(&server, &[]).await.unwrap();
+        let etag = store.set(set("app||order", b"{\"n\":1}")).await.unwrap();
+        assert!(etag.starts_with("W/\"datetime'"), "{etag}");
+        let again = try_store(&server, &[("skipCreateTable", "true")])
+            .await
+            .expect("an existing table is used as it is");
+        assert_eq!(
+            value(&again, "app||order").await.as_deref(),
+            Some(&b"{\"n\":1}"[..])
+        );
+        // A key without `||` is a partition of its own with an empty row key; it does
+        // not meet `key||`'s... which has the same layout, as on daprd.
+        store.set(set("solo", b"1")).await.unwrap();
+        assert_eq!(value(&store, "solo||").await.as_deref(), Some(&b"1"[..]));
+        // Keys with Azure's forbidden characters work.
+        store.set(set("app||a/b#c?d%", b"odd")).await.unwrap();
+        assert_eq!(
+            value(&store, "app||a/b#c?d%").await.as_deref(),
+            Some(&b"odd"[..])
+        );
+        assert_eq!(value(&store, "app||a%2Fb#c?d%").await, None);
+        // Text and binary values of up to 64 KiB, nothing more.
+        let text = "ü".repeat(32 * 1024);
+        store.set(set("app||text", text.as_bytes())).await.unwrap();
+        assert_eq!(value(&store, "app||text").await.unwrap(), text.as_bytes());
+        let longer = "ü".repeat(32 * 1024 + 1);
+        let refused = store.set(set("app||text", longer.as_bytes())).await;
+        assert!(
+            matches!(refused, Err(StateError::Invalid(_))),
+            "{refused:?}"
+        );
+        // Deleting with an ETag of an entity that is gone is a mismatch.
+        let etag = store.get("app||order").await.unwrap().unwrap().etag;
+        store.delete(delete("app||order", None)).await.unwrap();
+        let gone = store.delete(delete("app||order", Some(&etag))).await;
+        assert!(matches!(gone, Err(StateError::EtagMismatch(_))), "{gone:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_errors_name_the_field_but_never_the_key() {
+        let server = AzuriteServer::start();
+        let message = |result: Result<Arc<dyn StateStore>, tandem_spec::ResourceError>| match result
+        {
+            Ok(_) => panic!("builds"),
+            Err(error) => error.to_string(),
+        };
+        let wrong_key = "d3Jvbmcgc2VjcmV0IGtleSB2YWx1ZQ==";
+        let text = message(try_store(&server, &[("accountKey", wrong_key)]).await);
+        // `accountKey` given twice: the last wins in the map, as in a YAML mapping.
+        assert!(
+            text.contains("accountKey") && !text.contains(wrong_key),
+            "{text}"
+        );
+        let text = message(try_store(&server, &[("tableName", "bad-name")]).await);
+        assert!(text.contains("tableName"), "{text}");
+        let url = service_url(&server);
+        let text = message(
+            try_build(
+                "state.azure.tablestorage",
+                &[
+                    ("accountName", AzuriteServer::ACCOUNT),
+                    ("accountKey", AzuriteServer::KEY),
+                    ("serviceURL", url.as_str()),
+                    ("tableName", "missing"),
+                    ("skipCreateTable", "true"),
+                ],
+            )
+            .await,
+        );
+        assert!(text.contains("tableName"), "{text}");
+        let text = message(try_store(&server, &[("azureTenantId", "t")]).await);
+        assert!(text.contains("azureTenantId"), "{text}");
+        let text = message(try_store(&server, &[("cosmosDbMode", "maybe")]).await);
+        assert!(text.contains("cosmosDbMode"), "{text}");
+    }
+}

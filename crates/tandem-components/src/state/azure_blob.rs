@@ -69,7 +69,7 @@ pub const METADATA: &[&str] = &[
     "connectionString",
 ];
 
-const CONTAINER_NAMES: &[&'static str] = &["containerName", "container", "storageAccountContainer"];
+const CONTAINER_NAMES: &[&str] = &["containerName", "container", "storageAccountContainer"];
 
 /// The longest one call may take: a value of several megabytes on a slow link.
 const TIMEOUT: Duration = Duration::from_secs(60);
