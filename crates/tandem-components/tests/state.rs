@@ -1860,6 +1860,14 @@ mod azure_blob {
             value(&v2, "app||order").await.as_deref(),
             Some(&b"v2 value"[..])
         );
+        // Names that would be URL dot segments are blobs like any other.
+        for name in [".", "..", "app||."] {
+            v2.set(set(name, name.as_bytes())).await.unwrap();
+        }
+        for name in [".", "..", "app||."] {
+            assert_eq!(value(&v2, name).await.as_deref(), Some(name.as_bytes()));
+        }
+        assert_eq!(value(&v1, "app||..").await.as_deref(), Some(&b".."[..]));
         // A TTL is ignored, as on daprd.
         v2.set(SetRequest {
             ttl: Some(Duration::from_secs(1)),

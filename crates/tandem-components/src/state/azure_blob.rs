@@ -155,11 +155,11 @@ impl AzureBlobState {
                 })
         };
         if let Err(error) = started {
-            let field = match (error.status(), error.code()) {
-                (Some(403), _) => "accountKey",
-                (Some(404), _) => container_field,
-                (Some(_), _) => container_field,
-                (None, _) => azure::first_of(metadata, azure::ENDPOINT)
+            // Refused: the key (403) or else the container; not answered: the endpoint.
+            let field = match error.status() {
+                Some(403) => "accountKey",
+                Some(_) => container_field,
+                None => azure::first_of(metadata, azure::ENDPOINT)
                     .map_or("accountName", |(field, _)| field),
             };
             let action = if manage {
@@ -224,7 +224,15 @@ impl AzureBlobState {
     }
 
     fn path(&self, key: &str) -> String {
-        format!("/{}/{}", self.container, azure::encode(self.name(key)))
+        let name = self.name(key);
+        // `.` and `..` would be dot segments of the URL, which a server or proxy may
+        // resolve away (Azurite does not): sent encoded, they name the blob.
+        let encoded = if name.bytes().all(|b| b == b'.') {
+            "%2E".repeat(name.len())
+        } else {
+            azure::encode(name)
+        };
+        format!("/{}/{encoded}", self.container)
     }
 
     fn failure(&self, action: &'static str, source: AzureError) -> StateError {
