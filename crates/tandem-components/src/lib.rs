@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod aws;
+mod azure;
 pub mod bindings;
 pub mod configuration;
 pub mod conversation;

@@ -6,6 +6,8 @@
 //! `first-write` only creates a key that does not exist yet. Keys reaching a store are
 //! already prefixed by the runtime (`appid||key`).
 
+mod azure_blob;
+mod azure_table;
 mod dynamodb;
 mod in_memory;
 mod mysql;
@@ -209,6 +211,23 @@ pub enum StoreError {
         key: String,
         problem: String,
     },
+    #[error("Azure {service} {resource}: {action}: {source}")]
+    Azure {
+        /// `blob container` or `table`.
+        service: &'static str,
+        resource: String,
+        action: &'static str,
+        /// Boxed, as the AWS error: this enum travels in every `Result`.
+        #[source]
+        source: Box<crate::azure::AzureError>,
+    },
+    /// An entity holds something that is not a state value of the layout.
+    #[error("Azure table {table}: key {key} is not a state value: {problem}")]
+    AzureEntity {
+        table: String,
+        key: String,
+        problem: String,
+    },
     /// The call was stopped before the store answered.
     #[error(transparent)]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
@@ -361,6 +380,20 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1"],
                 metadata: dynamodb::METADATA,
                 build: |metadata| Box::pin(dynamodb::DynamoDbState::build(metadata)),
+            },
+            // v1 names blobs by the key without its `appid||` prefix, v2 by the whole
+            // key, as daprd's versions do.
+            Entry {
+                kind: "state.azure.blobstorage",
+                versions: &["v1", "v2"],
+                metadata: azure_blob::METADATA,
+                build: |metadata| Box::pin(azure_blob::AzureBlobState::build(metadata)),
+            },
+            Entry {
+                kind: "state.azure.tablestorage",
+                versions: &["v1"],
+                metadata: azure_table::METADATA,
+                build: |metadata| Box::pin(azure_table::AzureTableState::build(metadata)),
             },
         ],
     )

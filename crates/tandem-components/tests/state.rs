@@ -181,7 +181,47 @@ async fn etags(store: Arc<dyn StateStore>, p: &str) {
     assert!(matches!(old, Err(StateError::EtagMismatch(_))));
 }
 
+/// `operations` as one transaction, or — on a store without transactions — one at a
+/// time (a transaction of one operation), after checking that the store refuses them
+/// together, writing nothing.
+async fn apply(store: &Arc<dyn StateStore>, operations: Vec<Operation>) {
+    if store.features().contains(&Feature::Transactional) || operations.len() < 2 {
+        store.transact(operations).await.unwrap();
+        return;
+    }
+    let refused = store.transact(operations.clone()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StateError::Invalid(InvalidRequest::TooManyOperations {
+                max: 1,
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    for operation in operations {
+        store.transact(vec![operation]).await.unwrap();
+    }
+}
+
 async fn transactions(store: Arc<dyn StateStore>, p: &str) {
+    if !store.features().contains(&Feature::Transactional) {
+        // Several operations are refused before anything is written; one is applied.
+        let (a, b) = (key(p, "tx-a"), key(p, "tx-b"));
+        store.set(set(&b, b"b")).await.unwrap();
+        apply(
+            &store,
+            vec![
+                Operation::Upsert(set(&a, b"a")),
+                Operation::Delete(delete(&b, None)),
+            ],
+        )
+        .await;
+        assert_eq!(value(&store, &a).await.as_deref(), Some(&b"a"[..]));
+        assert_eq!(value(&store, &b).await, None);
+        return;
+    }
     let (a, b, c) = (key(p, "tx-a"), key(p, "tx-b"), key(p, "tx-c"));
     store.set(set(&b, b"b")).await.unwrap();
     let c_etag = store.set(set(&c, b"c")).await.unwrap();
@@ -214,6 +254,9 @@ async fn transactions(store: Arc<dyn StateStore>, p: &str) {
 }
 
 async fn ttl(store: Arc<dyn StateStore>, p: &str) {
+    if !store.features().contains(&Feature::Ttl) {
+        return;
+    }
     let k = key(p, "ttl");
     store
         .set(SetRequest {
@@ -380,16 +423,17 @@ async fn ttl_extremes(store: Arc<dyn StateStore>, p: &str) {
     assert!(value(&store, &far).await.is_some());
 
     // Still working, for writes with and without TTLs.
-    store
-        .transact(vec![
+    apply(
+        &store,
+        vec![
             Operation::Upsert(set(&x, b"x")),
             Operation::Upsert(SetRequest {
                 ttl: Some(Duration::from_secs(3600)),
                 ..set(&y, b"y")
             }),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(value(&store, &x).await.as_deref(), Some(&b"x"[..]));
     assert_eq!(value(&store, &y).await.as_deref(), Some(&b"y"[..]));
 }
@@ -411,13 +455,14 @@ async fn extreme_data(store: Arc<dyn StateStore>, p: &str, max: MaxValue) {
     assert_eq!((stored.value.len(), stored.etag), (0, etag));
 
     let unicode = key(p, "日本語-ключ-🔑");
-    store
-        .transact(vec![
+    apply(
+        &store,
+        vec![
             Operation::Upsert(set(&unicode, "🔑".as_bytes())),
             Operation::Upsert(set(&empty, b"")),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(value(&store, &unicode).await.unwrap(), "🔑".as_bytes());
     assert_eq!(value(&store, &empty).await.unwrap(), b"");
     assert!(
@@ -1751,5 +1796,279 @@ mod dynamodb {
         assert!(message.contains("table"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
         assert!(!message.contains("AKIDSENTINEL"), "{message}");
+    }
+}
+
+mod azure_blob {
+    //! `state.azure.blobstorage` against a private Azurite per test.
+
+    use super::*;
+    use tandem_testkit::AzuriteServer;
+
+    fn metadata<'a>(server: &'a str, container: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("accountName", AzuriteServer::ACCOUNT),
+            ("accountKey", AzuriteServer::KEY),
+            ("endpoint", server),
+            ("containerName", container),
+        ]
+    }
+
+    async fn try_versioned(
+        version: &str,
+        values: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let mut component = Component::new("statestore", "state.azure.blobstorage");
+        component.version = version.into();
+        let values: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        state::registry()
+            .build(&ComponentMetadata::new(component, values))
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_blob_conforms() {
+        let server = AzuriteServer::start();
+        let endpoint = server.blob_endpoint();
+        let store = try_versioned("v2", &metadata(&endpoint, "state"))
+            .await
+            .unwrap_or_else(|error| panic!("state.azure.blobstorage builds: {error}"));
+        assert_eq!(store.features(), [Feature::Etag]);
+        conformance(store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_blob_uses_daprs_blob_names_and_etags() {
+        let server = AzuriteServer::start();
+        let endpoint = server.blob_endpoint();
+        let v2 = try_versioned("v2", &metadata(&endpoint, "shared"))
+            .await
+            .unwrap();
+        let v1 = try_versioned("v1", &metadata(&endpoint, "shared"))
+            .await
+            .expect("an existing container is used as it is");
+        // v1 names the blob `order`, v2 `app||order`: two different blobs.
+        let etag = v2.set(set("app||order", b"v2 value")).await.unwrap();
+        assert!(etag.starts_with("\"0x") && etag.ends_with('"'), "{etag}");
+        assert_eq!(v1.get("app||order").await.unwrap(), None);
+        v1.set(set("app||order", b"v1 value")).await.unwrap();
+        assert_eq!(value(&v2, "order").await.as_deref(), Some(&b"v1 value"[..]));
+        assert_eq!(
+            value(&v2, "app||order").await.as_deref(),
+            Some(&b"v2 value"[..])
+        );
+        // Names that would be URL dot segments are blobs like any other.
+        for name in [".", "..", "app||."] {
+            v2.set(set(name, name.as_bytes())).await.unwrap();
+        }
+        for name in [".", "..", "app||."] {
+            assert_eq!(value(&v2, name).await.as_deref(), Some(name.as_bytes()));
+        }
+        assert_eq!(value(&v1, "app||..").await.as_deref(), Some(&b".."[..]));
+        // A TTL is ignored, as on daprd.
+        v2.set(SetRequest {
+            ttl: Some(Duration::from_secs(1)),
+            ..set("app||brief", b"stays")
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            value(&v2, "app||brief").await.as_deref(),
+            Some(&b"stays"[..])
+        );
+        // An ETag without quotes is Azure's all the same.
+        let stored = v2.get("app||order").await.unwrap().unwrap();
+        let bare = stored.etag.trim_matches('"').to_owned();
+        v2.set(SetRequest {
+            etag: Some(bare),
+            ..set("app||order", b"updated")
+        })
+        .await
+        .unwrap();
+        // Deleting with an ETag of a blob that is gone is a mismatch.
+        let etag = v2.get("app||order").await.unwrap().unwrap().etag;
+        v2.delete(delete("app||order", None)).await.unwrap();
+        let gone = v2.delete(delete("app||order", Some(&etag))).await;
+        assert!(matches!(gone, Err(StateError::EtagMismatch(_))), "{gone:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_blob_errors_name_the_field_but_never_the_key() {
+        let server = AzuriteServer::start();
+        let endpoint = server.blob_endpoint();
+        let fails = |values: Vec<(&'static str, String)>| async move {
+            let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            match try_versioned("v2", &values).await {
+                Ok(_) => panic!("{values:?} builds"),
+                Err(error) => error.to_string(),
+            }
+        };
+        let base = |container: &str| -> Vec<(&'static str, String)> {
+            vec![
+                ("accountName", AzuriteServer::ACCOUNT.to_owned()),
+                ("accountKey", AzuriteServer::KEY.to_owned()),
+                ("endpoint", endpoint.clone()),
+                ("containerName", container.to_owned()),
+            ]
+        };
+        let wrong_key = "d3Jvbmcgc2VjcmV0IGtleSB2YWx1ZQ==";
+        let mut values = base("state");
+        values[1].1 = wrong_key.to_owned();
+        let message = fails(values).await;
+        assert!(message.contains("accountKey"), "{message}");
+        assert!(!message.contains(wrong_key), "{message}");
+
+        let mut values = base("state");
+        values[1].1 = "not base64!".to_owned();
+        let message = fails(values).await;
+        assert!(
+            message.contains("accountKey") && !message.contains("not base64!"),
+            "{message}"
+        );
+
+        let message = fails(base("Bad_Name")).await;
+        assert!(message.contains("containerName"), "{message}");
+
+        let mut values = base("state");
+        values.push(("disableEntityManagement", "true".to_owned()));
+        let message = fails(values).await;
+        assert!(message.contains("containerName"), "{message}");
+
+        let mut values = base("state");
+        values.push(("azureClientId", "id".to_owned()));
+        let message = fails(values).await;
+        assert!(message.contains("azureClientId"), "{message}");
+
+        let mut values = base("state");
+        values.push(("publicAccessLevel", "everyone".to_owned()));
+        let message = fails(values).await;
+        assert!(message.contains("publicAccessLevel"), "{message}");
+
+        let mut values = base("state");
+        values[2].1 = format!("http://127.0.0.1:{}", tandem_testkit::free_port());
+        values.push(("retryCount", "0".to_owned()));
+        let message = fails(values).await;
+        assert!(message.contains("endpoint"), "{message}");
+        assert!(!message.contains(AzuriteServer::KEY), "{message}");
+    }
+}
+
+mod azure_table {
+    //! `state.azure.tablestorage` against a private Azurite per test.
+
+    use super::*;
+    use tandem_testkit::AzuriteServer;
+
+    fn service_url(server: &AzuriteServer) -> String {
+        format!("{}/{}", server.table_endpoint(), AzuriteServer::ACCOUNT)
+    }
+
+    async fn try_store(
+        server: &AzuriteServer,
+        extra: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let url = service_url(server);
+        let mut values = vec![
+            ("accountName", AzuriteServer::ACCOUNT),
+            ("accountKey", AzuriteServer::KEY),
+            ("serviceURL", url.as_str()),
+            ("tableName", "state"),
+        ];
+        values.extend_from_slice(extra);
+        try_build("state.azure.tablestorage", &values).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_conforms() {
+        let server = AzuriteServer::start();
+        let store = try_store(&server, &[])
+            .await
+            .unwrap_or_else(|error| panic!("state.azure.tablestorage builds: {error}"));
+        assert_eq!(store.features(), [Feature::Etag]);
+        // Azure keeps a property (the value) to 64 KiB.
+        conformance_within(store, Some(64 * 1024)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_uses_daprs_entity_layout() {
+        let server = AzuriteServer::start();
+        let store = try_store(&server, &[]).await.unwrap();
+        let etag = store.set(set("app||order", b"{\"n\":1}")).await.unwrap();
+        assert!(etag.starts_with("W/\"datetime'"), "{etag}");
+        let again = try_store(&server, &[("skipCreateTable", "true")])
+            .await
+            .expect("an existing table is used as it is");
+        assert_eq!(
+            value(&again, "app||order").await.as_deref(),
+            Some(&b"{\"n\":1}"[..])
+        );
+        // A key without `||` is a partition of its own with an empty row key; it does
+        // not meet `key||`'s... which has the same layout, as on daprd.
+        store.set(set("solo", b"1")).await.unwrap();
+        assert_eq!(value(&store, "solo||").await.as_deref(), Some(&b"1"[..]));
+        // Keys with Azure's forbidden characters work.
+        store.set(set("app||a/b#c?d%", b"odd")).await.unwrap();
+        assert_eq!(
+            value(&store, "app||a/b#c?d%").await.as_deref(),
+            Some(&b"odd"[..])
+        );
+        assert_eq!(value(&store, "app||a%2Fb#c?d%").await, None);
+        // Text and binary values of up to 64 KiB, nothing more.
+        let text = "ü".repeat(32 * 1024);
+        store.set(set("app||text", text.as_bytes())).await.unwrap();
+        assert_eq!(value(&store, "app||text").await.unwrap(), text.as_bytes());
+        let longer = "ü".repeat(32 * 1024 + 1);
+        let refused = store.set(set("app||text", longer.as_bytes())).await;
+        assert!(
+            matches!(refused, Err(StateError::Invalid(_))),
+            "{refused:?}"
+        );
+        // Deleting with an ETag of an entity that is gone is a mismatch.
+        let etag = store.get("app||order").await.unwrap().unwrap().etag;
+        store.delete(delete("app||order", None)).await.unwrap();
+        let gone = store.delete(delete("app||order", Some(&etag))).await;
+        assert!(matches!(gone, Err(StateError::EtagMismatch(_))), "{gone:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure_table_errors_name_the_field_but_never_the_key() {
+        let server = AzuriteServer::start();
+        let message = |result: Result<Arc<dyn StateStore>, tandem_spec::ResourceError>| match result
+        {
+            Ok(_) => panic!("builds"),
+            Err(error) => error.to_string(),
+        };
+        let wrong_key = "d3Jvbmcgc2VjcmV0IGtleSB2YWx1ZQ==";
+        let text = message(try_store(&server, &[("accountKey", wrong_key)]).await);
+        // `accountKey` given twice: the last wins in the map, as in a YAML mapping.
+        assert!(
+            text.contains("accountKey") && !text.contains(wrong_key),
+            "{text}"
+        );
+        let text = message(try_store(&server, &[("tableName", "bad-name")]).await);
+        assert!(text.contains("tableName"), "{text}");
+        let url = service_url(&server);
+        let text = message(
+            try_build(
+                "state.azure.tablestorage",
+                &[
+                    ("accountName", AzuriteServer::ACCOUNT),
+                    ("accountKey", AzuriteServer::KEY),
+                    ("serviceURL", url.as_str()),
+                    ("tableName", "missing"),
+                    ("skipCreateTable", "true"),
+                ],
+            )
+            .await,
+        );
+        assert!(text.contains("tableName"), "{text}");
+        let text = message(try_store(&server, &[("azureTenantId", "t")]).await);
+        assert!(text.contains("azureTenantId"), "{text}");
+        let text = message(try_store(&server, &[("cosmosDbMode", "maybe")]).await);
+        assert!(text.contains("cosmosDbMode"), "{text}");
     }
 }

@@ -1,7 +1,8 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
 //! PostgreSQL, RabbitMQ, Mosquitto, `nats-server`, the moto AWS emulator, the tansu
-//! Kafka broker) on free loopback ports, stopped when dropped, so test runs never collide
-//! with each other or with the machine's own services.
+//! Kafka broker, the Azurite Azure Storage emulator) on free loopback ports, stopped
+//! when dropped, so test runs never collide with each other or with the machine's own
+//! services.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -676,6 +677,128 @@ fn moto_program() -> PathBuf {
              (or set TANDEM_MOTO_SERVER to its path)"
         )
     })
+}
+
+/// A private Azure Storage emulator (Azurite, from npm) serving Blob, Queue and Table
+/// storage on free loopback ports for its well-known development account
+/// ([`AzuriteServer::ACCOUNT`], [`AzuriteServer::KEY`]), in memory, killed (with its
+/// process group) when dropped.
+///
+/// The program is `TANDEM_AZURITE` if set (Azurite's `azurite.js`, run with `node`, or
+/// an executable such as `azurite`), else `tests/azurite/node_modules/azurite` of this
+/// repository, which `scripts/test` installs from its lock file.
+pub struct AzuriteServer {
+    blob_port: u16,
+    table_port: u16,
+    location: PathBuf,
+    process: Option<Child>,
+}
+
+impl AzuriteServer {
+    /// Azurite's development account name.
+    pub const ACCOUNT: &'static str = "devstoreaccount1";
+    /// Azurite's development account key, published by Microsoft: not a secret.
+    pub const KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    pub fn start() -> Self {
+        use std::os::unix::process::CommandExt;
+        let (blob_port, queue_port, table_port) = (free_port(), free_port(), free_port());
+        let (program, script) = azurite_program();
+        let mut command = Command::new(&program);
+        if let Some(script) = &script {
+            command.arg(script);
+        }
+        let location =
+            std::env::temp_dir().join(format!("tandem-azurite-{}-{blob_port}", std::process::id()));
+        std::fs::create_dir_all(&location).expect("a temporary folder for Azurite");
+        let process = command
+            .args(["--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1"])
+            .args(["--tableHost", "127.0.0.1"])
+            .args(["--blobPort", &blob_port.to_string()])
+            .args(["--queuePort", &queue_port.to_string()])
+            .args(["--tablePort", &table_port.to_string()])
+            .args(["--silent", "--inMemoryPersistence", "--skipApiVersionCheck"])
+            // In memory, but run in a private folder (its default workspace), so
+            // nothing it might write lands in the working tree.
+            .current_dir(&location)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group, so a kill reaches any worker it starts.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|why| panic!("cannot start {}: {why}", program.display()));
+        let mut server = Self {
+            blob_port,
+            table_port,
+            location,
+            process: Some(process),
+        };
+        for port in [blob_port, table_port] {
+            if !wait_listening(&mut server.process, port, &program, Duration::from_secs(30)) {
+                server.stop();
+                panic!("Azurite did not start on port {port}");
+            }
+        }
+        server
+    }
+
+    /// `http://127.0.0.1:port`, the Blob service's `endpoint` (the account follows in
+    /// request paths, as on Azurite).
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.blob_port)
+    }
+
+    /// `http://127.0.0.1:port`, the Table service's endpoint.
+    pub fn table_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.table_port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            // The whole group: `node` may have started workers.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", process.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.location);
+    }
+}
+
+impl Drop for AzuriteServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The program to run and, for `azurite.js`, the script `node` runs.
+fn azurite_program() -> (PathBuf, Option<PathBuf>) {
+    let script = match std::env::var_os("TANDEM_AZURITE") {
+        Some(program) => {
+            let program = PathBuf::from(program);
+            if program
+                .extension()
+                .is_none_or(|extension| extension != "js")
+            {
+                return (program, None);
+            }
+            program
+        }
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/azurite/node_modules/azurite/dist/src/azurite.js"),
+    };
+    if !script.exists() {
+        panic!(
+            "Azurite (the Azure Storage emulator of the Azure state store tests) was not \
+             found at {}: run scripts/test once, which installs it into \
+             tests/azurite/node_modules (or set TANDEM_AZURITE to its azurite.js)",
+            script.display()
+        );
+    }
+    (PathBuf::from("node"), Some(script))
 }
 
 /// A private Kafka-protocol broker (`tansu`, Apache-2.0) on a free loopback port, killed
