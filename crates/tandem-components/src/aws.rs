@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::http_exchange::ExchangeError;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
+use http_body_util::Full;
+
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -283,7 +284,7 @@ impl AwsError {
 /// Signs and sends requests to AWS services (or to an emulator at `endpoint`).
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: crate::http_exchange::HttpsClient,
     credentials: std::sync::Arc<Credentials>,
     region: String,
     /// Every service at this URL (an emulator), instead of AWS's own endpoints.
@@ -517,36 +518,18 @@ impl Client {
                 endpoint: endpoint.clone(),
                 what: format!("the request cannot be built: {why}"),
             })?;
-        let exchange = async {
-            let response =
-                self.http
-                    .request(request)
-                    .await
-                    .map_err(|source| AwsError::Unreachable {
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
-            let status = response.status().as_u16();
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|source| AwsError::Body {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?
-                .to_bytes();
-            Ok((status, parts.headers, body))
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok((status, headers, body))) => Ok(Answer {
+        match crate::http_exchange::exchange(&self.http, request, timeout).await {
+            Ok((status, headers, body)) => Ok(Answer {
                 status,
                 headers,
                 body,
                 endpoint,
             }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(AwsError::Timeout {
+            Err(ExchangeError::Unreachable(source)) => {
+                Err(AwsError::Unreachable { endpoint, source })
+            }
+            Err(ExchangeError::Body(source)) => Err(AwsError::Body { endpoint, source }),
+            Err(ExchangeError::Timeout) => Err(AwsError::Timeout {
                 endpoint,
                 after: timeout,
             }),

@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::http_exchange::ExchangeError;
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
+use http_body_util::Full;
+
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -308,7 +309,7 @@ impl Answer {
 /// Signs and sends requests to one storage account's service.
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: crate::http_exchange::HttpsClient,
     account: std::sync::Arc<Account>,
     /// `scheme://authority[/account]`: what paths are appended to.
     base: String,
@@ -434,36 +435,18 @@ impl Client {
                 endpoint: endpoint.clone(),
                 what: format!("the request cannot be built: {why}"),
             })?;
-        let exchange = async {
-            let response =
-                self.http
-                    .request(request)
-                    .await
-                    .map_err(|source| AzureError::Unreachable {
-                        endpoint: endpoint.clone(),
-                        source,
-                    })?;
-            let status = response.status().as_u16();
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|source| AzureError::Body {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?
-                .to_bytes();
-            Ok((status, parts.headers, body))
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok((status, headers, body))) => Ok(Answer {
+        match crate::http_exchange::exchange(&self.http, request, timeout).await {
+            Ok((status, headers, body)) => Ok(Answer {
                 status,
                 headers,
                 body,
                 endpoint,
             }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(AzureError::Timeout {
+            Err(ExchangeError::Unreachable(source)) => {
+                Err(AzureError::Unreachable { endpoint, source })
+            }
+            Err(ExchangeError::Body(source)) => Err(AzureError::Body { endpoint, source }),
+            Err(ExchangeError::Timeout) => Err(AzureError::Timeout {
                 endpoint,
                 after: timeout,
             }),

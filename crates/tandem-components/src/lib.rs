@@ -15,6 +15,7 @@ pub mod configuration;
 pub mod conversation;
 pub mod crypto;
 mod embedded;
+mod http_exchange;
 pub mod lock;
 pub mod pubsub;
 mod redis_connection;
