@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -28,23 +28,28 @@ const ROUNDS: usize = 5;
 /// sidecar of every round into that window.
 const HELD: Duration = Duration::from_millis(300);
 
+/// One sidecar of a round: what started it, so it can be started again.
+struct Started {
+    child: Child,
+    http: u16,
+    log: PathBuf,
+    app_id: String,
+    app_port: Option<u16>,
+}
+
 /// The sidecars of one round, killed on drop whatever the test's outcome.
-struct Sidecars(Vec<(Child, u16, std::path::PathBuf)>);
+struct Sidecars(Vec<Started>);
 
 impl Drop for Sidecars {
     fn drop(&mut self) {
-        for (child, _, _) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+        for started in &mut self.0 {
+            let _ = started.child.kill();
+            let _ = started.child.wait();
         }
     }
 }
 
-fn spawn_sidecar(
-    home: &Path,
-    app_id: &str,
-    app_port: Option<u16>,
-) -> (Child, u16, std::path::PathBuf) {
+fn spawn_sidecar(home: &Path, app_id: &str, app_port: Option<u16>) -> Started {
     let http = free_port();
     let log = home.join(format!("{app_id}.log"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
@@ -64,7 +69,13 @@ fn spawn_sidecar(
     if let Some(port) = app_port {
         command.args(["--app-port", &port.to_string()]);
     }
-    (command.spawn().unwrap(), http, log)
+    Started {
+        child: command.spawn().unwrap(),
+        http,
+        log,
+        app_id: app_id.to_owned(),
+        app_port,
+    }
 }
 
 /// A subscriber app on `pubsub`/`orders`, recording the events' data.
@@ -96,8 +107,9 @@ async fn subscriber_app() -> (u16, Arc<Mutex<Vec<Value>>>) {
 }
 
 /// Waits until every sidecar answers `/v1.0/healthz` with 204; a sidecar that exits
-/// instead fails the test with its log.
-fn wait_all_ready(sidecars: &mut Sidecars) {
+/// instead fails the test with its log — unless its port was taken by another test
+/// after it was picked, when it is started again on a fresh one.
+fn wait_all_ready(home: &Path, sidecars: &mut Sidecars) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut ready = vec![false; sidecars.0.len()];
     while ready.iter().any(|ready| !ready) {
@@ -105,17 +117,20 @@ fn wait_all_ready(sidecars: &mut Sidecars) {
             Instant::now() < deadline,
             "not all sidecars became ready: {ready:?}"
         );
-        for ((child, http, log), ready) in sidecars.0.iter_mut().zip(&mut ready) {
+        for (started, ready) in sidecars.0.iter_mut().zip(&mut ready) {
             if *ready {
                 continue;
             }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "a sidecar exited ({status}) instead of starting:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
+            if let Some(status) = started.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&started.log).unwrap_or_default();
+                assert!(
+                    common::port_taken(&log),
+                    "a sidecar exited ({status}) instead of starting:\n{log}"
                 );
+                *started = spawn_sidecar(home, &started.app_id, started.app_port);
+                continue;
             }
-            let url = format!("http://127.0.0.1:{http}/v1.0/healthz");
+            let url = format!("http://127.0.0.1:{}/v1.0/healthz", started.http);
             *ready = common::get_status(&url) == Some(204);
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -147,14 +162,15 @@ async fn sidecars_started_together_on_the_embedded_default_all_come_up_and_excha
         tokio::time::sleep(HELD).await;
         holder.execute_batch("ROLLBACK").unwrap();
         drop(holder);
+        let started_in = home.path().to_owned();
         let sidecars = tokio::task::spawn_blocking(move || {
-            wait_all_ready(&mut sidecars);
+            wait_all_ready(&started_in, &mut sidecars);
             sidecars
         })
         .await
         .unwrap();
 
-        let publisher = sidecars.0[SIDECARS - 1].1;
+        let publisher = sidecars.0[SIDECARS - 1].http;
         let answer = http
             .post(format!(
                 "http://127.0.0.1:{publisher}/v1.0/publish/pubsub/orders"

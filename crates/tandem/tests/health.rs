@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use common::Sidecar;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tandem_testkit::{RedisServer, free_port};
+use tandem_testkit::RedisServer;
 
 /// What the test app saw.
 #[derive(Default)]
@@ -119,30 +119,22 @@ async fn app() -> (u16, Arc<Seen>) {
 /// A `tandem sidecar` for app `health-app` with `flags`; `resources` `None` runs on the
 /// embedded defaults in `home`.
 fn sidecar(home: &Path, resources: Option<&Path>, app_port: u16, flags: &[&str]) -> Sidecar {
-    let (http, grpc) = (free_port(), free_port());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
-    command
-        .args(["sidecar", "--app-id", "health-app", "--app-port"])
-        .arg(app_port.to_string())
-        .args(["--dapr-http-port", &http.to_string()])
-        .args(["--dapr-grpc-port", &grpc.to_string()])
-        .args(flags)
-        .env("TANDEM_HOME", home)
-        .env_remove("DAPR_API_TOKEN")
-        .env_remove("TANDEM_INTERNAL_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(home.join("sidecar.log")).unwrap());
-    if let Some(resources) = resources {
-        command.arg("--resources-path").arg(resources);
-    }
-    let sidecar = Sidecar {
-        process: command.spawn().unwrap(),
-        http,
-        grpc,
-    };
-    sidecar.wait_ready();
-    sidecar
+    Sidecar::start_on_free_ports(Some(&home.join("sidecar.log")), |http, grpc| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+        command
+            .args(["sidecar", "--app-id", "health-app", "--app-port"])
+            .arg(app_port.to_string())
+            .args(["--dapr-http-port", &http.to_string()])
+            .args(["--dapr-grpc-port", &grpc.to_string()])
+            .args(flags)
+            .env("TANDEM_HOME", home)
+            .env_remove("DAPR_API_TOKEN")
+            .env_remove("TANDEM_INTERNAL_KEY");
+        if let Some(resources) = resources {
+            command.arg("--resources-path").arg(resources);
+        }
+        command
+    })
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut condition: impl AsyncFnMut() -> bool) {

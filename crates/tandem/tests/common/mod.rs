@@ -13,6 +13,8 @@ pub struct Sidecar {
     pub process: Child,
     pub http: u16,
     pub grpc: u16,
+    /// Where its log goes when the test asked for none: read if it fails to start.
+    _stderr: Option<tempfile::NamedTempFile>,
 }
 
 impl Sidecar {
@@ -55,40 +57,73 @@ impl Sidecar {
         log: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Self {
-        let (http, grpc) = (free_port(), free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
-        command
-            .args(["sidecar", "--app-id", app_id, "--resources-path"])
-            .arg(resources)
-            .args([
-                "--dapr-http-port",
-                &http.to_string(),
-                "--dapr-grpc-port",
-                &grpc.to_string(),
-            ])
-            .args(extra)
-            .env("TANDEM_HOME", home)
-            .env_remove("DAPR_API_TOKEN")
-            .env_remove("TANDEM_INTERNAL_KEY")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(match log {
-                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-                None => Stdio::null(),
-            });
-        if let Some(port) = app_port {
-            command.args(["--app-port", &port.to_string()]);
+        Self::start_on_free_ports(log, |http, grpc| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+            command
+                .args(["sidecar", "--app-id", app_id, "--resources-path"])
+                .arg(resources)
+                .args([
+                    "--dapr-http-port",
+                    &http.to_string(),
+                    "--dapr-grpc-port",
+                    &grpc.to_string(),
+                ])
+                .args(extra)
+                .env("TANDEM_HOME", home)
+                .env_remove("DAPR_API_TOKEN")
+                .env_remove("TANDEM_INTERNAL_KEY")
+                .envs(env.iter().copied());
+            if let Some(port) = app_port {
+                command.args(["--app-port", &port.to_string()]);
+            }
+            if let Some(token) = token {
+                command.env("DAPR_API_TOKEN", token);
+            }
+            command
+        })
+    }
+
+    /// The sidecar `command_for(http, grpc)` starts, waited for until ready; its
+    /// stderr goes to `log` when given.
+    ///
+    /// Its ports are picked free before it starts, so another test may take one in
+    /// between: a sidecar that exits because a port was taken is started again on
+    /// fresh ones instead of failing the test. Any other exit fails it, with the log.
+    pub fn start_on_free_ports(
+        log: Option<&Path>,
+        command_for: impl Fn(u16, u16) -> Command,
+    ) -> Self {
+        for _attempt in 0..5 {
+            let (http, grpc) = (free_port(), free_port());
+            let stderr = match log {
+                Some(_) => None,
+                None => Some(tempfile::NamedTempFile::new().unwrap()),
+            };
+            let log_path = log
+                .unwrap_or_else(|| stderr.as_ref().unwrap().path())
+                .to_owned();
+            let mut command = command_for(http, grpc);
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log_path).unwrap());
+            let mut sidecar = Self {
+                process: command.spawn().unwrap(),
+                http,
+                grpc,
+                _stderr: stderr,
+            };
+            if let Err(exited) = sidecar.wait_started() {
+                let written = std::fs::read_to_string(&log_path).unwrap_or_default();
+                assert!(
+                    port_taken(&written),
+                    "the sidecar exited ({exited}) instead of starting:\n{written}"
+                );
+                continue;
+            }
+            return sidecar;
         }
-        if let Some(token) = token {
-            command.env("DAPR_API_TOKEN", token);
-        }
-        let sidecar = Self {
-            process: command.spawn().unwrap(),
-            http,
-            grpc,
-        };
-        sidecar.wait_ready();
-        sidecar
+        panic!("the sidecar lost its ports to other processes five times in a row");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -101,6 +136,21 @@ impl Sidecar {
             let status = get_status(&self.url("/v1.0/healthz"));
             if status == Some(204) {
                 return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the sidecar did not become ready");
+    }
+
+    /// Waits until the sidecar is ready, or answers how it exited instead.
+    fn wait_started(&mut self) -> Result<(), std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return Err(status);
+            }
+            if get_status(&self.url("/v1.0/healthz")) == Some(204) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -123,6 +173,11 @@ impl Drop for Sidecar {
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
+}
+
+/// Whether a sidecar's log says it could not listen because its port was taken.
+pub fn port_taken(log: &str) -> bool {
+    log.contains("Address already in use")
 }
 
 /// The status of a plain blocking GET: readiness is polled from a blocking thread.
