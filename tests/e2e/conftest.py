@@ -267,7 +267,9 @@ class Proc:
         if self._finished:
             return
         groups = self._collect_groups()
-        for pgid in groups:
+        # Its own group first: a crashed host's sidecar must not outlive its app by the
+        # moment between two signals and answer an in-flight call with the app's death.
+        for pgid in sorted(groups, key=lambda pgid: pgid != self.pid):
             _signal_group(pgid, signal.SIGKILL)
         self._reap(5.0)
 
