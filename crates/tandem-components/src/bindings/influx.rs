@@ -332,7 +332,7 @@ fn query_encode(value: &str) -> String {
     for byte in value.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
+                out.push(byte as char);
             }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{byte:02X}")),

@@ -19,7 +19,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -27,6 +27,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use parking_lot::Mutex;
 
 /// The stub's fixed clock, in nanoseconds since the epoch (2026-01-01T00:00:00Z).
 pub const NOW: i64 = 1_767_225_600_000_000_000;
@@ -105,17 +106,17 @@ impl InfluxStub {
 
     /// Every write request, in order.
     pub fn writes(&self) -> Vec<Recorded> {
-        self.server.lock().unwrap().writes.clone()
+        self.server.lock().writes.clone()
     }
 
     /// Every query request, in order.
     pub fn queries(&self) -> Vec<Recorded> {
-        self.server.lock().unwrap().queries.clone()
+        self.server.lock().queries.clone()
     }
 
     /// The points stored in `bucket`.
     pub fn points(&self, bucket: &str) -> Vec<Point> {
-        self.server.lock().unwrap().buckets[bucket].clone()
+        self.server.lock().buckets[bucket].clone()
     }
 }
 
@@ -147,27 +148,28 @@ fn record(headers: &HeaderMap, query: &HashMap<String, String>, body: &Bytes) ->
     }
 }
 
-/// InfluxDB's checks before anything else: the token, then the org.
-fn admit(server: &Server, headers: &HeaderMap, org: Option<&String>) -> Result<(), Response> {
+/// InfluxDB's checks before anything else: the token, then the org. `Some`: the
+/// refusal to answer.
+fn refuse(server: &Server, headers: &HeaderMap, org: Option<&String>) -> Option<Response> {
     let expected = format!("Token {}", server.token);
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     if given != Some(expected.as_str()) {
-        return Err(error(
+        return Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "unauthorized access",
         ));
     }
     match org {
-        Some(org) if *org == server.org => Ok(()),
-        Some(org) => Err(error(
+        Some(org) if *org == server.org => None,
+        Some(org) => Some(error(
             StatusCode::NOT_FOUND,
             "not found",
             &format!("organization name \"{org}\" not found"),
         )),
-        None => Err(error(
+        None => Some(error(
             StatusCode::BAD_REQUEST,
             "invalid",
             "Please provide either orgID or org",
@@ -181,10 +183,10 @@ async fn write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut server = server.lock().unwrap();
+    let mut server = server.lock();
     let recorded = record(&headers, &params, &body);
     server.writes.push(recorded);
-    if let Err(answer) = admit(&server, &headers, params.get("org")) {
+    if let Some(answer) = refuse(&server, &headers, params.get("org")) {
         return answer;
     }
     let bucket = params.get("bucket").cloned().unwrap_or_default();
@@ -358,10 +360,10 @@ async fn query(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut server = server.lock().unwrap();
+    let mut server = server.lock();
     let recorded = record(&headers, &params, &body);
     server.queries.push(recorded);
-    if let Err(answer) = admit(&server, &headers, params.get("org")) {
+    if let Some(answer) = refuse(&server, &headers, params.get("org")) {
         return answer;
     }
     let request: serde_json::Value = match serde_json::from_slice(&body) {
