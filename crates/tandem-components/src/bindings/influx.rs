@@ -52,6 +52,9 @@ pub enum InfluxError {
     /// or the bare status when the body says nothing.
     #[error("{0}")]
     Server(String),
+    /// The URL made of `url` and the org or bucket is not one a request can go to.
+    #[error("cannot build a request to {0}")]
+    Request(String),
     #[error("cannot reach InfluxDB at {url}: {source}")]
     Unreachable {
         url: String,
@@ -141,7 +144,7 @@ impl InfluxBinding {
             .header(CONTENT_TYPE, content_type)
             .header(ACCEPT, accept)
             .body(Full::new(body))
-            .map_err(|_| InfluxError::Server(format!("cannot build a request to {target}")))?;
+            .map_err(|_| InfluxError::Request(target.clone()))?;
         let url = self.url.clone();
         let (status, _, body) = exchange(&self.client, request, REQUEST_TIMEOUT)
             .await
