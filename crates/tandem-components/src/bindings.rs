@@ -13,6 +13,7 @@ mod aws_s3;
 mod aws_sqs;
 mod cron;
 mod http;
+mod influx;
 mod kafka;
 mod localstorage;
 mod mqtt3;
@@ -243,6 +244,12 @@ pub fn registry() -> Registry<dyn Binding> {
                 versions: &["v1"],
                 metadata: http::METADATA,
                 build: |metadata| Box::pin(http::HttpBinding::build(metadata)),
+            },
+            Entry {
+                kind: "bindings.influx",
+                versions: &["v1"],
+                metadata: influx::METADATA,
+                build: |metadata| Box::pin(influx::InfluxBinding::build(metadata)),
             },
             Entry {
                 kind: "bindings.mysql",
