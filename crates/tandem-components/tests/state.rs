@@ -2366,11 +2366,13 @@ mod mongodb {
             .err()
             .unwrap();
         assert!(error.to_string().contains("host"), "{error}");
-        let error = try_build("state.mongodb", &[("connectionString", "http://x")])
-            .await
-            .err()
-            .unwrap();
-        assert!(error.to_string().contains("connectionString"), "{error}");
+        for uri in ["http://x", "mongodb+srv://cluster.example.com/"] {
+            let error = try_build("state.mongodb", &[("connectionString", uri)])
+                .await
+                .err()
+                .unwrap();
+            assert!(error.to_string().contains("connectionString"), "{error}");
+        }
 
         // Nothing listens there: the error names the field and the host, never the password.
         let port = tandem_testkit::free_port();

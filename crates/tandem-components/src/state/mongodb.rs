@@ -42,6 +42,10 @@
 //! way pages, tokens and the order of equal results are those of every other store.
 //!
 //! **Timeouts.** Every call is bounded by `operationTimeout` (default 5 s, as daprd).
+//!
+//! **No DNS SRV.** daprd's `server` (a `mongodb+srv://` name) needs the driver's DNS
+//! resolver, which tandem leaves out of its binary: `server` and `mongodb+srv://` are
+//! refused with an error saying to list the hosts instead.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +83,11 @@ pub const METADATA: &[&str] = &[
     "readConcern",
     "operationTimeout",
 ];
+
+/// Why `server` and `mongodb+srv://` are refused.
+const NO_SRV: &str = "DNS SRV names (server, mongodb+srv://) are not available in this \
+     build of tandem: give the servers as host (host:port, comma-separated) or as a \
+     mongodb:// connectionString";
 
 const DEFAULT_DATABASE: &str = "daprStore";
 const DEFAULT_COLLECTION: &str = "daprCollection";
@@ -209,11 +218,11 @@ impl Settings {
             secrets.push(utf8_percent_encode(password, USERINFO).to_string());
         }
         let (uri, target) = if let Some(uri) = metadata.get("connectionString") {
-            if !uri.starts_with("mongodb://") && !uri.starts_with("mongodb+srv://") {
-                return Err(metadata.field_error(
-                    "connectionString",
-                    "must start with mongodb:// or mongodb+srv://",
-                ));
+            if uri.starts_with("mongodb+srv://") {
+                return Err(metadata.field_error("connectionString", NO_SRV));
+            }
+            if !uri.starts_with("mongodb://") {
+                return Err(metadata.field_error("connectionString", "must start with mongodb://"));
             }
             // The hosts, without any user and password before an `@`.
             let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
@@ -221,16 +230,9 @@ impl Settings {
             let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             (uri.to_owned(), format!("{hosts}/{database}"))
         } else {
-            let (scheme, hosts, field) = match (metadata.get("host"), metadata.get("server")) {
-                (Some(host), None) => ("mongodb", host, "host"),
-                (None, Some(server)) => ("mongodb+srv", server, "server"),
-                (Some(_), Some(_)) => {
-                    return Err(metadata.field_error(
-                        "server",
-                        "host and server cannot both be set: host names the servers \
-                         (host:port), server a DNS SRV name",
-                    ));
-                }
+            let hosts = match (metadata.get("host"), metadata.get("server")) {
+                (Some(host), None) => host,
+                (_, Some(_)) => return Err(metadata.field_error("server", NO_SRV)),
                 (None, None) => {
                     return Err(metadata.field_error(
                         "host",
@@ -240,7 +242,7 @@ impl Settings {
             };
             if hosts.contains(['/', '?', '@']) {
                 return Err(metadata.field_error(
-                    field,
+                    "host",
                     format!("'{hosts}' is not host[:port][,host[:port]...]"),
                 ));
             }
@@ -268,14 +270,9 @@ impl Settings {
                 Some(params) => format!("?{params}"),
             };
             // As daprd: the database is the string's path (with credentials, the
-            // default authSource), except for an SRV name without credentials.
-            let path = if scheme == "mongodb+srv" && credentials.is_empty() {
-                String::new()
-            } else {
-                database.clone()
-            };
+            // default authSource).
             (
-                format!("{scheme}://{credentials}{hosts}/{path}{params}"),
+                format!("mongodb://{credentials}{hosts}/{database}{params}"),
                 format!("{hosts}/{database}"),
             )
         };
@@ -324,8 +321,6 @@ impl MongoState {
         let settings = Settings::read(metadata)?;
         let field = if metadata.get("connectionString").is_some() {
             "connectionString"
-        } else if metadata.get("server").is_some() {
-            "server"
         } else {
             "host"
         };
