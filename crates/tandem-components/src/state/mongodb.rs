@@ -227,7 +227,16 @@ impl Settings {
             // The hosts, without any user and password before an `@`.
             let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
             let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
-            let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let (userinfo, hosts) = authority.rsplit_once('@').unwrap_or(("", authority));
+            // Its password, as written and decoded, is a secret too.
+            if let Some((_, password)) = userinfo.split_once(':') {
+                secrets.push(password.to_owned());
+                secrets.push(
+                    percent_encoding::percent_decode_str(password)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
+            }
             (uri.to_owned(), format!("{hosts}/{database}"))
         } else {
             let hosts = match (metadata.get("host"), metadata.get("server")) {
@@ -865,6 +874,48 @@ mod tests {
             check_etag("k", Some("17")),
             Err(StateError::InvalidEtag(_))
         ));
+    }
+
+    fn settings(values: &[(&str, &str)]) -> Result<Settings, ResourceError> {
+        let component = tandem_spec::Component::new("statestore", "state.mongodb");
+        let values = values
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Settings::read(&ComponentMetadata::new(component, values))
+    }
+
+    #[test]
+    fn connection_strings_are_daprds_with_credentials_encoded() {
+        let read = settings(&[
+            ("host", "db1:27017,db2:27017"),
+            ("username", "me"),
+            ("password", "a@b:c/d"),
+            ("params", "authSource=admin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            read.uri,
+            "mongodb://me:a%40b%3Ac%2Fd@db1:27017,db2:27017/daprStore?authSource=admin"
+        );
+        assert_eq!(read.target, "db1:27017,db2:27017/daprStore");
+        let read = settings(&[("host", "db:1"), ("params", "?replicaSet=rs0")]).unwrap();
+        assert_eq!(read.uri, "mongodb://db:1/daprStore?replicaSet=rs0");
+    }
+
+    #[test]
+    fn passwords_are_redacted_wherever_they_come_from() {
+        let read = settings(&[("connectionString", "mongodb://app:p%40ss@h:1/?x=1")]).unwrap();
+        assert_eq!(read.target, "h:1/daprStore");
+        assert_eq!(
+            read.redact("mongodb://app:p%40ss@h:1 p@ss".into()),
+            "mongodb://app:***@h:1 ***"
+        );
+        let read = settings(&[("host", "h:1"), ("username", "u"), ("password", "p@ss")]).unwrap();
+        assert_eq!(
+            read.redact(read.uri.clone()),
+            "mongodb://u:***@h:1/daprStore"
+        );
     }
 
     #[test]
