@@ -10,6 +10,7 @@ mod azure_blob;
 mod azure_table;
 mod dynamodb;
 mod in_memory;
+mod mongodb;
 mod mysql;
 pub(crate) mod postgresql;
 pub mod query;
@@ -228,6 +229,14 @@ pub enum StoreError {
         key: String,
         problem: String,
     },
+    #[error("MongoDB collection {collection}: {source}")]
+    MongoDb {
+        /// `database.collection`.
+        collection: String,
+        /// Boxed, as the AWS error: this enum travels in every `Result`.
+        #[source]
+        source: Box<mongodb::MongoError>,
+    },
     /// The call was stopped before the store answered.
     #[error(transparent)]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
@@ -374,6 +383,12 @@ pub fn registry() -> Registry<dyn StateStore> {
                 versions: &["v1"],
                 metadata: mysql::METADATA,
                 build: |metadata| Box::pin(mysql::MySqlState::build(metadata)),
+            },
+            Entry {
+                kind: "state.mongodb",
+                versions: &["v1"],
+                metadata: mongodb::METADATA,
+                build: |metadata| Box::pin(mongodb::MongoState::build(metadata)),
             },
             Entry {
                 kind: "state.aws.dynamodb",

@@ -2072,3 +2072,328 @@ mod azure_table {
         assert!(text.contains("cosmosDbMode"), "{text}");
     }
 }
+
+mod mongodb {
+    //! `state.mongodb` against a private `tests/mongo/server.py` per test: a MongoDB
+    //! wire-protocol front over mongomock, as no MongoDB server can be installed where
+    //! tandem is tested (`TANDEM_MONGO_PYTHON` names its Python when `.venv` is
+    //! elsewhere). Raw documents are read with the same driver the store uses.
+
+    use super::*;
+    use ::mongodb::bson::{Bson, Document, doc};
+    use futures_util::TryStreamExt;
+    use tandem_components::state::query::Query;
+    use tandem_testkit::MongoServer;
+
+    async fn try_store(
+        server: &MongoServer,
+        extra: &[(&str, &str)],
+    ) -> Result<Arc<dyn StateStore>, tandem_spec::ResourceError> {
+        let host = server.host();
+        let params = MongoServer::params();
+        let mut values = vec![("host", host.as_str()), ("params", params.as_str())];
+        values.extend_from_slice(extra);
+        try_build("state.mongodb", &values).await
+    }
+
+    async fn store(server: &MongoServer, extra: &[(&str, &str)]) -> Arc<dyn StateStore> {
+        try_store(server, extra)
+            .await
+            .unwrap_or_else(|error| panic!("state.mongodb builds: {error}"))
+    }
+
+    /// The collection, straight through the driver.
+    async fn raw(
+        server: &MongoServer,
+        database: &str,
+        collection: &str,
+    ) -> ::mongodb::Collection<Document> {
+        ::mongodb::Client::with_uri_str(server.uri())
+            .await
+            .unwrap()
+            .database(database)
+            .collection(collection)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_conforms() {
+        let server = MongoServer::start();
+        let store = store(&server, &[("operationTimeout", "20s")]).await;
+        assert_eq!(
+            store.features(),
+            [
+                Feature::Etag,
+                Feature::Transactional,
+                Feature::Ttl,
+                Feature::Query
+            ]
+        );
+        conformance(store).await;
+    }
+
+    /// Documents as daprd writes and reads them: `_id`, the value (a JSON object as a
+    /// document, other bytes as a string), a UUID `_etag`, `_ttl` as a date or null,
+    /// and daprd's TTL index; a document daprd wrote (doubles from its HTTP API) is
+    /// read, and updated with its ETag.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_uses_daprs_layout() {
+        let server = MongoServer::start();
+        let store = store(&server, &[]).await;
+        let collection = raw(&server, "daprStore", "daprCollection").await;
+
+        let etag = store
+            .set(set(
+                "app||order",
+                br#"{"id":7,"items":["a","b"],"paid":true}"#,
+            ))
+            .await
+            .unwrap();
+        let document = collection
+            .find_one(doc! {"_id": "app||order"})
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            document,
+            doc! {
+                "_id": "app||order",
+                "value": {"id": 7, "items": ["a", "b"], "paid": true},
+                "_etag": &etag,
+                "_ttl": Bson::Null,
+            }
+        );
+        assert!(uuid::Uuid::try_parse(&etag).is_ok(), "{etag}");
+
+        store.set(set("app||text", b"plain text")).await.unwrap();
+        store.set(set("app||quoted", br#""hi""#)).await.unwrap();
+        for (key, value) in [("app||text", "plain text"), ("app||quoted", r#""hi""#)] {
+            let document = collection
+                .find_one(doc! {"_id": key})
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(document.get_str("value").unwrap(), value);
+        }
+
+        let before = std::time::SystemTime::now();
+        store
+            .set(SetRequest {
+                ttl: Some(Duration::from_secs(3600)),
+                ..set("app||brief", b"x")
+            })
+            .await
+            .unwrap();
+        let document = collection
+            .find_one(doc! {"_id": "app||brief"})
+            .await
+            .unwrap()
+            .unwrap();
+        let expiry = document.get_datetime("_ttl").unwrap().to_system_time();
+        let ahead = expiry.duration_since(before).unwrap();
+        assert!(
+            ahead >= Duration::from_secs(3599) && ahead <= Duration::from_secs(3610),
+            "{ahead:?}"
+        );
+
+        let indexes: Vec<_> = collection
+            .list_indexes()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let ttl_index = indexes
+            .iter()
+            .find(|index| index.keys == doc! {"_ttl": 1})
+            .expect("daprd's TTL index");
+        assert_eq!(
+            ttl_index.options.as_ref().unwrap().expire_after,
+            Some(Duration::ZERO)
+        );
+
+        // What daprd's HTTP API stores for {"n":3,"f":0.5}: doubles.
+        let daprd_etag = "2f0c9f1e-8e57-4a8e-9d5b-5c1f2f3a4b5c";
+        collection
+            .insert_one(doc! {
+                "_id": "app||daprd",
+                "value": {"n": 3.0, "f": 0.5},
+                "_etag": daprd_etag,
+                "_ttl": Bson::Null,
+            })
+            .await
+            .unwrap();
+        let stored = store.get("app||daprd").await.unwrap().unwrap();
+        assert_eq!(stored.etag, daprd_etag);
+        let json: serde_json::Value = serde_json::from_slice(&stored.value).unwrap();
+        assert_eq!(json, serde_json::json!({"n": 3, "f": 0.5}));
+        assert!(!String::from_utf8_lossy(&stored.value).contains("3.0"));
+        store
+            .set(SetRequest {
+                etag: Some(daprd_etag.into()),
+                ..set("app||daprd", br#"{"n":4}"#)
+            })
+            .await
+            .unwrap();
+        let document = collection
+            .find_one(doc! {"_id": "app||daprd"})
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(document.get_document("value").unwrap(), &doc! {"n": 4});
+        assert_ne!(document.get_str("_etag").unwrap(), daprd_etag);
+
+        // An expired document is gone for reads at once, whatever MongoDB still holds.
+        collection
+            .insert_one(doc! {
+                "_id": "app||expired",
+                "value": "old",
+                "_etag": daprd_etag,
+                "_ttl": ::mongodb::bson::DateTime::from_millis(1_000),
+            })
+            .await
+            .unwrap();
+        assert_eq!(store.get("app||expired").await.unwrap(), None);
+    }
+
+    /// `databaseName` and `collectionName` choose where documents go.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_uses_the_named_database_and_collection() {
+        let server = MongoServer::start();
+        let store = store(
+            &server,
+            &[("databaseName", "orders"), ("collectionName", "state")],
+        )
+        .await;
+        store.set(set("app||k", b"v")).await.unwrap();
+        let collection = raw(&server, "orders", "state").await;
+        let found = collection.find_one(doc! {"_id": "app||k"}).await.unwrap();
+        assert_eq!(found.unwrap().get_str("value").unwrap(), "v");
+    }
+
+    /// The sidecar's query engine over the store's listing: Dapr's query language
+    /// (filters on value paths, sort, page and token) gives daprd's answers.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_answers_queries() {
+        let server = MongoServer::start();
+        let store = store(&server, &[]).await;
+        let people = [
+            (
+                "1",
+                r#"{"person":{"org":"Dev Ops","id":1036},"city":"Seattle","state":"WA"}"#,
+            ),
+            (
+                "2",
+                r#"{"person":{"org":"Hardware","id":1028},"city":"Portland","state":"OR"}"#,
+            ),
+            (
+                "3",
+                r#"{"person":{"org":"Finance","id":1071},"city":"Sacramento","state":"CA"}"#,
+            ),
+            (
+                "4",
+                r#"{"person":{"org":"Dev Ops","id":1042},"city":"Spokane","state":"WA"}"#,
+            ),
+            (
+                "5",
+                r#"{"person":{"org":"Hardware","id":1007},"city":"Los Angeles","state":"CA"}"#,
+            ),
+        ];
+        for (key, value) in people {
+            store
+                .set(set(&format!("app||{key}"), value.as_bytes()))
+                .await
+                .unwrap();
+        }
+        store
+            .set(set("other||9", people[0].1.as_bytes()))
+            .await
+            .unwrap();
+        let query = Query::parse(
+            br#"{"filter":{"OR":[{"EQ":{"state":"CA"}},{"AND":[{"EQ":{"person.org":"Dev Ops"}},{"GT":{"person.id":1040}}]}]},
+                 "sort":[{"key":"person.id","order":"DESC"}],"page":{"limit":2}}"#,
+        )
+        .unwrap();
+        let listed = store.scan("app||").await.unwrap().unwrap();
+        assert_eq!(listed.len(), 5);
+        let page = query.run(listed.clone());
+        let keys: Vec<&str> = page.results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["app||3", "app||4"]);
+        assert_eq!(page.token.as_deref(), Some("2"));
+        let next = Query {
+            skip: 2,
+            ..query.clone()
+        }
+        .run(listed);
+        let keys: Vec<&str> = next.results.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["app||5"]);
+    }
+
+    /// As daprd, transactions need `replicaSet=` in the connection; without it they are
+    /// refused with an error saying so, and single writes still work.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_transactions_need_a_replica_set() {
+        let server = MongoServer::start();
+        let store = store(&server, &[("params", "directConnection=true")]).await;
+        store.set(set("app||a", b"1")).await.unwrap();
+        let refused = store
+            .transact(vec![Operation::Upsert(set("app||b", b"2"))])
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("replica set"), "{refused}");
+        assert_eq!(value(&store, "app||b").await, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn mongodb_errors_name_the_field_but_never_the_password() {
+        let server = MongoServer::start();
+        for (extra, field) in [
+            (&[("readConcern", "eventual")][..], "readConcern"),
+            (&[("writeConcern", "all")][..], "writeConcern"),
+            (&[("operationTimeout", "soon")][..], "operationTimeout"),
+            (&[("databaseName", "a.b")][..], "databaseName"),
+            (&[("collectionName", "system.users")][..], "collectionName"),
+            (&[("server", "cluster.example.com")][..], "server"),
+            (&[("username", "app")][..], "password"),
+        ] {
+            let error = try_store(&server, extra)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{extra:?} must not build"));
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
+        let error = try_build("state.mongodb", &[("databaseName", "x")])
+            .await
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("host"), "{error}");
+        for uri in ["http://x", "mongodb+srv://cluster.example.com/"] {
+            let error = try_build("state.mongodb", &[("connectionString", uri)])
+                .await
+                .err()
+                .unwrap();
+            assert!(error.to_string().contains("connectionString"), "{error}");
+        }
+
+        // Nothing listens there: the error names the field and the host, never the password.
+        let port = tandem_testkit::free_port();
+        let host = format!("127.0.0.1:{port}");
+        let uri = format!("mongodb://app:hunter2-secret@{host}/?directConnection=true");
+        for values in [
+            vec![
+                ("host", host.as_str()),
+                ("username", "app"),
+                ("password", "hunter2-secret"),
+                ("operationTimeout", "1s"),
+            ],
+            vec![
+                ("connectionString", uri.as_str()),
+                ("operationTimeout", "1s"),
+            ],
+        ] {
+            let error = try_build("state.mongodb", &values).await.err().unwrap();
+            let message = error.to_string();
+            assert!(message.contains(&host), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Test support shared by tandem's crates: private service instances (`redis-server`,
 //! PostgreSQL, RabbitMQ, Mosquitto, `nats-server`, the moto AWS emulator, the tansu
-//! Kafka broker, the Azurite Azure Storage emulator) on free loopback ports, stopped
+//! Kafka broker, the Azurite Azure Storage emulator, a MongoDB wire-protocol server over
+//! mongomock) on free loopback ports, stopped
 //! when dropped, so test runs never collide with each other or with the machine's own
 //! services.
 #![forbid(unsafe_code)]
@@ -677,6 +678,84 @@ fn moto_program() -> PathBuf {
              (or set TANDEM_MOTO_SERVER to its path)"
         )
     })
+}
+
+/// A private MongoDB stand-in on a free loopback port, killed when dropped:
+/// `tests/mongo/server.py`, a MongoDB wire-protocol front over mongomock (no MongoDB
+/// server can be installed where tandem is tested). It answers as the primary of the
+/// one-member replica set [`MongoServer::REPLICA_SET`], so drivers run transactions, and
+/// keeps everything in memory.
+///
+/// The Python is `TANDEM_MONGO_PYTHON` if set, else the repository's `.venv/bin/python`
+/// (where `scripts/test` installs mongomock and pymongo from `tests/e2e/requirements.txt`).
+pub struct MongoServer {
+    port: u16,
+    process: Option<Child>,
+}
+
+impl MongoServer {
+    /// The `setName` the server reports.
+    pub const REPLICA_SET: &'static str = "rs0";
+
+    pub fn start() -> Self {
+        let port = free_port();
+        let python = mongo_python();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/mongo/server.py");
+        let process = Command::new(&python)
+            .arg(&script)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|why| panic!("cannot start {}: {why}", python.display()));
+        let mut server = Self {
+            port,
+            process: Some(process),
+        };
+        if !wait_listening(&mut server.process, port, &script, Duration::from_secs(30)) {
+            panic!("the MongoDB test server did not start on port {port}");
+        }
+        server
+    }
+
+    /// `127.0.0.1:port`, the `host` a component uses.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The `params` that reach it as the replica-set primary it reports.
+    pub fn params() -> String {
+        format!("?directConnection=true&replicaSet={}", Self::REPLICA_SET)
+    }
+
+    /// A connection string for it.
+    pub fn uri(&self) -> String {
+        format!("mongodb://{}/{}", self.host(), Self::params())
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+fn mongo_python() -> PathBuf {
+    if let Some(program) = std::env::var_os("TANDEM_MONGO_PYTHON") {
+        return PathBuf::from(program);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "the Python of the MongoDB test server was not found: run scripts/test once, which \
+         installs mongomock and pymongo into .venv (or set TANDEM_MONGO_PYTHON to a Python \
+         that has them)"
+    )
 }
 
 /// A private Azure Storage emulator (Azurite, from npm) serving Blob, Queue and Table
