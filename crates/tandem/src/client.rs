@@ -165,8 +165,12 @@ fn is_cloud_event(payload: &[u8]) -> bool {
 /// `?metadata.k=v&...` from the `--metadata` object; text values as they are, others as
 /// JSON.
 fn query(metadata: &serde_json::Map<String, serde_json::Value>) -> String {
-    let pairs: Vec<String> = metadata
-        .iter()
+    // Sorted by name: the same line whatever order serde_json's map keeps (the
+    // workspace's `preserve_order`, which bson turns on, makes it the order given).
+    let mut fields: Vec<_> = metadata.iter().collect();
+    fields.sort_by_key(|(key, _)| key.as_str());
+    let pairs: Vec<String> = fields
+        .into_iter()
         .map(|(key, value)| {
             let value = match value {
                 serde_json::Value::String(text) => text.clone(),

@@ -87,7 +87,7 @@ async fn invoke_binding(
 /// string is therefore passed with its quotes, and no `data` at all as `null`, exactly
 /// as daprd does.
 fn go_json(data: &Value) -> Vec<u8> {
-    let text = data.to_string();
+    let text = sorted(data).to_string();
     if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
         return text.into_bytes();
     }
@@ -105,6 +105,26 @@ fn go_json(data: &Value) -> Vec<u8> {
     escaped.into_bytes()
 }
 
+/// `value` with every object's keys in sorted order, as Go writes a map — built here,
+/// since serde_json's map keeps the order keys were given in when its
+/// `preserve_order` feature is on (a dependency turns it on for the whole build).
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => {
+            let mut names: Vec<&String> = fields.keys().collect();
+            names.sort();
+            Value::Object(
+                names
+                    .into_iter()
+                    .map(|name| (name.clone(), sorted(&fields[name])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,8 +136,8 @@ mod tests {
         assert_eq!(text(json!("hello")), "\"hello\"");
         assert_eq!(text(Value::Null), "null");
         assert_eq!(
-            text(json!({"b": 1, "a": [true, "x"]})),
-            r#"{"a":[true,"x"],"b":1}"#
+            text(json!({"b": 1, "a": [true, {"z": 1, "y": 2}]})),
+            r#"{"a":[true,{"y":2,"z":1}],"b":1}"#
         );
         assert_eq!(text(json!("<a&b>")), r#""\u003ca\u0026b\u003e""#);
     }
