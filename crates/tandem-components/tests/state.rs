@@ -2153,11 +2153,12 @@ mod mongodb {
             .await
             .unwrap()
             .unwrap();
+        // Numbers are doubles, as daprd's HTTP API stores them.
         assert_eq!(
             document,
             doc! {
                 "_id": "app||order",
-                "value": {"id": 7, "items": ["a", "b"], "paid": true},
+                "value": {"id": 7.0, "items": ["a", "b"], "paid": true},
                 "_etag": &etag,
                 "_ttl": Bson::Null,
             }
@@ -2239,7 +2240,7 @@ mod mongodb {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(document.get_document("value").unwrap(), &doc! {"n": 4});
+        assert_eq!(document.get_document("value").unwrap(), &doc! {"n": 4.0});
         assert_ne!(document.get_str("_etag").unwrap(), daprd_etag);
 
         // An expired document is gone for reads at once, whatever MongoDB still holds.

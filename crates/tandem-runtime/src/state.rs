@@ -198,8 +198,9 @@ impl StateService {
         Ok(())
     }
 
-    /// Runs a query (Dapr's query language, the request body as sent) over the app's
-    /// keys in store `store`. The query itself runs here, over what the store lists.
+    /// Runs a query (Dapr's query language, the request body as sent) over the values
+    /// in store `store` — all of them, as daprd's stores query the whole table. The
+    /// query itself runs here, over what the store lists.
     pub async fn query(&self, store: &str, body: &[u8]) -> Result<QueryPage, Error> {
         let handle = self.store(store)?;
         let failed = |detail: String| Error::StateQuery {

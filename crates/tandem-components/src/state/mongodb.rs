@@ -10,7 +10,13 @@
 //! is not JSON — is kept as a BSON string of its bytes (as daprd stores the bytes of a
 //! gRPC save), and bytes that are not UTF-8 as BSON binary. Reading turns a document
 //! back into compact JSON, as daprd does, so objects and arrays come back without the
-//! whitespace they were written with; every other value reads back byte for byte. An
+//! whitespace they were written with; every other value reads back byte for byte.
+//! Numbers in them are stored as doubles, as daprd's HTTP API stores them (it decodes
+//! JSON into Go's `float64`) — but whole numbers beyond 2^53, which a double would
+//! round, are kept exact as 64-bit integers — and read back as daprd renders them: whole
+//! doubles as integers on reads (`1036`), with their point in query answers (`1036.0`,
+//! daprd's relaxed Extended JSON, which the Python SDK's `state_store_query` example
+//! prints). An
 //! object whose field names MongoDB cannot store as they are (starting with `$`, or
 //! holding a NUL), or that is nested deeper than MongoDB allows, is kept as a string.
 //!
@@ -36,7 +42,7 @@
 //! transaction is refused with an error saying so.
 //!
 //! **The query API** runs in the sidecar, as for every tandem store: [`StateStore::scan`]
-//! lists the live documents under the app's key prefix (an anchored `_id` regex) and
+//! lists the live documents (under a key prefix: an anchored `_id` regex) and
 //! [`super::query`] filters, sorts and pages them. daprd instead translates the query
 //! into a `find` on `value.<path>`; the answers are the same for JSON values, and this
 //! way pages, tokens and the order of equal results are those of every other store.
@@ -514,7 +520,11 @@ impl MongoState {
         Ok(())
     }
 
-    async fn find(&self, filter: Document) -> Result<Vec<(String, Stored)>, StateError> {
+    async fn find(
+        &self,
+        filter: Document,
+        doubles: Doubles,
+    ) -> Result<Vec<(String, Stored)>, StateError> {
         let cursor = self
             .collection
             .find(filter)
@@ -524,12 +534,16 @@ impl MongoState {
         let documents: Vec<Document> = cursor.try_collect().await.map_err(self.driver("find"))?;
         documents
             .into_iter()
-            .map(|document| self.stored(document))
+            .map(|document| self.stored(document, doubles))
             .collect()
     }
 
     /// The key and stored value of a document of daprd's layout.
-    fn stored(&self, mut document: Document) -> Result<(String, Stored), StateError> {
+    fn stored(
+        &self,
+        mut document: Document,
+        doubles: Doubles,
+    ) -> Result<(String, Stored), StateError> {
         let key = match document.remove(ID) {
             Some(Bson::String(key)) => key,
             other => {
@@ -549,7 +563,7 @@ impl MongoState {
             return Err(problem("_etag is missing or not a string"));
         };
         let value = match document.remove(VALUE) {
-            Some(value) => decode(value),
+            Some(value) => decode(value, doubles),
             None => return Err(problem("value is missing")),
         };
         Ok((key, Stored { value, etag }))
@@ -629,13 +643,13 @@ fn to_bson(json: Json, depth: usize) -> Option<Bson> {
     Some(match json {
         Json::Null => Bson::Null,
         Json::Bool(value) => Bson::Boolean(value),
+        // daprd's HTTP API decodes JSON numbers into Go's float64, so every number it
+        // stores is a double; so are tandem's, but for whole numbers beyond 2^53,
+        // which a double would round: those stay exact as 64-bit integers.
         Json::Number(number) => match (number.as_i64(), number.as_f64()) {
-            (Some(whole), _) => match i32::try_from(whole) {
-                Ok(small) => Bson::Int32(small),
-                Err(_) => Bson::Int64(whole),
-            },
-            (None, Some(float)) => Bson::Double(float),
-            (None, None) => return None,
+            (Some(whole), _) if whole.unsigned_abs() > EXACT_DOUBLE => Bson::Int64(whole),
+            (_, Some(float)) => Bson::Double(float),
+            (_, None) => return None,
         },
         Json::String(text) => Bson::String(text),
         Json::Array(items) => Bson::Array(
@@ -657,36 +671,59 @@ fn to_bson(json: Json, depth: usize) -> Option<Bson> {
     })
 }
 
+/// The largest whole number every smaller one of which a double holds exactly (2^53).
+const EXACT_DOUBLE: u64 = 1 << 53;
+
+/// How a read renders the doubles of a value: daprd renders them one way on reads and
+/// another in query answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Doubles {
+    /// As daprd's reads (Go's JSON encoder): whole doubles as integers, `1036`.
+    Get,
+    /// As daprd's query answers (relaxed Extended JSON): whole doubles keep their
+    /// point, `1036.0`, as the Python SDK's `state_store_query` example prints them.
+    Query,
+}
+
 /// The bytes of a document's `value`, as daprd reads them: strings and binary as they
 /// are, documents and other values as JSON.
-pub(crate) fn decode(value: Bson) -> Bytes {
+pub(crate) fn decode(value: Bson, doubles: Doubles) -> Bytes {
     match value {
         Bson::String(text) => Bytes::from(text.into_bytes()),
         Bson::Binary(binary) => Bytes::from(binary.bytes),
-        other => Bytes::from(to_json(other).to_string().into_bytes()),
+        other => Bytes::from(to_json(other, doubles).to_string().into_bytes()),
     }
 }
 
-/// BSON as plain JSON. Doubles without a fraction are written as whole numbers, as
-/// daprd's Go JSON encoder writes the doubles its HTTP API stores.
-fn to_json(value: Bson) -> Json {
+/// BSON as plain JSON, its doubles rendered as `doubles` says.
+fn to_json(value: Bson, doubles: Doubles) -> Json {
     match value {
         Bson::Null | Bson::Undefined => Json::Null,
         Bson::Boolean(value) => Json::Bool(value),
         Bson::Int32(value) => value.into(),
         Bson::Int64(value) => value.into(),
-        Bson::Double(value) if value.fract() == 0.0 && value.abs() < 9.007_199_254_740_992e15 => {
+        #[allow(clippy::cast_precision_loss)] // 2^53 is exact as a double
+        Bson::Double(value)
+            if doubles == Doubles::Get
+                && value.fract() == 0.0
+                && value.abs() < EXACT_DOUBLE as f64 =>
+        {
             // Exact: the double is a whole number within 2^53.
             #[allow(clippy::cast_possible_truncation)]
             Json::from(value as i64)
         }
         Bson::Double(value) => serde_json::Number::from_f64(value).map_or(Json::Null, Json::Number),
         Bson::String(text) => Json::String(text),
-        Bson::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Bson::Array(items) => Json::Array(
+            items
+                .into_iter()
+                .map(|item| to_json(item, doubles))
+                .collect(),
+        ),
         Bson::Document(document) => Json::Object(
             document
                 .into_iter()
-                .map(|(name, value)| (name, to_json(value)))
+                .map(|(name, value)| (name, to_json(value, doubles)))
                 .collect(),
         ),
         Bson::DateTime(date) => date
@@ -709,7 +746,10 @@ impl StateStore for MongoState {
                 .await
                 .map_err(self.driver("find_one"))?;
             found
-                .map(|document| self.stored(document).map(|(_, stored)| stored))
+                .map(|document| {
+                    self.stored(document, Doubles::Get)
+                        .map(|(_, stored)| stored)
+                })
                 .transpose()
         })
         .await
@@ -772,7 +812,7 @@ impl StateStore for MongoState {
             .bounded("find", async {
                 let mut filter = doc! {ID: {"$in": keys}};
                 filter.extend(live(now_millis()));
-                self.find(filter).await
+                self.find(filter, Doubles::Get).await
             })
             .await;
         match found {
@@ -788,7 +828,7 @@ impl StateStore for MongoState {
         self.bounded("find", async {
             let mut filter = doc! {ID: {"$regex": format!("^{}", escape_regex(prefix))}};
             filter.extend(live(now_millis()));
-            self.find(filter).await.map(Some)
+            self.find(filter, Doubles::Query).await.map(Some)
         })
         .await
     }
@@ -825,9 +865,18 @@ mod tests {
     fn values_are_kept_as_daprd_keeps_them() {
         assert_eq!(
             encode(br#"{"a":1,"b":[true,null,"x"]}"#),
-            Bson::Document(doc! {"a": 1, "b": [true, Bson::Null, "x"]})
+            Bson::Document(doc! {"a": 1.0, "b": [true, Bson::Null, "x"]})
         );
         assert_eq!(encode(b"[1.5]"), Bson::Array(vec![Bson::Double(1.5)]));
+        // Numbers are doubles, as daprd's; whole ones a double would round stay exact.
+        assert_eq!(
+            encode(b"[1036, -7, 9007199254740993]"),
+            Bson::Array(vec![
+                Bson::Double(1036.0),
+                Bson::Double(-7.0),
+                Bson::Int64(9_007_199_254_740_993)
+            ])
+        );
         // JSON strings, numbers and text are strings of their bytes, as a gRPC save.
         assert_eq!(encode(br#""hi""#), Bson::String(r#""hi""#.into()));
         assert_eq!(encode(b"42"), Bson::String("42".into()));
@@ -853,16 +902,25 @@ mod tests {
             b"not json",
             &[0u8, 255, 1],
         ] {
-            assert_eq!(decode(encode(json)).as_ref(), json);
+            assert_eq!(decode(encode(json), Doubles::Get).as_ref(), json);
         }
         // What daprd's HTTP API stores: doubles, read back as Go writes them (fields in
         // the document's order).
         assert_eq!(
-            decode(Bson::Document(doc! {"n": 3.0, "f": 0.5})).as_ref(),
+            decode(Bson::Document(doc! {"n": 3.0, "f": 0.5}), Doubles::Get).as_ref(),
             br#"{"n":3,"f":0.5}"#.as_slice()
         );
-        assert_eq!(decode(Bson::Double(42.0)).as_ref(), b"42");
-        assert_eq!(decode(Bson::Boolean(true)).as_ref(), b"true");
+        assert_eq!(decode(Bson::Double(42.0), Doubles::Get).as_ref(), b"42");
+        assert_eq!(decode(Bson::Boolean(true), Doubles::Get).as_ref(), b"true");
+        // Query answers render them as daprd's relaxed Extended JSON does.
+        assert_eq!(
+            decode(encode(br#"{"person":{"id":1036},"f":0.5}"#), Doubles::Query).as_ref(),
+            br#"{"person":{"id":1036.0},"f":0.5}"#.as_slice()
+        );
+        assert_eq!(
+            decode(encode(b"[9007199254740993]"), Doubles::Query).as_ref(),
+            b"[9007199254740993]"
+        );
     }
 
     #[test]

@@ -177,15 +177,19 @@ impl StoreHandle {
         }
     }
 
-    /// Every live value under this app's key prefix, with the prefix taken off the
-    /// keys, for the query API; `None` when the store cannot list its keys.
+    /// Every live value in the store, for the query API, keyed as daprd answers
+    /// queries: every app's keys, not only this one's (daprd's stores query the whole
+    /// table), each shortened to [`original_key`]. tandem's own records (actor
+    /// placement, cached invocations: keys whose first part starts with `tandem-`) are
+    /// left out, as they are no app's state. `None` when the store cannot list its
+    /// keys.
     pub async fn scan(&self) -> Result<Option<Vec<(String, Stored)>>, StoreCallError> {
-        let prefix = self.key("");
-        let found = self.guarded(|| self.store.scan(&prefix)).await?;
+        let found = self.guarded(|| self.store.scan("")).await?;
         Ok(found.map(|found| {
             found
                 .into_iter()
-                .filter_map(|(key, stored)| Some((key.strip_prefix(&prefix)?.to_owned(), stored)))
+                .filter(|(key, _)| !key.starts_with("tandem-"))
+                .map(|(key, stored)| (original_key(&key).to_owned(), stored))
                 .collect()
         }))
     }
@@ -371,5 +375,28 @@ pub(crate) fn concurrency(first_write: bool) -> Concurrency {
         Concurrency::FirstWrite
     } else {
         Concurrency::LastWrite
+    }
+}
+
+/// A stored key as daprd shows it in query answers: the part after the first `||`
+/// and before any second one (`app||key` → `key`, `ns.app||key` → `key`, a key
+/// without a prefix unchanged) — daprd's rule, so answers name keys as daprd's do.
+pub fn original_key(stored: &str) -> &str {
+    let mut parts = stored.splitn(3, "||");
+    let first = parts.next().unwrap_or(stored);
+    parts.next().unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::original_key;
+
+    #[test]
+    fn query_answers_name_keys_as_daprd_does() {
+        assert_eq!(original_key("demo||1"), "1");
+        assert_eq!(original_key("prod.demo||order-7"), "order-7");
+        assert_eq!(original_key("plain"), "plain");
+        assert_eq!(original_key("app||a||b"), "a");
+        assert_eq!(original_key("app||"), "");
     }
 }
