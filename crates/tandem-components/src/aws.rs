@@ -18,9 +18,6 @@ use crate::http_exchange::ExchangeError;
 use bytes::Bytes;
 use http_body_util::Full;
 
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use ring::{digest, hmac};
 use tandem_spec::{ComponentMetadata, ResourceError};
 
@@ -293,18 +290,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(credentials: Credentials, region: String, endpoint: Option<http::Uri>) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let http = crate::http_exchange::https_client();
         Self {
             http,
             credentials: std::sync::Arc::new(credentials),

@@ -1,6 +1,7 @@
-//! One HTTP request and its whole answer, within a time limit: what the cloud
-//! components' small clients (`aws.rs`, `azure.rs`) send after signing a request. Each
-//! client turns an [`ExchangeError`] into its own error, naming its endpoint.
+//! One HTTP request and its whole answer, within a time limit: what the components'
+//! small HTTP clients (`aws.rs`, `azure.rs`, `bindings/influx.rs`) send, over the one
+//! kind of connection they share ([`https_client`]). Each client turns an
+//! [`ExchangeError`] into its own error, naming its endpoint.
 
 use std::time::Duration;
 
@@ -11,8 +12,25 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-/// The client both use: HTTP(S) over rustls.
+/// The client they use: HTTP(S) over rustls.
 pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for `http://` and `https://` endpoints (HTTP/1.1, the web's roots of
+/// trust): connecting gives up after 5 s, idle connections are dropped after 30 s.
+pub(crate) fn https_client() -> HttpsClient {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
 
 /// Why an exchange got no whole answer.
 pub(crate) enum ExchangeError {

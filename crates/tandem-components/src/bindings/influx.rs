@@ -27,9 +27,6 @@ use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tandem_spec::{ComponentMetadata, ResourceError};
 
@@ -101,18 +98,7 @@ impl InfluxBinding {
         let mut authorization = HeaderValue::try_from(format!("Token {token}"))
             .map_err(|_| metadata.field_error("token", "cannot be sent in a header"))?;
         authorization.set_sensitive(true);
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = crate::http_exchange::https_client();
         Ok(Arc::new(Self {
             client,
             url,
